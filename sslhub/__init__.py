@@ -1,0 +1,41 @@
+"""sslhub: model zoo and checkpoint hub for self-supervised vision models.
+
+Submodules are imported lazily so that ``import sslhub`` stays cheap (no torchvision/timm until needed).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from sslhub._version import __version__
+
+# public name -> module that defines it
+_LAZY = {
+    "load_pretrained": "sslhub.checkpoints.load",
+    "convert": "sslhub.checkpoints.convert",
+    "info": "sslhub.checkpoints.info",
+    "create_backbone": "sslhub.backbones",
+    "CheckpointError": "sslhub.checkpoints.io",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sslhub.backbones import create_backbone
+    from sslhub.checkpoints.convert import convert
+    from sslhub.checkpoints.info import info
+    from sslhub.checkpoints.io import CheckpointError
+    from sslhub.checkpoints.load import load_pretrained
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'sslhub' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,7 @@
+"""``python -m sslhub``."""
+
+import sys
+
+from sslhub.cli import main
+
+sys.exit(main())

@@ -1,0 +1,146 @@
+"""Backbones: feature extractors mapping float ``(N, 3, H, W)`` to ``(N, D)``.
+
+Families (``family`` in the metadata, chosen from the architecture name):
+
+* ``resnet_generator``: Lightly's ``ResNetGenerator`` (``resnet-9`` ... ``resnet-152``, any float width).
+* ``torchvision_resnet``: ``torchvision.models.resnet18`` ... (``fc`` replaced by ``Identity``).
+* ``torchvision_vit``: ``torchvision.models.vit_b_16`` and friends (``heads`` replaced by ``Identity``).
+* ``timm``: any ``timm`` model by name (``num_classes=0``), e.g. ``vit_small_patch16_224`` at any image size.
+
+Every module returned by :func:`create_backbone` carries ``num_features`` and ``pretrained_cfg`` (a dict with
+``arch``, ``family``, ``mean``, ``std``, ``input_size`` and, where it applies, ``width``/``num_ftrs``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterator
+
+import torch
+from torch import nn
+
+from sslhub.backbones.resnet_generator import (
+    RESNET_GENERATOR_SPECS,
+    ResNetGeneratorBackbone,
+    resnet_generator,
+)
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "RESNET_GENERATOR_SPECS",
+    "TORCHVISION_RESNETS",
+    "TORCHVISION_VITS",
+    "ResNetGeneratorBackbone",
+    "create_backbone",
+    "family_of",
+    "resnet_generator",
+]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+TORCHVISION_RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+TORCHVISION_VITS = ("vit_b_16", "vit_b_32", "vit_l_16", "vit_l_32", "vit_h_14")
+
+
+def family_of(arch: str) -> str:
+    """Return the backbone family for an architecture name (see module docstring)."""
+    if arch in RESNET_GENERATOR_SPECS:
+        return "resnet_generator"
+    if arch in TORCHVISION_RESNETS:
+        return "torchvision_resnet"
+    if arch in TORCHVISION_VITS:
+        return "torchvision_vit"
+    return "timm"
+
+
+@contextlib.contextmanager
+def _maybe_meta(meta: bool) -> Iterator[None]:
+    # Building on the meta device skips random init, which dominates load time for large models.
+    if meta:
+        with torch.device("meta"):
+            yield
+    else:
+        yield
+
+
+def create_backbone(
+    arch: str,
+    *,
+    width: float | None = None,
+    num_ftrs: int | None = None,
+    img_size: int | None = None,
+    meta: bool = False,
+    **timm_kwargs: Any,
+) -> nn.Module:
+    """Build an untrained feature extractor.
+
+    Args:
+        arch: ``resnet-18`` style (Lightly ResNetGenerator), ``resnet18`` style (torchvision),
+            ``vit_b_16`` style (torchvision ViT) or any timm model name.
+        width: ResNetGenerator width (default 1.0). Rejected for other families.
+        num_ftrs: ResNetGenerator only: keep the Worker's 1x1 ``num_ftrs`` conv (``backbone.7``).
+        img_size: input size for ViTs (timm ``img_size``; torchvision ``image_size``).
+        meta: build parameters on the meta device (no memory, no init); load with ``assign=True``.
+        timm_kwargs: passed to ``timm.create_model`` (e.g. ``init_values=1e-5``, ``global_pool="avg"``).
+    """
+    family = family_of(arch)
+    if family != "resnet_generator" and (width not in (None, 1, 1.0) or num_ftrs is not None):
+        raise ValueError(
+            f"width/num_ftrs apply only to Lightly ResNetGenerator architectures (resnet-18 style), not {arch!r}"
+        )
+    cfg: dict[str, Any] = {
+        "arch": arch,
+        "family": family,
+        "mean": IMAGENET_MEAN,
+        "std": IMAGENET_STD,
+        "input_size": None,
+    }
+    with _maybe_meta(meta):
+        if family == "resnet_generator":
+            model: nn.Module = ResNetGeneratorBackbone(arch, width=1.0 if width is None else width, num_ftrs=num_ftrs)
+            cfg.update(width=model.width, num_ftrs=num_ftrs)
+        elif family == "torchvision_resnet":
+            import torchvision
+
+            model = getattr(torchvision.models, arch)(weights=None)
+            model.num_features = model.fc.in_features
+            model.fc = nn.Identity()
+            cfg["input_size"] = (3, 224, 224)
+        elif family == "torchvision_vit":
+            import torchvision
+
+            kwargs = {"image_size": img_size} if img_size else {}
+            model = getattr(torchvision.models, arch)(weights=None, **kwargs)
+            model.num_features = model.hidden_dim
+            model.heads = nn.Identity()
+            size = img_size or 224
+            cfg["input_size"] = (3, size, size)
+        else:
+            import timm
+
+            kwargs = dict(timm_kwargs)
+            if img_size:
+                kwargs["img_size"] = img_size
+            try:
+                model = timm.create_model(arch, pretrained=False, num_classes=0, **kwargs)
+            except RuntimeError as e:  # timm raises RuntimeError for unknown names
+                raise ValueError(
+                    f"unknown architecture {arch!r}: not a Lightly ResNetGenerator name "
+                    f"({', '.join(RESNET_GENERATOR_SPECS)}), not a torchvision ResNet/ViT, and timm says: {e}"
+                ) from None
+            tcfg = getattr(model, "pretrained_cfg", {}) or {}
+            cfg["mean"] = tuple(tcfg.get("mean", IMAGENET_MEAN))
+            cfg["std"] = tuple(tcfg.get("std", IMAGENET_STD))
+            if img_size:
+                cfg["input_size"] = (3, img_size, img_size)
+            else:
+                cfg["input_size"] = tuple(tcfg["input_size"]) if "input_size" in tcfg else None
+            for k in ("img_size", "init_values", "global_pool", "class_token", "reg_tokens", "no_embed_class"):
+                if k in timm_kwargs:
+                    cfg[k] = timm_kwargs[k]
+    # timm reads pretrained_cfg itself, so merge rather than replace for timm models.
+    old = getattr(model, "pretrained_cfg", None)
+    model.pretrained_cfg = {**old, **cfg} if isinstance(old, dict) else cfg
+    return model

@@ -1,0 +1,1 @@
+"""Checkpoint formats: reading, layout detection, loading, conversion and inspection."""

@@ -1,0 +1,193 @@
+"""Safe reading and atomic writing of checkpoint files.
+
+* Torch files are read with ``torch.load(weights_only=True)`` only. The one exception to "tensors and plain
+  containers" are the few numpy scalar types that Lightly's LR schedulers leaked into published benchmark
+  checkpoints (lightly < 1.5.25); they are allowed by name and nothing else is.
+* Every write goes to a temporary file in the destination folder and is renamed into place, so a crash never
+  leaves a half-written file and an existing file is only replaced when the new one is complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "CheckpointError",
+    "atomic_path",
+    "is_safetensors_file",
+    "load_torch_file",
+    "read_safetensors",
+    "read_safetensors_metadata",
+    "save_safetensors",
+    "save_torch",
+    "sha256_file",
+]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read or interpreted. The message names the file and what to do."""
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+@contextlib.contextmanager
+def atomic_path(dst: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``dst``; rename it onto ``dst`` only if the block succeeds."""
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, dst)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def _numpy_safe_globals() -> list[Any]:
+    """The numpy types Lightly's schedulers stored in benchmark checkpoints (``np.float64`` learning rates)."""
+    try:
+        import numpy as np
+    except ImportError:  # pragma: no cover - numpy comes with torch
+        return []
+    scalar = np._core.multiarray.scalar
+    allowed: list[Any] = [scalar, np.dtype, np.dtypes.Float64DType]
+    # Files pickled under numpy 1.x name the module ``numpy.core.multiarray``.
+    allowed.append((scalar, "numpy.core.multiarray.scalar"))
+    return allowed
+
+
+def is_safetensors_file(path: str | os.PathLike) -> bool:
+    """True if the file starts with a safetensors header (u64 length followed by a JSON object)."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    if len(head) < 9:
+        return False
+    n = int.from_bytes(head[:8], "little")
+    return head[8:9] == b"{" and 0 < n < (1 << 31)
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such file")
+    if path.is_dir():
+        raise CheckpointError(
+            f"{path} is a directory; pass the checkpoint file inside it (for example model.safetensors, "
+            "checkpoint.ckpt or checkpoints/last.ckpt)"
+        )
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path} is empty (0 bytes); the download or copy did not finish")
+
+
+def load_torch_file(path: str | os.PathLike) -> Any:
+    """``torch.load(path, weights_only=True, map_location='cpu')`` with clear errors.
+
+    Raises:
+        CheckpointError: the file is missing, empty, truncated, not a torch file, or needs arbitrary pickled
+            objects (which are never unpickled).
+    """
+    path = Path(path)
+    _check_file(path)
+    mmap = zipfile.is_zipfile(path)  # mmap works only for the zip format and avoids copying large files
+    try:
+        with torch.serialization.safe_globals(_numpy_safe_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as e:
+        msg = str(e)
+        if "Weights only load failed" in msg or "Unsupported global" in msg or "unsupported" in msg.lower():
+            detail = next((line.strip() for line in msg.splitlines() if "GLOBAL" in line or "global" in line), "")
+            raise CheckpointError(
+                f"{path} contains pickled Python objects other than tensors ({detail or 'unsupported global'}). "
+                "sslhub never unpickles untrusted data. If you trust the file's origin, re-save its tensors in a "
+                "trusted environment: sd = torch.load(path, weights_only=False)['state_dict']; "
+                "safetensors.torch.save_file(sd, 'model.safetensors'), then load that file."
+            ) from None
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({msg.splitlines()[0]})") from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, AttributeError, KeyError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise CheckpointError(
+            f"{path} is not a readable PyTorch checkpoint: it may be truncated or of another format ({first}). "
+            "Download it again, or check that it is a .ckpt/.pth/.safetensors file."
+        ) from None
+
+
+def read_safetensors_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The string metadata of a safetensors file (empty dict if none)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except Exception as e:  # safetensors raises its own error types
+        raise CheckpointError(f"{path} is not a valid safetensors file ({e}); it may be truncated") from None
+
+
+def read_safetensors(
+    path: str | os.PathLike, *, prefix: str | None = None
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Read tensors (all, or only keys starting with ``prefix``) and the metadata of a safetensors file."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    _check_file(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = dict(f.metadata() or {})
+            keys = [k for k in f.keys() if prefix is None or k.startswith(prefix)]
+            tensors = {k: f.get_tensor(k) for k in keys}
+    except CheckpointError:
+        raise
+    except Exception as e:
+        raise CheckpointError(f"{path} is not a valid safetensors file ({e}); it may be truncated") from None
+    return tensors, meta
+
+
+def _untie(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    # safetensors refuses tensors that share storage (Lightly's iBOT heads alias each other); copy duplicates.
+    seen: set[tuple[int, int]] = set()
+    out: dict[str, torch.Tensor] = {}
+    for k, t in tensors.items():
+        t = t.detach()
+        key = (t.untyped_storage().data_ptr(), t.storage_offset()) if t.numel() else (id(t), 0)
+        if key in seen or not t.is_contiguous():
+            t = t.clone().contiguous()
+        seen.add(key)
+        out[k] = t.cpu()
+    return out
+
+
+def save_safetensors(tensors: Mapping[str, torch.Tensor], dst: str | os.PathLike, metadata: Mapping[str, Any]) -> None:
+    """Atomically write ``tensors`` with string ``metadata`` (non-strings are JSON-encoded)."""
+    from safetensors.torch import save_file
+
+    meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items() if v is not None}
+    with atomic_path(dst) as tmp:
+        save_file(_untie(tensors), str(tmp), metadata=meta)
+
+
+def save_torch(obj: Any, dst: str | os.PathLike) -> None:
+    """Atomically ``torch.save`` an object (tensors and plain containers only, so it reads back safely)."""
+    with atomic_path(dst) as tmp:
+        torch.save(obj, tmp)

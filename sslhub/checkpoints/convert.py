@@ -1,0 +1,125 @@
+"""Lossless conversion between Lightly ``.ckpt`` files, plain state dicts and sslhub ``.safetensors``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from sslhub._version import __version__
+from sslhub.checkpoints.io import CheckpointError, save_safetensors, save_torch, sha256_file
+from sslhub.checkpoints.layouts import detect
+from sslhub.checkpoints.load import read_checkpoint, resolve_path
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["convert", "sslhub_metadata"]
+
+TORCH_SUFFIXES = (".ckpt", ".pth", ".pt", ".bin")
+
+
+def _jsonable_extras(extras: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """Lightning bookkeeping worth keeping (epoch, global_step, versions, hyper_parameters); optimizer state,
+    loops and callbacks are training state, not weights, and are dropped."""
+    kept: dict[str, Any] = {}
+    for k, v in extras.items():
+        try:
+            json.dumps(v)
+        except (TypeError, ValueError):
+            logger.info("%s: not carried over: %r (training state, not weights)", where, k)
+            continue
+        kept[k] = v
+    return kept
+
+
+def sslhub_metadata(
+    sd: Mapping[str, torch.Tensor],
+    where: str,
+    *,
+    extras: Mapping[str, Any] | None = None,
+    arch: str | None = None,
+    prefix: str | None = None,
+    source_sha256: str | None = None,
+) -> dict[str, Any]:
+    """The safetensors header sslhub writes: everything ``load_pretrained`` needs, so it needs no flags."""
+    extras = dict(extras or {})
+    meta: dict[str, Any] = {"format": "sslhub", "sslhub_version": __version__}
+    try:
+        det = detect(sd, where, extras=extras, prefix=prefix, arch=arch)
+    except CheckpointError as e:
+        logger.warning("%s; writing the tensors without backbone metadata", e)
+    else:
+        spec = det.spec
+        meta.update(
+            layout=det.layout,
+            family=spec.family,
+            arch=spec.arch,
+            width=f"{spec.width:g}" if spec.width is not None else None,
+            num_ftrs=str(spec.num_ftrs) if spec.num_ftrs else None,
+            img_size=str(spec.img_size) if spec.img_size else None,
+            timm_kwargs=json.dumps(spec.timm_kwargs),
+            backbone_prefix=det.prefix,
+            method=det.method,
+            out_dim=str(det.out_dim) if det.out_dim else None,
+        )
+    if extras:
+        meta["extras"] = json.dumps(extras)
+    if source_sha256:
+        meta["source_sha256"] = source_sha256
+    return meta
+
+
+def convert(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    *,
+    force: bool = False,
+    arch: str | None = None,
+    prefix: str | None = None,
+) -> Path:
+    """Convert a checkpoint to another container without changing any tensor.
+
+    The destination format follows its suffix: ``.safetensors`` (sslhub: every tensor plus a header with layout,
+    architecture, width, num_ftrs, out_dim, method, source sha256 and sslhub version), ``.ckpt``
+    (``{"state_dict": ...}`` as the Lightly Worker writes it, plus the Lightning bookkeeping that was kept) or
+    ``.pth``/``.pt``/``.bin`` (a plain state dict). ``.ckpt -> .safetensors -> .ckpt`` is bit-identical.
+
+    Args:
+        src: anything :func:`sslhub.load_pretrained` accepts.
+        dst: output path; written atomically. An existing file needs ``force=True``.
+        arch: architecture hint recorded in the header when the tensors cannot tell.
+        prefix: record this backbone prefix instead of the detected evaluation copy.
+    """
+    src_path = resolve_path(src)
+    dst = Path(dst)
+    if dst.exists() and dst.resolve() == src_path.resolve():
+        raise CheckpointError(f"{dst}: source and destination are the same file; the input is never overwritten")
+    if dst.exists() and not force:
+        raise CheckpointError(f"{dst} already exists; pass --force (force=True) to replace it")
+    suffix = dst.suffix.lower()
+    if suffix not in (".safetensors", *TORCH_SUFFIXES):
+        raise CheckpointError(f"{dst}: unknown output format {suffix!r}; use .safetensors, .ckpt or .pth")
+    sd, extras, meta = read_checkpoint(src_path)
+    where = str(src_path)
+    if meta.get("format") == "sslhub":
+        extras = json.loads(meta.get("extras", "{}"))
+    kept = _jsonable_extras(extras, where)
+    if suffix == ".safetensors":
+        if meta.get("format") == "sslhub" and arch is None and prefix is None:
+            header = dict(meta)  # already ours: keep the header as it is
+        else:
+            header = sslhub_metadata(
+                sd, where, extras=kept, arch=arch, prefix=prefix, source_sha256=sha256_file(src_path)
+            )
+            header["source_name"] = src_path.name
+        save_safetensors(sd, dst, header)
+    elif suffix == ".ckpt":
+        save_torch({"state_dict": {k: v.contiguous() for k, v in sd.items()}, **kept}, dst)
+    else:
+        save_torch({k: v.contiguous() for k, v in sd.items()}, dst)
+    logger.info("wrote %s (%d tensors)", dst, len(sd))
+    return dst

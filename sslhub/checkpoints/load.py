@@ -1,0 +1,249 @@
+"""``load_pretrained``: any supported checkpoint in, an eval-mode feature extractor out."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from sslhub.backbones import IMAGENET_MEAN, IMAGENET_STD, create_backbone, family_of
+from sslhub.checkpoints.io import CheckpointError, is_safetensors_file, load_torch_file, read_safetensors
+from sslhub.checkpoints.layouts import BackboneSpec, Detected, detect, strip_prefix, unwrap_checkpoint
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["BackboneState", "load_backbone_state", "load_pretrained", "read_checkpoint", "resolve_path"]
+
+FEATURES = ("backbone", "embedding")
+
+
+@dataclass
+class BackboneState:
+    """A backbone's weights with their key prefix removed, and how to rebuild the module."""
+
+    state_dict: dict[str, torch.Tensor]
+    spec: BackboneSpec
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_features(self) -> int:
+        return int(self.metadata["num_features"])
+
+
+def resolve_path(source: str | os.PathLike) -> Path:
+    """Turn a source (path, registry name, URL, ``hf-hub:`` id) into a local file path."""
+    if isinstance(source, os.PathLike) or Path(str(source)).exists():
+        return Path(source)
+    s = str(source)
+    if s.startswith(("http://", "https://", "hf-hub:")) or ("/" not in s and os.sep not in s and "." in s):
+        from sslhub.hub import resolve_source  # the hub layer: registry names, URLs, Hugging Face Hub
+
+        return Path(resolve_source(s))
+    raise CheckpointError(
+        f"{s}: no such file. Pass a checkpoint path, a registry name (see `sslhub list`), an http(s) URL or "
+        "'hf-hub:org/name'"
+    )
+
+
+def read_checkpoint(path: str | os.PathLike, *, prefix: str | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, str]]:
+    """Read any supported file: (state dict, other top-level entries, safetensors metadata).
+
+    With ``prefix`` only the keys under it are read from sslhub safetensors (the rest is never touched).
+    """
+    path = Path(path)
+    if path.is_dir() and (path / "model.safetensors").is_file():
+        path = path / "model.safetensors"  # a published / run folder
+    if path.is_file() and is_safetensors_file(path):
+        tensors, meta = read_safetensors(path, prefix=prefix)
+        extras = json.loads(meta["extras"]) if "extras" in meta else {}
+        if not tensors:
+            raise CheckpointError(f"{path} holds no tensors{f' under {prefix!r}' if prefix else ''}")
+        return tensors, extras, meta
+    obj = load_torch_file(path)
+    sd, extras = unwrap_checkpoint(obj, str(path))
+    return sd, extras, {}
+
+
+def _spec_from_metadata(meta: Mapping[str, str]) -> BackboneSpec | None:
+    if meta.get("format") != "sslhub" or "arch" not in meta:
+        return None
+    return BackboneSpec(
+        family=meta.get("family") or family_of(meta["arch"]),
+        arch=meta["arch"],
+        width=float(meta["width"]) if meta.get("width") else None,
+        num_ftrs=int(meta["num_ftrs"]) if meta.get("num_ftrs") else None,
+        img_size=int(meta["img_size"]) if meta.get("img_size") else None,
+        timm_kwargs=json.loads(meta.get("timm_kwargs") or "{}"),
+    )
+
+
+def _check_request(spec: BackboneSpec, where: str, arch: str | None, width: float | None) -> BackboneSpec:
+    """Reconcile ``arch=``/``width=`` with what the file holds; contradictions are errors."""
+    if arch is not None and arch != spec.arch:
+        if family_of(arch) == spec.family == "timm":
+            # Same family: the caller may know details (heads, pooling) the tensors cannot show.
+            spec = BackboneSpec("timm", arch, img_size=spec.img_size, timm_kwargs=spec.timm_kwargs)
+        else:
+            raise CheckpointError(
+                f"{where} holds a {spec.describe()}, but arch={arch!r} was passed; "
+                f"pass arch={spec.arch!r} or leave arch unset to infer it"
+            )
+    if width is not None:
+        if spec.family != "resnet_generator":
+            raise CheckpointError(f"{where}: width= applies to Lightly ResNetGenerator models; the file holds a {spec.describe()}")
+        if int(64 * width) != int(64 * (spec.width or 1.0)):
+            raise CheckpointError(
+                f"{where} holds {spec.describe()} ({int(64 * spec.width)} base channels), but width={width:g} "
+                f"was passed; pass width={spec.width:g} or leave width unset"
+            )
+        spec.width = float(width)
+    return spec
+
+
+def _backbone_keys(sub: dict[str, torch.Tensor], spec: BackboneSpec, keep_num_ftrs: bool) -> dict[str, torch.Tensor]:
+    """Drop what the feature extractor does not have (Worker 1x1 conv, classifier heads)."""
+    if spec.family == "resnet_generator":
+        if not keep_num_ftrs:
+            sub = {k: v for k, v in sub.items() if not k.startswith("7.")}
+    elif spec.family == "torchvision_resnet":
+        sub = {k: v for k, v in sub.items() if not k.startswith("fc.")}
+    elif spec.family == "torchvision_vit":
+        sub = {k: v for k, v in sub.items() if not k.startswith("heads.")}
+    else:
+        sub = {k: v for k, v in sub.items() if not k.startswith(("head.", "mask_token"))}
+    return sub
+
+
+def _preprocessing(spec: BackboneSpec, layout: str) -> dict[str, Any]:
+    cfg: dict[str, Any] = {"mean": IMAGENET_MEAN, "std": IMAGENET_STD}
+    if layout == "lightly-benchmark":
+        cfg.update(input_size=(3, 224, 224), crop_pct=0.875)  # Resize(256) + CenterCrop(224)
+    return cfg
+
+
+def load_backbone_state(
+    source: str | os.PathLike,
+    *,
+    arch: str | None = None,
+    width: float | None = None,
+    prefix: str | None = None,
+    keep_num_ftrs: bool = False,
+) -> BackboneState:
+    """Read a checkpoint and return its evaluation backbone's weights (prefix stripped, heads dropped).
+
+    See :func:`load_pretrained` for the accepted sources and arguments.
+    """
+    path = resolve_path(source)
+    where = str(path)
+    # sslhub safetensors name their backbone prefix: read only those tensors.
+    meta_prefix = None
+    if path.is_file() and is_safetensors_file(path):
+        from sslhub.checkpoints.io import read_safetensors_metadata
+
+        meta0 = read_safetensors_metadata(path)
+        if meta0.get("format") == "sslhub" and "backbone_prefix" in meta0 and prefix is None:
+            meta_prefix = meta0["backbone_prefix"]
+    sd, extras, meta = read_checkpoint(path, prefix=meta_prefix or None)
+    spec = _spec_from_metadata(meta) if prefix is None else None
+    if spec is not None:
+        chosen = meta.get("backbone_prefix", "")
+        det = Detected(layout=meta.get("layout", "sslhub"), prefix=chosen, spec=spec, method=meta.get("method") or None,
+                       out_dim=int(meta["out_dim"]) if meta.get("out_dim") else None)  # fmt: skip
+    else:
+        det = detect(sd, where, extras=extras, prefix=prefix, arch=arch)
+        spec = det.spec
+    spec = _check_request(spec, where, arch, width)
+    if keep_num_ftrs and not (spec.family == "resnet_generator" and spec.num_ftrs):
+        raise CheckpointError(
+            f"{where}: features='embedding' needs a Lightly Worker checkpoint with the num_ftrs conv (backbone.7); "
+            f"this file holds a {spec.describe()} without it. Use features='backbone'."
+        )
+    sub = _backbone_keys(strip_prefix(sd, det.prefix), spec, keep_num_ftrs)
+    metadata: dict[str, Any] = {
+        "layout": det.layout,
+        "family": spec.family,
+        "arch": spec.arch,
+        "width": spec.width,
+        "num_ftrs": spec.num_ftrs,
+        "img_size": spec.img_size,
+        "timm_kwargs": spec.timm_kwargs,
+        "backbone_prefix": det.prefix,
+        "method": det.method,
+        "out_dim": det.out_dim,
+        "components": det.components,
+        "source": where,
+        **{k: v for k, v in meta.items() if k.startswith("source_")},
+        **_preprocessing(spec, det.layout),
+    }
+    state = BackboneState(sub, spec, metadata)
+    return state
+
+
+def build_from_state(state: BackboneState, *, keep_num_ftrs: bool = False, where: str = "checkpoint") -> nn.Module:
+    """Build the module on the meta device and assign the tensors (no random init), strictly."""
+    kwargs = state.spec.kwargs(keep_num_ftrs=keep_num_ftrs)
+    model = create_backbone(meta=True, **kwargs)
+    try:
+        model.load_state_dict(state.state_dict, strict=True, assign=True)
+    except RuntimeError as e:
+        raise CheckpointError(
+            f"{where}: the weights do not fit a {state.spec.describe()} "
+            f"({str(e).splitlines()[0][:300]}...). Pass arch=/width= matching the run that made the file "
+            "(for the Lightly Worker: lightly.model.name and lightly.model.width in output_dir/config/config.yaml)"
+        ) from None
+    leftovers = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if leftovers:  # buffers that are not in state dicts (none for supported families); initialise them for real
+        model = create_backbone(**kwargs)
+        model.load_state_dict(state.state_dict, strict=True)
+    return model
+
+
+def load_pretrained(
+    source: str | os.PathLike,
+    *,
+    arch: str | None = None,
+    width: float | None = None,
+    features: str = "backbone",
+    device: str | torch.device | None = None,
+    prefix: str | None = None,
+) -> nn.Module:
+    """Load a pretrained SSL backbone from any supported checkpoint.
+
+    Args:
+        source: a path to a Lightly Worker/CLI ``.ckpt`` (also legacy ``features`` layouts), a Lightly benchmark
+            (Lightning) ``.ckpt``, an sslhub ``.safetensors``, or a plain torchvision/timm state dict
+            (``.pth``); a registry name, an http(s) URL or ``hf-hub:org/name[@rev]`` (see :mod:`sslhub.hub`).
+        arch: architecture, only needed when the tensors cannot tell (``resnet-18`` = Lightly ResNetGenerator,
+            ``resnet18`` = torchvision, ``vit_b_16`` = torchvision ViT, else a timm name). Contradicting the
+            file is an error.
+        width: Lightly ResNetGenerator width; inferred from the tensors when omitted.
+        features: ``"backbone"`` (pooled backbone features, 512/2048-d x width for ResNets) or ``"embedding"``
+            (Worker checkpoints: keep the ``num_ftrs`` 1x1 conv, ``backbone.7``, and return the num_ftrs-d
+            embeddings that ``lightly-embed`` produces).
+        device: where to put the model (default CPU).
+        prefix: pick a specific backbone copy (e.g. ``"student_backbone."``) instead of the evaluation one.
+
+    Returns:
+        An eval-mode ``nn.Module`` mapping float ``(N, 3, H, W)`` to ``(N, D)``, with ``num_features`` and a
+        ``pretrained_cfg`` dict (architecture, mean/std, input size where known, source metadata).
+    """
+    if features not in FEATURES:
+        raise ValueError(f"features={features!r}; choose one of {FEATURES}")
+    keep = features == "embedding"
+    state = load_backbone_state(source, arch=arch, width=width, prefix=prefix, keep_num_ftrs=keep)
+    model = build_from_state(state, keep_num_ftrs=keep, where=state.metadata["source"])
+    cfg = dict(model.pretrained_cfg)
+    cfg.update({k: v for k, v in state.metadata.items() if v is not None and k not in ("components",)})
+    cfg["features"] = features
+    model.pretrained_cfg = cfg
+    model.eval()
+    if device is not None:
+        model.to(device)
+    logger.debug("loaded %s from %s (%s)", state.spec.describe(), state.metadata["source"], state.metadata["layout"])
+    return model

@@ -17,6 +17,7 @@ _LAZY = {
     "info": "sslhub.checkpoints.info",
     "create_backbone": "sslhub.backbones",
     "CheckpointError": "sslhub.checkpoints.io",
+    "export": "sslhub.export",
 }
 
 __all__ = ["__version__", *_LAZY]
@@ -27,6 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from sslhub.checkpoints.info import info
     from sslhub.checkpoints.io import CheckpointError
     from sslhub.checkpoints.load import load_pretrained
+    from sslhub.export import export
 
 
 def __getattr__(name: str) -> Any:

@@ -107,6 +107,9 @@ def convert(
     where = str(src_path)
     if meta.get("format") == "sslhub":
         extras = json.loads(meta.get("extras", "{}"))
+        order = json.loads(meta.get("key_order", "[]"))
+        if sorted(order) == sorted(sd):
+            sd = {k: sd[k] for k in order}
     kept = _jsonable_extras(extras, where)
     if suffix == ".safetensors":
         if meta.get("format") == "sslhub" and arch is None and prefix is None:
@@ -116,6 +119,8 @@ def convert(
                 sd, where, extras=kept, arch=arch, prefix=prefix, source_sha256=sha256_file(src_path)
             )
             header["source_name"] = src_path.name
+            # safetensors stores keys sorted; remember the original order so the way back restores it
+            header["key_order"] = json.dumps(list(sd))
         save_safetensors(sd, dst, header)
     elif suffix == ".ckpt":
         save_torch({"state_dict": {k: v.contiguous() for k, v in sd.items()}, **kept}, dst)

@@ -213,9 +213,17 @@ def _infer_timm_vit(sub: Mapping[str, torch.Tensor], where: str) -> BackboneSpec
                     kw["no_embed_class"] = True
                 img_size = grid * patch
                 break
-    res = img_size or 224
-    arch = f"vit_{size}_patch{patch}_{res}"
-    return BackboneSpec("timm", arch, img_size=img_size, timm_kwargs=kw)
+    import timm
+
+    # Prefer a registered timm name (so exports and hubs name it plainly); image size and patch size are
+    # constructor arguments, so any grid works on top of it.
+    names = [f"vit_{size}_patch{patch}_{r}" for r in dict.fromkeys((img_size or 224, 224, 384))]
+    arch = next((n for n in names if timm.is_model(n)), None)
+    if arch is None:
+        arch = f"vit_{size}_patch16_224"
+        kw["patch_size"] = patch
+    default = int(arch.rsplit("_", 1)[1])
+    return BackboneSpec("timm", arch, img_size=img_size if img_size != default else None, timm_kwargs=kw)
 
 
 def _infer_torchvision_vit(sub: Mapping[str, torch.Tensor], where: str) -> BackboneSpec:

@@ -116,7 +116,14 @@ def _backbone_keys(sub: dict[str, torch.Tensor], spec: BackboneSpec, keep_num_ft
     elif spec.family == "torchvision_vit":
         sub = {k: v for k, v in sub.items() if not k.startswith("heads.")}
     else:
-        sub = {k: v for k, v in sub.items() if not k.startswith(("head.", "mask_token"))}
+        # timm: drop the classifier that timm itself names (``head`` for ViTs, ``head.fc`` for ConvNeXt, ...),
+        # but only keys the num_classes=0 model does not have (ConvNeXt keeps ``head.norm``).
+        model = create_backbone(meta=True, **spec.kwargs())
+        have = set(model.state_dict())
+        clf = (getattr(model, "pretrained_cfg", {}) or {}).get("classifier") or "head"
+        clfs = (clf,) if isinstance(clf, str) else tuple(clf)
+        sub = {k: v for k, v in sub.items()
+               if k in have or not (k.startswith(tuple(c + "." for c in clfs)) or k == "mask_token")}  # fmt: skip
     return sub
 
 
@@ -191,10 +198,18 @@ def build_from_state(state: BackboneState, *, keep_num_ftrs: bool = False, where
     model = create_backbone(meta=True, **kwargs)
     try:
         model.load_state_dict(state.state_dict, strict=True, assign=True)
-    except RuntimeError as e:
+    except RuntimeError:
+        have = set(model.state_dict())
+        missing = sorted(have - set(state.state_dict))
+        unexpected = sorted(set(state.state_dict) - have)
+        shapes = [k for k in have & set(state.state_dict) if model.state_dict()[k].shape != state.state_dict[k].shape]
+        detail = "; ".join(
+            f"{label}: {', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''}"
+            for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", sorted(shapes)))
+            if keys
+        )
         raise CheckpointError(
-            f"{where}: the weights do not fit a {state.spec.describe()} "
-            f"({str(e).splitlines()[0][:300]}...). Pass arch=/width= matching the run that made the file "
+            f"{where}: the weights do not fit a {state.spec.describe()} ({detail}). Pass arch=/width= matching the run that made the file "
             "(for the Lightly Worker: lightly.model.name and lightly.model.width in output_dir/config/config.yaml)"
         ) from None
     leftovers = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]

@@ -13,6 +13,7 @@ from sslhub._version import __version__
 # Modules under sslhub.cli that define ``register(subparsers)``; each adds its own subcommands.
 _COMMAND_MODULES = (
     "checkpoints",
+    "export",
 )
 
 

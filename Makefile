@@ -1,0 +1,30 @@
+# Developer entry points. `make demo` and `make test` work on a fresh machine: they create the venv first.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+
+.PHONY: demo test services bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q -e ".[test]"
+	touch $@
+
+# Main job on the embedded default data (training/data/clothing10_mini).
+demo: $(VENV)/.installed
+	$(PY) scripts/demo.py
+
+# Loopback servers and tools some tests need (nginx, moto, olah); idempotent.
+services: $(VENV)/.installed
+	VENV=$(VENV) bash scripts/ci_services.sh
+
+test: $(VENV)/.installed services
+	$(PY) -m pytest -q
+
+bench: $(VENV)/.installed
+	$(PY) scripts/bench_load.py
+
+clean:
+	rm -rf $(VENV) build dist .pytest_cache runs

@@ -1,0 +1,40 @@
+"""``sslhub export``: backbone weights for torchvision, timm or Detectron2."""
+
+from __future__ import annotations
+
+import argparse
+
+TARGETS = ("torchvision", "timm", "detectron2")  # mirrors sslhub.export.EXPORT_TARGETS without importing torch
+
+
+def _export(args: argparse.Namespace) -> int:
+    from sslhub.export import export_checkpoint
+
+    result = export_checkpoint(args.src, args.to, args.out, arch=args.arch, width=args.width, force=args.force)
+    print(f"wrote {result.path} ({result.target} {result.arch})")
+    if result.config_path is not None:
+        print(f"wrote {result.config_path}; the Detectron2 config these weights need:")
+        print(result.config_path.read_text(encoding="utf-8").rstrip())
+    if result.usage:
+        print(f"load with: {result.usage}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export",
+        help="export a backbone for torchvision, timm or Detectron2",
+        description=(
+            "Write the backbone of SRC in another library's native layout. torchvision/timm: a state dict "
+            "(.safetensors by suffix, else torch.save). detectron2: a .pkl for DetectionCheckpointer plus "
+            "OUT.yaml with the config the weights need (ResNet-18..152 only). Lightly ResNetGenerator "
+            "backbones (resnet-18 style) have no equivalent in these libraries and are refused."
+        ),
+    )
+    p.add_argument("src", help="source checkpoint (path, registry name, URL, hf-hub:)")
+    p.add_argument("--to", required=True, choices=TARGETS, help="target library")
+    p.add_argument("out", help="output file (.pkl for detectron2)")
+    p.add_argument("--force", action="store_true", help="replace an existing OUT")
+    p.add_argument("--arch", help="source architecture, when the tensors cannot tell")
+    p.add_argument("--width", type=float, help="source width (Lightly ResNetGenerator), when it cannot be inferred")
+    p.set_defaults(func=_export)

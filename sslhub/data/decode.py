@@ -1,0 +1,167 @@
+"""Fast image decoding to fixed-size ``uint8`` tensors, for batched tensor augmentation on the device.
+
+Measured on the 2-core development machine (one thread, ms per image, decode + resize shorter side + center
+crop to the size shown):
+
+======================================  ==============  ================  ==================
+images (size)                           PIL             PIL ``draft``     torchvision.io
+======================================  ==============  ================  ==================
+CIFAR-10 32 px JPEG -> 32               0.16            0.26              **0.11**
+clothing 160 px JPEG -> 128             0.72            0.71              **0.37**
+hymenoptera 256 px JPEG -> 96           1.17            0.96              **0.56**
+2048x1536 JPEG -> 224                   37.2            **6.3**           9.0
+PNG 256 px -> 96                        3.0             3.1               **2.5**
+======================================  ==============  ================  ==================
+
+So torchvision.io decodes everything it can, except large JPEGs (at least twice the target size), which PIL
+decodes at a reduced DCT scale (``Image.draft``) before resizing. Formats torchvision cannot decode (BMP, TIFF,
+PPM/PGM) fall back to PIL.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["UnreadableImageError", "decode_batch", "read_image_uint8"]
+
+# Only files above this size pay for a PIL header read to decide on draft decoding: below it decoding takes
+# well under a millisecond, and the header read would add ~80% to the cost (measured on CIFAR-10 JPEGs).
+_DRAFT_MIN_BYTES = 64 * 1024
+
+
+class UnreadableImageError(ValueError):
+    """An image file that cannot be decoded (truncated, corrupt, or not an image). The message names the file."""
+
+
+def _is_torchvision_format(head: bytes) -> bool:
+    return (
+        head.startswith(b"\xff\xd8\xff")  # JPEG
+        or head.startswith(b"\x89PNG\r\n\x1a\n")
+        or head[:6] in (b"GIF87a", b"GIF89a")
+        or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+    )
+
+
+def _resize_crop(img: torch.Tensor, size: tuple[int, int] | None, crop: bool) -> torch.Tensor:
+    if size is None:
+        return img
+    from torchvision.transforms.v2 import functional as F
+
+    h, w = img.shape[-2:]
+    if crop:
+        # Resize the shorter side so that the crop fits, then center crop (no aspect distortion).
+        scale = max(size[0] / h, size[1] / w)
+        new = [max(size[0], round(h * scale)), max(size[1], round(w * scale))]
+        if new != [h, w]:
+            img = F.resize(img, new, antialias=True)
+        return F.center_crop(img, list(size))
+    if (h, w) != size:
+        img = F.resize(img, list(size), antialias=True)
+    return img
+
+
+def _decode_pil(data: bytes, size: tuple[int, int] | None, crop: bool) -> torch.Tensor:
+    with Image.open(io.BytesIO(data)) as im:
+        if size is not None and im.format == "JPEG":
+            # DCT-domain downscaling: decodes a 2048 px JPEG several times faster; draft keeps >= the request.
+            w, h = im.size
+            scale = max(size[0] / h, size[1] / w) if crop else 1.0
+            req = (round(w * scale), round(h * scale)) if crop else (size[1], size[0])
+            im.draft("RGB", req)
+        im = im.convert("RGB")
+        arr = np.array(im, dtype=np.uint8)  # copy: PIL's buffer is read-only
+    return _resize_crop(torch.from_numpy(arr).permute(2, 0, 1).contiguous(), size, crop)
+
+
+def _wants_draft(data: bytes, size: tuple[int, int] | None) -> bool:
+    if size is None or len(data) < _DRAFT_MIN_BYTES or not data.startswith(b"\xff\xd8\xff"):
+        return False
+    with Image.open(io.BytesIO(data)) as im:
+        w, h = im.size
+    return min(h / size[0], w / size[1]) >= 2
+
+
+def _as_size(size: int | Sequence[int] | None) -> tuple[int, int] | None:
+    if size is None:
+        return None
+    if isinstance(size, int):
+        return (size, size)
+    h, w = size
+    return (int(h), int(w))
+
+
+def read_image_uint8(
+    path: str | os.PathLike, size: int | Sequence[int] | None = None, *, crop: bool = True
+) -> torch.Tensor:
+    """Decode an image file to an RGB ``uint8`` tensor ``(3, H, W)``.
+
+    Args:
+        path: image file (JPEG, PNG, GIF, WebP, BMP, TIFF, PPM/PGM; grayscale and palette images become RGB).
+        size: output size ``H`` (square) or ``(H, W)``; ``None`` keeps the original size.
+        crop: resize the shorter side and center crop (default), or squash to ``size`` when False.
+
+    Raises:
+        UnreadableImageError: the file is missing, truncated or not a decodable image.
+    """
+    target = _as_size(size)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+        if _is_torchvision_format(data[:16]) and not _wants_draft(data, target):
+            from torchvision.io import ImageReadMode, decode_image
+
+            buf = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+            img = decode_image(buf, mode=ImageReadMode.RGB)
+            if img.dtype != torch.uint8:  # 16-bit PNGs decode to uint16
+                from torchvision.transforms.v2 import functional as F
+
+                img = F.to_dtype(img, torch.uint8, scale=True)
+            return _resize_crop(img, target, crop)
+        return _decode_pil(data, target, crop)
+    except (OSError, RuntimeError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        # torchvision raises RuntimeError, PIL raises OSError/SyntaxError/ValueError for broken files.
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UnreadableImageError(f"{path}: cannot decode image ({reason})") from None
+
+
+def decode_batch(
+    paths: Sequence[str | os.PathLike], size: int | Sequence[int], *, crop: bool = True
+) -> tuple[torch.Tensor, list[int]]:
+    """Decode images into one ``uint8`` batch ``(N, 3, H, W)``, skipping unreadable files.
+
+    Meant for batched tensor augmentation: decode on the CPU here (or in DataLoader workers), move the batch
+    to the device, augment there. Unreadable files are left out with one warning for the whole batch.
+
+    Args:
+        paths: image files.
+        size: output size ``H`` or ``(H, W)``; every image is resized to it (see :func:`read_image_uint8`).
+        crop: resize shorter side + center crop (default) or squash.
+
+    Returns:
+        ``(images, kept)``: the batch and, for each of its rows, the index into ``paths`` it came from.
+    """
+    target = _as_size(size)
+    assert target is not None
+    images: list[torch.Tensor] = []
+    kept: list[int] = []
+    failed: list[str] = []
+    for i, p in enumerate(paths):
+        try:
+            images.append(read_image_uint8(p, target, crop=crop))
+            kept.append(i)
+        except UnreadableImageError as e:
+            failed.append(str(e))
+    if failed:
+        logger.warning("skipped %d unreadable image(s) of %d; first: %s", len(failed), len(paths), failed[0])
+    if not images:
+        return torch.empty((0, 3, *target), dtype=torch.uint8), kept
+    return torch.stack(images), kept

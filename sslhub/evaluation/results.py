@@ -1,0 +1,73 @@
+"""Evaluation results as plain JSON dicts (consumed by model cards), and shared metric helpers."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from torch import Tensor
+
+from sslhub.checkpoints.io import atomic_path
+
+__all__ = ["METRICS", "check_labels", "make_result", "topk_accuracy", "write_results"]
+
+METRICS = ("knn_top1", "linear_top1", "finetune_top1")
+
+
+def make_result(
+    metric: str,
+    value: float,
+    *,
+    dataset: str,
+    split: str,
+    protocol: Mapping[str, Any],
+    weights: str | None,
+) -> dict[str, Any]:
+    """One result: ``{"metric", "value" (percent), "dataset", "split", "protocol", "weights"}``.
+
+    Raises:
+        ValueError: unknown metric, or a value that is not a finite percentage.
+    """
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; expected one of {METRICS}")
+    value = float(value)
+    if not (math.isfinite(value) and 0.0 <= value <= 100.0):
+        raise ValueError(f"{metric} must be a percentage in [0, 100], got {value}")
+    return {
+        "metric": metric,
+        "value": value,
+        "dataset": dataset,
+        "split": split,
+        "protocol": dict(protocol),
+        "weights": weights,
+    }
+
+
+def write_results(results: dict[str, Any] | Sequence[dict[str, Any]], dst: str | os.PathLike) -> Path:
+    """Atomically write one result (or a list of them) as indented JSON; returns the path."""
+    dst = Path(dst)
+    with atomic_path(dst) as tmp:
+        tmp.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    return dst
+
+
+def check_labels(labels: Tensor, what: str) -> None:
+    """Raise a clear error when ``labels`` has unlabeled (-1) samples, which classification cannot use."""
+    if len(labels) == 0:
+        raise ValueError(f"the {what} set is empty")
+    if bool((labels < 0).any()):
+        raise ValueError(
+            f"the {what} set has unlabeled images (images directly in the folder, not in a class subfolder); "
+            "classification metrics need <folder>/<class>/<image> layout"
+        )
+
+
+def topk_accuracy(scores: Tensor, targets: Tensor, topk: Sequence[int] = (1, 5)) -> dict[int, float]:
+    """Top-k accuracies in percent from class scores/logits ``(N, C)`` and targets ``(N,)``."""
+    kmax = min(max(topk), scores.shape[1])
+    pred = scores.topk(kmax, dim=1).indices
+    hit = pred == targets.to(pred.device).unsqueeze(1)
+    return {k: 100.0 * float(hit[:, : min(k, kmax)].any(dim=1).float().mean()) for k in topk}

@@ -1,0 +1,60 @@
+"""Projection/prediction heads and momentum utilities with Lightly's names and state-dict layout.
+
+Port Lightly code by replacing ``lightly.models.modules`` / ``lightly.models.utils`` imports with
+``sslhub.heads``; checkpoints load in both directions.
+"""
+
+from sslhub.heads.heads import (
+    BarlowTwinsProjectionHead,
+    BYOLPredictionHead,
+    BYOLProjectionHead,
+    DenseCLProjectionHead,
+    DINOProjectionHead,
+    MoCoProjectionHead,
+    NNCLRPredictionHead,
+    NNCLRProjectionHead,
+    ProjectionHead,
+    SimCLRProjectionHead,
+    SimSiamPredictionHead,
+    SimSiamProjectionHead,
+    SwaVProjectionHead,
+    SwaVPrototypes,
+    TiCoProjectionHead,
+    VICRegProjectionHead,
+)
+from sslhub.heads.utils import (
+    activate_requires_grad,
+    cosine_schedule,
+    cosine_warmup_schedule,
+    deactivate_requires_grad,
+    normalize_weight,
+    update_momentum,
+)
+from sslhub.losses.memory_bank import MemoryBankModule, NNMemoryBankModule
+
+__all__ = [
+    "BYOLPredictionHead",
+    "BYOLProjectionHead",
+    "BarlowTwinsProjectionHead",
+    "DINOProjectionHead",
+    "DenseCLProjectionHead",
+    "MemoryBankModule",
+    "MoCoProjectionHead",
+    "NNCLRPredictionHead",
+    "NNCLRProjectionHead",
+    "NNMemoryBankModule",
+    "ProjectionHead",
+    "SimCLRProjectionHead",
+    "SimSiamPredictionHead",
+    "SimSiamProjectionHead",
+    "SwaVProjectionHead",
+    "SwaVPrototypes",
+    "TiCoProjectionHead",
+    "VICRegProjectionHead",
+    "activate_requires_grad",
+    "cosine_schedule",
+    "cosine_warmup_schedule",
+    "deactivate_requires_grad",
+    "normalize_weight",
+    "update_momentum",
+]

@@ -1,0 +1,290 @@
+"""Projection and prediction heads whose module structure (and state-dict keys) equal Lightly's."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Optional, Union
+
+from torch import Tensor, nn
+
+from sslhub.heads.utils import normalize_weight
+
+# (in_features, out_features, batch_norm, non_linearity[, use_bias])
+Block = Union[
+    tuple[int, int, Optional[nn.Module], Optional[nn.Module]],
+    tuple[int, int, Optional[nn.Module], Optional[nn.Module], bool],
+]
+
+
+class ProjectionHead(nn.Module):
+    """MLP built from blocks ``(in, out, batch_norm, activation[, bias])``, stored as ``self.layers``.
+
+    Each block adds ``Linear`` (bias defaults to "no batch norm"), then the norm and the activation if
+    given, so the modules get the same ``layers.{i}`` indices as in Lightly.
+    """
+
+    def __init__(self, blocks: Sequence[Block]) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        for in_dim, out_dim, norm, act, *bias in blocks:
+            layers.append(nn.Linear(in_dim, out_dim, bias=bias[0] if bias else norm is None))
+            layers.extend(m for m in (norm, act) if m is not None)
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Projects features of shape (batch_size, in_features)."""
+        return self.layers(x)
+
+
+def _bn(dim: int, enabled: bool = True, affine: bool = True) -> nn.Module | None:
+    return nn.BatchNorm1d(dim, affine=affine) if enabled else None
+
+
+def _mlp(
+    input_dim: int,
+    hidden_dim: int,
+    output_dim: int,
+    num_layers: int,
+    batch_norm: bool,
+    last_bn: bool,
+    act: type[nn.Module] = nn.ReLU,
+) -> list[Block]:
+    """Blocks of an MLP with ``num_layers`` linear layers; hidden ones have norm + activation."""
+    dims = [input_dim] + [hidden_dim] * (num_layers - 1)
+    blocks: list[Block] = [(d, hidden_dim, _bn(hidden_dim, batch_norm), act()) for d in dims[:-1]]
+    blocks.append((dims[-1], output_dim, _bn(output_dim, last_bn), None))
+    return blocks
+
+
+class SimCLRProjectionHead(ProjectionHead):
+    """SimCLR projection head (2 layers for v1, 3+ for v2); batch norm on every layer by default."""
+
+    def __init__(
+        self,
+        input_dim: int = 2048,
+        hidden_dim: int = 2048,
+        output_dim: int = 128,
+        num_layers: int = 2,
+        batch_norm: bool = True,
+    ) -> None:
+        super().__init__(_mlp(input_dim, hidden_dim, output_dim, num_layers, batch_norm, batch_norm))
+
+
+class MoCoProjectionHead(ProjectionHead):
+    """MoCo projection head (v2: 2 layers without BN; v3: 3 layers with BN)."""
+
+    def __init__(
+        self,
+        input_dim: int = 2048,
+        hidden_dim: int = 2048,
+        output_dim: int = 128,
+        num_layers: int = 2,
+        batch_norm: bool = False,
+    ) -> None:
+        super().__init__(_mlp(input_dim, hidden_dim, output_dim, num_layers, batch_norm, batch_norm))
+
+
+class BYOLProjectionHead(ProjectionHead):
+    """BYOL projection head: Linear-BN-ReLU-Linear."""
+
+    def __init__(self, input_dim: int = 2048, hidden_dim: int = 4096, output_dim: int = 256) -> None:
+        super().__init__(_mlp(input_dim, hidden_dim, output_dim, 2, True, False))
+
+
+class BYOLPredictionHead(ProjectionHead):
+    """BYOL prediction head: Linear-BN-ReLU-Linear."""
+
+    def __init__(self, input_dim: int = 256, hidden_dim: int = 4096, output_dim: int = 256) -> None:
+        super().__init__(_mlp(input_dim, hidden_dim, output_dim, 2, True, False))
+
+
+class SimSiamProjectionHead(ProjectionHead):
+    """SimSiam projection head: 3 layers, BN everywhere, the last BN without affine parameters."""
+
+    def __init__(self, input_dim: int = 2048, hidden_dim: int = 2048, output_dim: int = 2048) -> None:
+        super().__init__(
+            [
+                (input_dim, hidden_dim, nn.BatchNorm1d(hidden_dim), nn.ReLU()),
+                (hidden_dim, hidden_dim, nn.BatchNorm1d(hidden_dim), nn.ReLU()),
+                (hidden_dim, output_dim, nn.BatchNorm1d(output_dim, affine=False), None),
+            ]
+        )
+
+
+class SimSiamPredictionHead(ProjectionHead):
+    """SimSiam prediction head: Linear-BN-ReLU-Linear (bottleneck)."""
+
+    def __init__(self, input_dim: int = 2048, hidden_dim: int = 512, output_dim: int = 2048) -> None:
+        super().__init__(_mlp(input_dim, hidden_dim, output_dim, 2, True, False))
+
+
+class BarlowTwinsProjectionHead(ProjectionHead):
+    """Barlow Twins projector: 3 layers, BN + ReLU after the first two."""
+
+    def __init__(self, input_dim: int = 2048, hidden_dim: int = 8192, output_dim: int = 8192) -> None:
+        super().__init__(_mlp(input_dim, hidden_dim, output_dim, 3, True, False))
+
+
+class VICRegProjectionHead(ProjectionHead):
+    """VICReg projector: ``num_layers`` layers, BN + ReLU after all but the last."""
+
+    def __init__(
+        self,
+        input_dim: int = 2048,
+        hidden_dim: int = 8192,
+        output_dim: int = 8192,
+        num_layers: int = 3,
+    ) -> None:
+        super().__init__(_mlp(input_dim, hidden_dim, output_dim, num_layers, True, False))
+
+
+class NNCLRProjectionHead(ProjectionHead):
+    """NNCLR projection head: 3 layers, BN on every layer, ReLU on the hidden ones."""
+
+    def __init__(self, input_dim: int = 2048, hidden_dim: int = 2048, output_dim: int = 256) -> None:
+        super().__init__(_mlp(input_dim, hidden_dim, output_dim, 3, True, True))
+
+
+class NNCLRPredictionHead(ProjectionHead):
+    """NNCLR prediction head: Linear-BN-ReLU-Linear."""
+
+    def __init__(self, input_dim: int = 256, hidden_dim: int = 4096, output_dim: int = 256) -> None:
+        super().__init__(_mlp(input_dim, hidden_dim, output_dim, 2, True, False))
+
+
+class SwaVProjectionHead(ProjectionHead):
+    """SwaV projection head: Linear-BN-ReLU-Linear."""
+
+    def __init__(self, input_dim: int = 2048, hidden_dim: int = 2048, output_dim: int = 128) -> None:
+        super().__init__(_mlp(input_dim, hidden_dim, output_dim, 2, True, False))
+
+
+class TiCoProjectionHead(ProjectionHead):
+    """TiCo projection head: Linear-BN-ReLU-Linear."""
+
+    def __init__(self, input_dim: int = 2048, hidden_dim: int = 4096, output_dim: int = 256) -> None:
+        super().__init__(_mlp(input_dim, hidden_dim, output_dim, 2, True, False))
+
+
+class DenseCLProjectionHead(ProjectionHead):
+    """DenseCL projection head (global or dense): Linear-ReLU-Linear, both with bias."""
+
+    def __init__(self, input_dim: int = 2048, hidden_dim: int = 2048, output_dim: int = 128) -> None:
+        super().__init__(_mlp(input_dim, hidden_dim, output_dim, 2, False, False))
+
+
+class SwaVPrototypes(nn.Module):
+    """SwaV prototypes: one linear layer per entry of ``n_prototypes`` (``heads.{i}``).
+
+    Args:
+        input_dim: Feature dimension.
+        n_prototypes: Number of prototypes, or a list for multiple prototype heads.
+        n_steps_frozen_prototypes: Prototypes get no gradient before this step (``step`` must be passed
+            to ``forward`` when > 0).
+    """
+
+    def __init__(
+        self,
+        input_dim: int = 128,
+        n_prototypes: list[int] | int = 3000,
+        n_steps_frozen_prototypes: int = 0,
+    ) -> None:
+        super().__init__()
+        self.n_prototypes = n_prototypes if isinstance(n_prototypes, list) else [n_prototypes]
+        self._is_single_prototype = isinstance(n_prototypes, int)
+        self.heads = nn.ModuleList([nn.Linear(input_dim, k) for k in self.n_prototypes])
+        self.n_steps_frozen_prototypes = n_steps_frozen_prototypes
+
+    def forward(self, x: Tensor, step: int | None = None) -> Tensor | list[Tensor]:
+        """Prototype scores: one tensor for a single head, else a list."""
+        if self.n_steps_frozen_prototypes > 0:
+            if step is None:
+                raise ValueError(
+                    "`n_steps_frozen_prototypes` is greater than 0, please provide the `step` argument "
+                    "to the `forward()` method."
+                )
+            self.requires_grad_(step >= self.n_steps_frozen_prototypes)
+        out = [layer(x) for layer in self.heads]
+        return out[0] if self._is_single_prototype else out
+
+    def normalize(self) -> None:
+        """Projects every prototype onto the unit sphere (call after each optimizer step)."""
+        for layer in self.heads:
+            normalize_weight(layer.weight)
+
+
+class DINOProjectionHead(ProjectionHead):
+    """DINO head: 3-layer GELU MLP to a bottleneck, L2 normalisation, weight-normalised last layer.
+
+    Uses the legacy ``torch.nn.utils.weight_norm`` on purpose so the state-dict keys
+    (``last_layer.weight_g`` / ``last_layer.weight_v``) equal Lightly's.
+
+    Args:
+        input_dim: Input feature dimension.
+        hidden_dim: Hidden dimension.
+        bottleneck_dim: Dimension before the last layer.
+        output_dim: Output dimension (number of "prototypes").
+        batch_norm: Use BN in the hidden layers (False for ViTs).
+        freeze_last_layer: Epochs during which ``cancel_last_layer_gradients`` drops last-layer grads.
+        norm_last_layer: Keep the weight-norm magnitude fixed at 1.
+    """
+
+    def __init__(
+        self,
+        input_dim: int = 2048,
+        hidden_dim: int = 2048,
+        bottleneck_dim: int = 256,
+        output_dim: int = 65536,
+        batch_norm: bool = False,
+        freeze_last_layer: int = -1,
+        norm_last_layer: bool = True,
+    ) -> None:
+        super().__init__(_mlp(input_dim, hidden_dim, bottleneck_dim, 3, batch_norm, False, act=nn.GELU))
+        self.apply(self._init_weights)
+        self.freeze_last_layer = freeze_last_layer
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # deprecation of the legacy weight_norm
+            self.last_layer = nn.utils.weight_norm(nn.Linear(bottleneck_dim, output_dim, bias=False))
+        self.last_layer.weight_g.data.fill_(1)
+        if norm_last_layer:
+            self.last_layer.weight_g.requires_grad = False
+
+    def cancel_last_layer_gradients(self, current_epoch: int) -> None:
+        """Drops the last layer's gradients while ``current_epoch < freeze_last_layer``."""
+        if current_epoch >= self.freeze_last_layer:
+            return
+        for param in self.last_layer.parameters():
+            param.grad = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Projects features of shape (batch_size, input_dim) to (batch_size, output_dim)."""
+        x = nn.functional.normalize(self.layers(x), dim=-1, p=2)
+        return self.last_layer(x)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.trunc_normal_(module.weight, mean=0.0, std=0.02, a=-2.0, b=2.0)
+            if module.bias is not None:
+                nn.init.constant_(module.bias, 0)
+
+
+__all__ = [
+    "BYOLPredictionHead",
+    "BYOLProjectionHead",
+    "BarlowTwinsProjectionHead",
+    "DINOProjectionHead",
+    "DenseCLProjectionHead",
+    "MoCoProjectionHead",
+    "NNCLRPredictionHead",
+    "NNCLRProjectionHead",
+    "ProjectionHead",
+    "SimCLRProjectionHead",
+    "SimSiamPredictionHead",
+    "SimSiamProjectionHead",
+    "SwaVProjectionHead",
+    "SwaVPrototypes",
+    "TiCoProjectionHead",
+    "VICRegProjectionHead",
+]

@@ -1,0 +1,495 @@
+"""Verified, resumable, cached HTTP(S) downloads of weight files.
+
+* Cache: ``$SSLHUB_HOME/downloads/<host>/<key>/<filename>`` (default ``~/.cache/sslhub``). The key is derived from
+  the URL *without* its query string, so a fresh presigned URL for the same object finds the cached file.
+* Resume: an interrupted download leaves ``<file>.part``; the next attempt asks for the rest with ``Range`` and
+  ``If-Range`` (the ETag, else Last-Modified, of the first response). A server whose file changed answers 200 with
+  the whole new file, and the download starts over from it. Without a validator nothing is resumed.
+* Verification: the sha256 (and size, where known) is checked *before* the file is renamed into the cache; a
+  mismatch deletes the download and raises :class:`HashMismatchError`. Without a known sha256 a warning says the
+  file is unverified and prints its digest.
+* Concurrency: a file lock (``filelock``) per cached file; a second process waits and then uses the finished file.
+* Failures: connection errors, timeouts, cut connections and 408/429/5xx answers are retried with exponential
+  backoff, resuming where the last attempt stopped.
+* Offline: ``SSLHUB_OFFLINE=1`` uses the cache and fails clearly when the file is not there.
+* Presigned S3/GCS read-URLs: only ``GET`` with the URL exactly as given (never ``HEAD``, which the signature does
+  not cover), and the query string (the signature) never appears in logs or error messages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import tempfile
+import time
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from sslhub._version import __version__
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "DownloadError",
+    "HashMismatchError",
+    "OfflineError",
+    "cache_path",
+    "fetch_url",
+    "is_offline",
+    "redact_url",
+    "sslhub_home",
+]
+
+ENV_HOME = "SSLHUB_HOME"
+ENV_OFFLINE = "SSLHUB_OFFLINE"
+_TRUE = ("1", "true", "yes", "on")
+_RETRY_STATUS = (408, 425, 429, 500, 502, 503, 504)
+_CHUNK = 1 << 20
+_MAX_BACKOFF = 30.0
+
+
+class DownloadError(ValueError):
+    """A download that failed. The message names the URL (without its query string) and what to do."""
+
+
+class HashMismatchError(DownloadError):
+    """The downloaded bytes do not have the expected sha256 or size; the file was deleted."""
+
+
+class OfflineError(DownloadError):
+    """``SSLHUB_OFFLINE=1`` and the file is not in the cache."""
+
+
+def sslhub_home() -> Path:
+    """The cache root: ``$SSLHUB_HOME``, else ``$XDG_CACHE_HOME/sslhub``, else ``~/.cache/sslhub``."""
+    env = os.environ.get(ENV_HOME)
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "sslhub"
+
+
+def is_offline() -> bool:
+    """True when ``SSLHUB_OFFLINE`` is set to 1/true/yes/on."""
+    return os.environ.get(ENV_OFFLINE, "").strip().lower() in _TRUE
+
+
+def redact_url(url: str) -> str:
+    """The URL without credentials, query string and fragment (safe to log for presigned URLs)."""
+    p = urllib.parse.urlsplit(url)
+    host = p.hostname or ""
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    netloc = host + (f":{p.port}" if p.port else "")
+    return urllib.parse.urlunsplit((p.scheme, netloc, p.path, "", "")) + ("?<query redacted>" if p.query else "")
+
+
+def _url_key(url: str) -> str:
+    p = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit((p.scheme.lower(), (p.netloc.rpartition("@")[2]).lower(), p.path, "", ""))
+
+
+def _default_filename(url: str) -> str:
+    name = urllib.parse.unquote(urllib.parse.urlsplit(url).path.rstrip("/").rpartition("/")[2])
+    return _safe_filename(name or "download")
+
+
+def _safe_filename(name: str) -> str:
+    name = re.sub(r"[\x00-\x1f/\\]", "_", name).strip()
+    if name in ("", ".", ".."):
+        raise DownloadError(f"{name!r} is not a usable file name; pass filename=...")
+    return name
+
+
+def cache_path(url: str, filename: str | None = None) -> Path:
+    """Where :func:`fetch_url` keeps the file for ``url`` (the query string does not change the location)."""
+    key = _url_key(url)
+    host = re.sub(r"[^A-Za-z0-9._-]", "_", urllib.parse.urlsplit(key).netloc) or "local"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return sslhub_home() / "downloads" / host / digest / _safe_filename(filename or _default_filename(url))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# small helpers (kept torch-free: this module is imported by the CLI and by every download process)
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(_CHUNK):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _write_json_atomic(path: Path, obj: dict[str, Any]) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=1, sort_keys=True)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        obj = json.loads(path.read_text())
+        return obj if isinstance(obj, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _unlink(*paths: Path) -> None:
+    for p in paths:
+        try:
+            p.unlink()
+        except FileNotFoundError:
+            pass
+
+
+class _RedactQueryFilter(logging.Filter):
+    """Strips query strings from urllib3's debug lines (``"GET /key?X-Amz-Signature=... HTTP/1.1"``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and record.args:
+            record.args = tuple(
+                a.split("?", 1)[0] + "?<query redacted>" if isinstance(a, str) and "?" in a else a for a in record.args
+            )
+        if isinstance(record.msg, str) and "?" in record.msg and "://" in record.msg:
+            record.msg = re.sub(r"\?[^\s\"']*", "?<query redacted>", record.msg)
+        return True
+
+
+_URLLIB3_FILTER = _RedactQueryFilter()
+
+
+def _install_log_filter() -> None:
+    for name in ("urllib3.connectionpool", "urllib3.util.retry"):
+        lg = logging.getLogger(name)
+        if _URLLIB3_FILTER not in lg.filters:
+            lg.addFilter(_URLLIB3_FILTER)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# one attempt
+
+
+class _Retryable(Exception):
+    """An attempt failed in a way that a later attempt may fix (network, cut connection, 5xx/429)."""
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+@dataclass
+class _Paths:
+    final: Path
+
+    @property
+    def part(self) -> Path:
+        return self.final.with_name(self.final.name + ".part")
+
+    @property
+    def part_meta(self) -> Path:
+        return self.final.with_name(self.final.name + ".part.json")
+
+    @property
+    def meta(self) -> Path:
+        return self.final.with_name(self.final.name + ".sslhub.json")
+
+    @property
+    def lock(self) -> Path:
+        return self.final.with_name(self.final.name + ".lock")
+
+
+def _server_error(resp: Any, shown: str) -> str:
+    # S3/GCS put a short <Code>/<Message> in the XML body; nothing else of the body is shown (it may echo the
+    # canonical request, which contains the query string).
+    detail = ""
+    try:
+        body = resp.raw.read(4096, decode_content=True) or b""
+        text = body.decode("utf-8", "replace")
+        code = re.search(r"<Code>([^<]{1,100})</Code>", text)
+        msg = re.search(r"<Message>([^<]{1,300})</Message>", text)
+        if code:
+            detail = f" ({code.group(1)}" + (f": {msg.group(1)}" if msg else "") + ")"
+    except Exception:  # the body is only a hint
+        pass
+    hint = ""
+    if resp.status_code in (401, 403):
+        hint = " Presigned URLs expire: ask for a fresh one; private files need credentials in the URL."
+    elif resp.status_code == 404:
+        hint = " Check the URL (or the card's url) and that the object still exists."
+    return f"HTTP {resp.status_code} {resp.reason or ''} for {shown}{detail}.{hint}"
+
+
+def _attempt(session: Any, url: str, paths: _Paths, *, timeout: Any, progress: bool, desc: str, shown: str) -> int:
+    """Download (the rest of) ``url`` into ``paths.part``; return the number of bytes now in the part file."""
+    import requests
+    from tqdm.auto import tqdm
+
+    part_meta = _read_json(paths.part_meta)
+    offset = paths.part.stat().st_size if paths.part.exists() else 0
+    validator = part_meta.get("etag") or part_meta.get("last_modified")
+    if offset and not validator:
+        logger.info("%s: partial download without ETag/Last-Modified cannot be resumed safely; starting over", shown)
+        _unlink(paths.part, paths.part_meta)
+        offset = 0
+
+    headers = {"User-Agent": f"sslhub/{__version__}", "Accept-Encoding": "identity"}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+        headers["If-Range"] = validator
+    try:
+        resp = session.get(url, headers=headers, stream=True, timeout=timeout, allow_redirects=True)
+    except (requests.ConnectionError, requests.Timeout) as e:
+        raise _Retryable(f"{type(e).__name__} while connecting") from None
+
+    with resp:
+        status = resp.status_code
+        if status == 416 and offset:
+            total = _content_range_total(resp.headers.get("Content-Range", ""))
+            if total == offset:  # the previous attempt had everything; it only was not verified yet
+                return offset
+            logger.info("%s: server rejects resuming at byte %d (file has %s bytes); starting over", shown, offset,
+                        total)
+            _unlink(paths.part, paths.part_meta)
+            raise _Retryable("range not satisfiable", retry_after=0.0)
+        if status in _RETRY_STATUS:
+            ra = resp.headers.get("Retry-After", "")
+            raise _Retryable(f"HTTP {status}", retry_after=float(ra) if ra.isdigit() else None)
+        if status >= 400:
+            raise DownloadError(_server_error(resp, shown))
+        if status == 206 and offset:
+            start = _content_range_start(resp.headers.get("Content-Range", ""))
+            if start != offset:
+                logger.info("%s: server answered an unexpected range (%s); starting over", shown,
+                            resp.headers.get("Content-Range"))
+                _unlink(paths.part, paths.part_meta)
+                raise _Retryable("unexpected Content-Range", retry_after=0.0)
+            mode = "ab"
+            logger.info("%s: resuming at byte %d", shown, offset)
+        elif status == 200:
+            if offset:
+                logger.info("%s: the file on the server changed since the partial download (If-Range did not "
+                            "match) or the server ignores ranges; downloading it again from the start", shown)
+            offset, mode = 0, "wb"
+            etag = resp.headers.get("ETag")
+            _write_json_atomic(paths.part_meta, {
+                "url": shown,
+                # weak ETags may not be used for ranges (RFC 9110 13.1.5); fall back to Last-Modified
+                "etag": etag if etag and not etag.startswith("W/") else None,
+                "last_modified": resp.headers.get("Last-Modified"),
+            })
+        else:
+            raise DownloadError(f"unexpected HTTP {status} for {shown}; expected 200 or 206")
+
+        length = resp.headers.get("Content-Length")
+        total = offset + int(length) if length and length.isdigit() else None
+        written = offset
+        bar = tqdm(total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024, desc=desc,
+                   disable=None if progress else True, leave=False)
+        try:
+            with open(paths.part, mode) as f:
+                for block in resp.iter_content(chunk_size=_CHUNK):
+                    f.write(block)
+                    written += len(block)
+                    bar.update(len(block))
+        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as e:
+            raise _Retryable(f"connection lost after {written} bytes ({type(e).__name__})") from None
+        finally:
+            bar.close()
+        if total is not None and written != total:
+            raise _Retryable(f"connection closed after {written} of {total} bytes")
+        return written
+
+
+def _content_range_start(value: str) -> int | None:
+    m = re.match(r"bytes (\d+)-\d+/(\d+|\*)", value.strip())
+    return int(m.group(1)) if m else None
+
+
+def _content_range_total(value: str) -> int | None:
+    m = re.match(r"bytes [^/]*/(\d+)", value.strip())
+    return int(m.group(1)) if m else None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# public entry point
+
+
+def _cached_ok(paths: _Paths, sha256: str | None, size: int | None, shown: str) -> bool:
+    if not paths.final.is_file():
+        return False
+    if size is not None and paths.final.stat().st_size != size:
+        logger.warning("%s: cached file %s has %d bytes, expected %d; it will be downloaded again", shown,
+                       paths.final, paths.final.stat().st_size, size)
+        return False
+    if sha256 is None:
+        return True
+    meta = _read_json(paths.meta)
+    if meta.get("sha256") == sha256 and meta.get("size") == paths.final.stat().st_size:
+        return True
+    digest = _sha256_file(paths.final)  # no record (or another expected hash): hash the file once
+    if digest == sha256:
+        _write_json_atomic(paths.meta, {**meta, "sha256": digest, "size": paths.final.stat().st_size})
+        return True
+    logger.warning("%s: cached file %s has sha256 %s, expected %s; it will be downloaded again", shown, paths.final,
+                   digest, sha256)
+    return False
+
+
+def fetch_url(
+    url: str,
+    *,
+    sha256: str | None = None,
+    size: int | None = None,
+    filename: str | None = None,
+    mirrors: Iterable[str] = (),
+    label: str | None = None,
+    force: bool = False,
+    progress: bool = True,
+    retries: int = 5,
+    backoff: float = 1.0,
+    timeout: float | tuple[float, float] = (10.0, 60.0),
+) -> Path:
+    """Download ``url`` into the sslhub cache (or find it there) and return the local path.
+
+    Args:
+        url: ``http(s)://`` URL, used exactly as given (presigned S3/GCS read-URLs work unchanged).
+        sha256: expected hex digest. Checked before the file enters the cache; a mismatch deletes the download and
+            raises :class:`HashMismatchError`. ``None`` downloads unverified and logs a warning with the digest.
+        size: expected size in bytes (checked like ``sha256``), if known.
+        filename: name of the cached file (default: the last URL path component).
+        mirrors: other URLs with the same content, tried in order when ``url`` fails (not on a hash mismatch).
+        label: what to call the file in messages (e.g. a registry name); default the URL without query.
+        force: download again even if the file is cached (the cached file is replaced only once verified).
+        progress: show a tqdm progress bar (on terminals).
+        retries: further attempts per URL after network errors, cut connections, 408/429/5xx.
+        backoff: seconds before the first retry; doubled each time (at most 30 s).
+        timeout: requests timeout (connect, read) in seconds.
+
+    Raises:
+        DownloadError: the server refused (4xx) or every attempt failed. ``OfflineError`` when ``SSLHUB_OFFLINE=1``
+            and the file is not cached; ``HashMismatchError`` when the bytes are not the expected ones.
+    """
+    if not url.startswith(("http://", "https://")):
+        raise DownloadError(f"{redact_url(url)}: only http:// and https:// URLs can be downloaded")
+    if sha256 is not None:
+        sha256 = sha256.lower()
+        if not re.fullmatch(r"[0-9a-f]{64}", sha256):
+            raise ValueError(f"sha256 must be 64 hex digits, got {sha256!r}")
+    _install_log_filter()
+    shown = label or redact_url(url)
+    paths = _Paths(cache_path(url, filename))
+
+    if not force and _cached_ok(paths, sha256, size, shown):
+        logger.debug("%s: using cached %s", shown, paths.final)
+        return paths.final
+    if is_offline():
+        raise OfflineError(
+            f"{shown} is not in the sslhub cache ({paths.final}) and {ENV_OFFLINE}=1 forbids downloading it. "
+            f"Fetch it once while online (`sslhub fetch ...`), or unset {ENV_OFFLINE}."
+        )
+
+    from filelock import FileLock, Timeout
+
+    paths.final.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(paths.lock))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        logger.info("%s: another process is downloading it; waiting for %s", shown, paths.lock)
+        lock.acquire()
+    try:
+        # another process may have finished it while we waited for the lock
+        if not force and _cached_ok(paths, sha256, size, shown):
+            return paths.final
+        if force:
+            _unlink(paths.part, paths.part_meta)
+        errors: list[str] = []
+        for candidate in (url, *mirrors):
+            cshown = label + f" ({redact_url(candidate)})" if label else redact_url(candidate)
+            try:
+                _download_with_retries(candidate, paths, cshown, progress=progress, retries=retries, backoff=backoff,
+                                       timeout=timeout)
+            except HashMismatchError:
+                raise
+            except DownloadError as e:
+                errors.append(str(e))
+                _unlink(paths.part, paths.part_meta)  # a mirror's partial file must not be resumed from another
+                continue
+            _verify_and_commit(paths, candidate, sha256=sha256, size=size, shown=cshown)
+            return paths.final
+        raise DownloadError("; ".join(errors) if len(errors) == 1 else "all URLs failed: " + " | ".join(errors))
+    finally:
+        lock.release()
+
+
+def _download_with_retries(url: str, paths: _Paths, shown: str, *, progress: bool, retries: int, backoff: float,
+                           timeout: Any) -> None:
+    import requests
+
+    desc = paths.final.name if len(paths.final.name) <= 40 else paths.final.name[:37] + "..."
+    with requests.Session() as session:
+        attempt = 0
+        while True:
+            try:
+                _attempt(session, url, paths, timeout=timeout, progress=progress, desc=desc, shown=shown)
+                return
+            except _Retryable as e:
+                if attempt >= retries:
+                    have = paths.part.stat().st_size if paths.part.exists() else 0
+                    raise DownloadError(
+                        f"{shown}: download failed after {attempt + 1} attempt(s): {e}. "
+                        + (f"{have} bytes are kept in {paths.part} and the next fetch resumes from there."
+                           if have else "Check the network and the URL, then try again.")
+                    ) from None
+                delay = e.retry_after if e.retry_after is not None else min(backoff * 2**attempt, _MAX_BACKOFF)
+                attempt += 1
+                logger.warning("%s: %s; retrying in %.1f s (attempt %d of %d)", shown, e, delay, attempt + 1,
+                               retries + 1)
+                time.sleep(delay)
+
+
+def _verify_and_commit(paths: _Paths, url: str, *, sha256: str | None, size: int | None, shown: str) -> None:
+    got_size = paths.part.stat().st_size
+    digest = _sha256_file(paths.part)
+    problem = None
+    if size is not None and got_size != size:
+        problem = f"size {got_size} bytes, expected {size}"
+    elif sha256 is not None and digest != sha256:
+        problem = f"sha256 {digest}, expected {sha256}"
+    if problem:
+        _unlink(paths.part, paths.part_meta)
+        raise HashMismatchError(
+            f"{shown}: the downloaded file has {problem}; it was deleted and nothing was cached. The server may "
+            "serve a different or corrupted file: do not use it. If the publisher replaced the file on purpose, "
+            "the card/checksum must be updated."
+        )
+    part_meta = _read_json(paths.part_meta)
+    os.replace(paths.part, paths.final)
+    _write_json_atomic(paths.meta, {
+        "url": redact_url(url),
+        "sha256": digest,
+        "size": got_size,
+        "verified": sha256 is not None,
+        "etag": part_meta.get("etag"),
+        "downloaded": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    })
+    _unlink(paths.part_meta)
+    if sha256 is None:
+        logger.warning(
+            "UNVERIFIED download: %s has no known sha256, so its content could not be checked. Its sha256 is %s "
+            "(%d bytes); compare it with the publisher's, and add it to the card or pass sha256=... to verify.",
+            shown, digest, got_size,
+        )
+    else:
+        logger.info("%s: sha256 verified, cached at %s", shown, paths.final)

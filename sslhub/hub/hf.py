@@ -1,0 +1,125 @@
+"""Fetching published backbones from the Hugging Face Hub through ``huggingface_hub``.
+
+Everything goes through :func:`huggingface_hub.hf_hub_download`, so its cache (``HF_HOME`` / ``HF_HUB_CACHE``),
+its offline mode (``HF_HUB_OFFLINE=1``), its endpoint (``HF_ENDPOINT``) and its token (``HF_TOKEN`` or the one
+saved by ``hf auth login``) apply unchanged; nothing here talks HTTP itself. ``SSLHUB_OFFLINE=1`` additionally
+restricts these fetches to that cache.
+
+Only ``model.safetensors`` is read: a repo that holds only ``pytorch_model.bin`` is refused rather than unpickled.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["CONFIG_NAME", "WEIGHTS_NAME", "HfHubError", "hf_hub_resolve", "parse_hf_hub_id"]
+
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+
+_TRUE = ("1", "true", "yes", "on")
+
+
+class HfHubError(ValueError):
+    """A Hugging Face Hub repo or file that cannot be fetched. The message names the repo and what to do."""
+
+
+def _offline() -> bool:
+    return os.environ.get("SSLHUB_OFFLINE", "").strip().lower() in _TRUE
+
+
+def parse_hf_hub_id(source: str) -> tuple[str, str | None]:
+    """Split ``"hf-hub:org/name@rev"`` (or ``"org/name@rev"``) into ``("org/name", "rev")``; rev may be None."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    s = source[len("hf-hub:") :] if source.startswith("hf-hub:") else source
+    repo_id, _, revision = s.partition("@")
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as e:
+        raise HfHubError(f"{source!r} is not a Hugging Face Hub id; use 'hf-hub:org/name' or 'hf-hub:org/name@rev' ({e})") from None
+    return repo_id, (revision or None)
+
+
+def _describe(repo_id: str, revision: str | None) -> str:
+    return f"hf-hub:{repo_id}" + (f"@{revision}" if revision else "")
+
+
+def hf_hub_resolve(repo_id: str, revision: str | None = None) -> Path:
+    """Download (or find in the Hugging Face cache) a published backbone and return its ``model.safetensors``.
+
+    ``config.json`` of the same commit is fetched too when the repo has one, so it lies next to the returned
+    file (``.../snapshots/<commit>/config.json``).
+
+    Args:
+        repo_id: ``"org/name"``.
+        revision: branch, tag or commit hash (default: the repo's default branch).
+
+    Raises:
+        HfHubError: the repo, revision or weights file does not exist or is not reachable, or the repo offers
+            only pickled weights; offline and not cached.
+    """
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        GatedRepoError,
+        HFValidationError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    where = _describe(repo_id, revision)
+    local_only = _offline()
+    try:
+        weights = Path(hf_hub_download(repo_id, WEIGHTS_NAME, revision=revision, local_files_only=local_only))
+    except HFValidationError as e:
+        raise HfHubError(f"{where}: not a valid Hugging Face Hub repo id or revision ({e})") from None
+    except GatedRepoError:
+        raise HfHubError(
+            f"{where} is gated: accept its terms on the Hub, then log in (`hf auth login`) or set HF_TOKEN"
+        ) from None
+    except RevisionNotFoundError:
+        raise HfHubError(f"{where}: revision {revision!r} does not exist; pass an existing branch, tag or commit") from None
+    except EntryNotFoundError:
+        raise HfHubError(_no_safetensors_message(repo_id, revision)) from None
+    except RepositoryNotFoundError:
+        raise HfHubError(
+            f"{where}: the Hub answered 'repository not found' for {WEIGHTS_NAME}. Check the name; a private repo "
+            "needs a token (`hf auth login` or HF_TOKEN). Some mirrors answer this way for a missing file too: "
+            f"sslhub loads only {WEIGHTS_NAME} from the Hub."
+        ) from None
+    except LocalEntryNotFoundError:
+        why = (
+            "SSLHUB_OFFLINE is set"
+            if local_only
+            else "the Hub could not be reached or HF_HUB_OFFLINE is set"
+        )
+        raise HfHubError(
+            f"{where}: {WEIGHTS_NAME} is not in the Hugging Face cache ({os.environ.get('HF_HUB_CACHE') or 'HF_HOME/hub'}) "
+            f"and {why}. Fetch it once while online (`sslhub fetch {where}`), or unset the offline variables."
+        ) from None
+    # The snapshot folder is named after the commit: fetch config.json from that same commit, even if the
+    # branch moved in between.
+    commit = weights.parent.name
+    try:
+        hf_hub_download(repo_id, CONFIG_NAME, revision=commit, local_files_only=local_only)
+    except (EntryNotFoundError, RepositoryNotFoundError, LocalEntryNotFoundError) as e:
+        # The weights carry their own metadata; config.json is for timm and humans.
+        logger.debug("%s: no %s next to the weights (%s)", where, CONFIG_NAME, type(e).__name__)
+    logger.debug("%s resolved to %s", where, weights)
+    return weights
+
+
+def _no_safetensors_message(repo_id: str, revision: str | None) -> str:
+    where = _describe(repo_id, revision)
+    return (
+        f"{where} has no {WEIGHTS_NAME}. sslhub reads only safetensors from the Hub and never unpickles "
+        "pytorch_model.bin / .pth files from it. If you trust the repo, download its weights yourself and convert "
+        "them (`sslhub convert FILE model.safetensors`), or ask the owner to publish safetensors "
+        "(`sslhub publish` does)."
+    )

@@ -1,0 +1,25 @@
+"""Self-supervised losses with Lightly's names, arguments and defaults.
+
+Port Lightly code by replacing ``from lightly.loss import X`` with ``from sslhub.losses import X``.
+"""
+
+from sslhub.losses.clustering import DINOLoss, SwaVLoss, sinkhorn
+from sslhub.losses.contrastive import DCLLoss, DCLWLoss, NTXentLoss, negative_mises_fisher_weights
+from sslhub.losses.memory_bank import MemoryBankModule, NNMemoryBankModule
+from sslhub.losses.regularized import BarlowTwinsLoss, NegativeCosineSimilarity, TiCoLoss, VICRegLoss
+
+__all__ = [
+    "BarlowTwinsLoss",
+    "DCLLoss",
+    "DCLWLoss",
+    "DINOLoss",
+    "MemoryBankModule",
+    "NNMemoryBankModule",
+    "NTXentLoss",
+    "NegativeCosineSimilarity",
+    "SwaVLoss",
+    "TiCoLoss",
+    "VICRegLoss",
+    "negative_mises_fisher_weights",
+    "sinkhorn",
+]

@@ -1,0 +1,81 @@
+"""Distributed helpers for losses.
+
+Every helper is a no-op (single-process semantics) when ``torch.distributed`` is unavailable or not
+initialised, so losses with ``gather_distributed=True`` also run unchanged on one device.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as torch_dist
+from torch import Tensor
+
+
+def is_initialized() -> bool:
+    """Returns True when a default process group exists."""
+    return torch_dist.is_available() and torch_dist.is_initialized()
+
+
+def rank() -> int:
+    """Returns the rank of this process (0 when not distributed)."""
+    return torch_dist.get_rank() if is_initialized() else 0
+
+
+def world_size() -> int:
+    """Returns the number of processes (1 when not distributed)."""
+    return torch_dist.get_world_size() if is_initialized() else 1
+
+
+def gather(tensor: Tensor) -> tuple[Tensor, ...]:
+    """All-gathers ``tensor`` from every process, keeping gradients.
+
+    The backward pass sums the gradients that all processes computed for this process's slice
+    (``torch.distributed.nn`` semantics, identical to Lightly's ``GatherLayer``). Returns ``(tensor,)``
+    when not distributed.
+    """
+    if world_size() == 1:
+        return (tensor,)
+    from torch.distributed.nn import functional as dist_fn  # only importable with distributed support
+
+    return tuple(dist_fn.all_gather(tensor))
+
+
+def all_reduce_mean(tensor: Tensor) -> Tensor:
+    """Averages ``tensor`` over all processes with gradient support (identity when not distributed)."""
+    ws = world_size()
+    if ws == 1:
+        return tensor
+    from torch.distributed.nn import functional as dist_fn
+
+    return dist_fn.all_reduce(tensor / ws)
+
+
+@torch.no_grad()
+def concat_all_gather(tensor: Tensor) -> Tensor:
+    """All-gathers ``tensor`` without gradients and concatenates along dim 0."""
+    if world_size() == 1:
+        return tensor
+    out = [torch.empty_like(tensor) for _ in range(world_size())]
+    torch_dist.all_gather(out, tensor.contiguous())
+    return torch.cat(out, dim=0)
+
+
+def eye_rank(n: int, device: torch.device | None = None) -> Tensor:
+    """Boolean (n, n * world_size) matrix whose diagonal block for this rank is the identity.
+
+    Marks which columns of gathered similarities are the positives of this process's rows; equal to
+    ``torch.eye(n)`` when not distributed.
+    """
+    rows = torch.arange(n, device=device)
+    mask = torch.zeros((n, n * world_size()), dtype=torch.bool, device=device)
+    mask[rows, rows + rank() * n] = True
+    return mask
+
+
+def check_available(flag: bool, name: str = "gather_distributed") -> None:
+    """Raises ValueError when ``flag`` is set but this torch build lacks torch.distributed."""
+    if flag and not torch_dist.is_available():
+        raise ValueError(
+            f"{name} is True but torch.distributed is not available. Set {name}=False or install a "
+            "torch build with distributed support."
+        )

@@ -1,0 +1,74 @@
+"""Augmentation pipelines with Lightly's names, arguments and defaults, built on torchvision.transforms.v2.
+
+Port Lightly code by replacing ``from lightly.transforms import X`` with ``from sslhub.transforms import X``.
+Unlike Lightly's, every pipeline also accepts uint8 image batches (N, 3, H, W) with per-sample
+randomness, and all randomness comes from torch's generator.
+"""
+
+from sslhub.transforms.base import (
+    IMAGENET_NORMALIZE,
+    MultiCropTranform,
+    MultiCropTransform,
+    MultiViewTransform,
+    ViewTransform,
+)
+from sslhub.transforms.methods import (
+    BYOLTransform,
+    BYOLView1Transform,
+    BYOLView2Transform,
+    DenseCLTransform,
+    DINOTransform,
+    DINOViewTransform,
+    MoCoV1Transform,
+    MoCoV2Transform,
+    SimCLRTransform,
+    SimCLRViewTransform,
+    SimSiamTransform,
+    SimSiamViewTransform,
+    SwaVTransform,
+    SwaVViewTransform,
+    TiCoTransform,
+    TiCoView1Transform,
+    TiCoView2Transform,
+    VICRegTransform,
+    VICRegViewTransform,
+)
+from sslhub.transforms.ops import (
+    GaussianBlur,
+    RandomRotate,
+    RandomRotateDegrees,
+    RandomSolarization,
+    random_rotation_transform,
+)
+
+__all__ = [
+    "BYOLTransform",
+    "BYOLView1Transform",
+    "BYOLView2Transform",
+    "DINOTransform",
+    "DINOViewTransform",
+    "DenseCLTransform",
+    "GaussianBlur",
+    "IMAGENET_NORMALIZE",
+    "MoCoV1Transform",
+    "MoCoV2Transform",
+    "MultiCropTransform",
+    "MultiCropTranform",
+    "MultiViewTransform",
+    "RandomRotate",
+    "RandomRotateDegrees",
+    "RandomSolarization",
+    "SimCLRTransform",
+    "SimCLRViewTransform",
+    "SimSiamTransform",
+    "SimSiamViewTransform",
+    "SwaVTransform",
+    "SwaVViewTransform",
+    "TiCoTransform",
+    "TiCoView1Transform",
+    "TiCoView2Transform",
+    "VICRegTransform",
+    "VICRegViewTransform",
+    "ViewTransform",
+    "random_rotation_transform",
+]

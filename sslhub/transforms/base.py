@@ -1,0 +1,106 @@
+"""Building blocks shared by all augmentation pipelines.
+
+Every pipeline works on a PIL image, a (C, H, W) tensor or a batch (N, C, H, W) of tensors. Batches
+are augmented sample by sample (independent random parameters per image) and converted to float and
+normalised in one vectorised step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Union
+
+import torch
+from PIL.Image import Image
+from torch import Tensor
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
+
+ImageInput = Union[Image, Tensor]
+Normalize = Union[None, dict[str, list[float]]]
+
+IMAGENET_NORMALIZE: dict[str, list[float]] = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+
+
+def _to_plain_tensor(image: Any) -> Tensor:
+    """PIL or tv_tensor -> plain tensor (uint8 stays uint8)."""
+    if isinstance(image, Image):
+        image = TF.pil_to_tensor(image)
+    return image.as_subclass(Tensor)
+
+
+class ViewTransform:
+    """One augmentation pipeline producing one view: ``ops`` per image, then float + normalisation.
+
+    Args:
+        ops: Callables applied in order to a PIL image or a (C, H, W) tensor.
+        normalize: ``{"mean": [...], "std": [...]}`` or None to skip normalisation.
+    """
+
+    def __init__(self, ops: Sequence[Callable[[Any], Any]], normalize: Normalize = IMAGENET_NORMALIZE) -> None:
+        self.ops = list(ops)
+        self.normalize = normalize
+        self.transform = v2.Compose(self.ops)
+
+    def __call__(self, image: ImageInput) -> Tensor:
+        """Returns a float32 view: (C, h, w) for one image, (N, C, h, w) for a batch."""
+        if isinstance(image, Tensor) and image.ndim == 4:
+            # Per-sample random parameters; all outputs share one size (crops resize to a fixed size).
+            out = torch.stack([_to_plain_tensor(self.transform(img)) for img in image])
+        else:
+            out = _to_plain_tensor(self.transform(image))
+        out = TF.to_dtype(out, torch.float32, scale=True)
+        if self.normalize:
+            out = TF.normalize(out, mean=self.normalize["mean"], std=self.normalize["std"])
+        return out
+
+
+class MultiViewTransform:
+    """Applies every transform in ``transforms`` to the input; returns the list of views."""
+
+    def __init__(self, transforms: Sequence[Callable[[Any], Any]]) -> None:
+        self.transforms = list(transforms)
+
+    def __call__(self, image: ImageInput) -> list[Tensor]:
+        """Returns one view per transform."""
+        return [transform(image) for transform in self.transforms]
+
+
+class MultiCropTranform(MultiViewTransform):
+    """Multi-crop views: ``crop_counts[i]`` random resized crops of size ``crop_sizes[i]``, each followed
+    by ``transforms``. (Lightly's spelling; ``MultiCropTransform`` is an alias.)
+
+    Args:
+        crop_sizes: Output size of each crop group.
+        crop_counts: Number of crops of each group.
+        crop_min_scales: Minimum area fraction of each group.
+        crop_max_scales: Maximum area fraction of each group.
+        transforms: Augmentation after the crop; a :class:`ViewTransform` keeps batch support.
+        interpolation: Resize interpolation of the crops.
+    """
+
+    def __init__(
+        self,
+        crop_sizes: tuple[int, ...],
+        crop_counts: tuple[int, ...],
+        crop_min_scales: tuple[float, ...],
+        crop_max_scales: tuple[float, ...],
+        transforms: Callable[[Any], Any],
+        interpolation: v2.InterpolationMode = v2.InterpolationMode.BILINEAR,
+    ) -> None:
+        n = len(crop_sizes)
+        for name, seq in (("crop_counts", crop_counts), ("crop_min_scales", crop_min_scales), ("crop_max_scales", crop_max_scales)):
+            if len(seq) != n:
+                raise ValueError(f"Length of crop_sizes and {name} must be equal but are {n} and {len(seq)}.")
+        views: list[Callable[[Any], Any]] = []
+        for size, count, lo, hi in zip(crop_sizes, crop_counts, crop_min_scales, crop_max_scales):
+            crop = v2.RandomResizedCrop(size, scale=(lo, hi), interpolation=interpolation)
+            if isinstance(transforms, ViewTransform):
+                view: Callable[[Any], Any] = ViewTransform([crop, *transforms.ops], transforms.normalize)
+            else:
+                view = ViewTransform([crop, transforms], normalize=None)
+            views.extend([view] * count)
+        super().__init__(views)
+
+
+MultiCropTransform = MultiCropTranform

@@ -55,14 +55,42 @@ def family_of(arch: str) -> str:
     return "timm"
 
 
+_RESET_METHODS = (
+    (nn.modules.conv._ConvNd, "reset_parameters"),
+    (nn.Linear, "reset_parameters"),
+    (nn.modules.batchnorm._NormBase, "reset_parameters"),
+    (nn.modules.batchnorm._NormBase, "reset_running_stats"),
+)
+
+
 @contextlib.contextmanager
-def _maybe_meta(meta: bool) -> Iterator[None]:
-    # Building on the meta device skips random init, which dominates load time for large models.
-    if meta:
-        with torch.device("meta"):
+def _skip_init() -> Iterator[None]:
+    """Construct ResNets without random init (weights are assigned right after, so init is wasted work).
+
+    Cheaper than the meta device for many small modules: the meta device's TorchFunctionMode taxes every
+    parameter creation, while uninitialised real storage is only address space until it is replaced.
+    """
+    saved = [(cls, name, cls.__dict__[name]) for cls, name in _RESET_METHODS]
+    for cls, name, _ in saved:
+        setattr(cls, name, lambda self: None)
+    try:
+        yield
+    finally:
+        for cls, name, fn in saved:
+            setattr(cls, name, fn)
+
+
+@contextlib.contextmanager
+def _maybe_meta(meta: bool, family: str) -> Iterator[None]:
+    # Skipping random init matters: it dominates load time for large models.
+    if not meta:
+        yield
+    elif family in ("resnet_generator", "torchvision_resnet"):
+        with _skip_init():
             yield
     else:
-        yield
+        with torch.device("meta"):
+            yield
 
 
 def create_backbone(
@@ -82,7 +110,7 @@ def create_backbone(
         width: ResNetGenerator width (default 1.0). Rejected for other families.
         num_ftrs: ResNetGenerator only: keep the Worker's 1x1 ``num_ftrs`` conv (``backbone.7``).
         img_size: input size for ViTs (timm ``img_size``; torchvision ``image_size``).
-        meta: build parameters on the meta device (no memory, no init); load with ``assign=True``.
+        meta: skip random init (uninitialised or meta-device tensors); load weights with ``assign=True`` next.
         timm_kwargs: passed to ``timm.create_model`` (e.g. ``init_values=1e-5``, ``global_pool="avg"``).
     """
     family = family_of(arch)
@@ -97,7 +125,7 @@ def create_backbone(
         "std": IMAGENET_STD,
         "input_size": None,
     }
-    with _maybe_meta(meta):
+    with _maybe_meta(meta, family):
         if family == "resnet_generator":
             model: nn.Module = ResNetGeneratorBackbone(arch, width=1.0 if width is None else width, num_ftrs=num_ftrs)
             cfg.update(width=model.width, num_ftrs=num_ftrs)

@@ -16,18 +16,25 @@ _LAZY = {
     "convert": "sslhub.checkpoints.convert",
     "info": "sslhub.checkpoints.info",
     "create_backbone": "sslhub.backbones",
+    "train": "sslhub.training",
+    "list_recipes": "sslhub.recipes",
+    "get_recipe": "sslhub.recipes",
     "CheckpointError": "sslhub.checkpoints.io",
     "export": "sslhub.export",
+    "list_pretrained": "sslhub.hub.registry",
 }
 
 __all__ = ["__version__", *_LAZY]
 
 if TYPE_CHECKING:  # pragma: no cover
     from sslhub.backbones import create_backbone
+    from sslhub.recipes import get_recipe, list_recipes
+    from sslhub.training import train
     from sslhub.checkpoints.convert import convert
     from sslhub.checkpoints.info import info
     from sslhub.checkpoints.io import CheckpointError
     from sslhub.checkpoints.load import load_pretrained
+    from sslhub.hub.registry import list_pretrained
     from sslhub.export import export
 
 

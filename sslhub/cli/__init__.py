@@ -13,7 +13,10 @@ from sslhub._version import __version__
 # Modules under sslhub.cli that define ``register(subparsers)``; each adds its own subcommands.
 _COMMAND_MODULES = (
     "checkpoints",
+    "train",
+    "hub",
     "export",
+    "publish",
 )
 
 

@@ -1,0 +1,93 @@
+"""Recipe registry: method + backbone + hyperparameters, stored as YAML (``training/recipes/<method>.yaml``).
+
+A file describes one method and the backbones it supports; recipe names are ``<method>-<backbone>``
+(``simclr-resnet-18`` = Lightly ResNetGenerator, ``simclr-resnet18`` = torchvision). Any field can be
+overridden with ``key.sub=value`` strings (values parsed as YAML).
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+__all__ = ["apply_overrides", "get_recipe", "list_recipes", "recipe_dirs"]
+
+
+def recipe_dirs() -> list[Path]:
+    """Where recipe YAML files are looked up: the installed package data, then the source tree."""
+    here = Path(__file__).resolve().parent.parent
+    dirs = [here / "_data" / "recipes", here.parent / "training" / "recipes"]
+    return [d for d in dirs if d.is_dir()]
+
+
+@lru_cache(maxsize=1)
+def _templates() -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for d in recipe_dirs():
+        for f in sorted(d.glob("*.yaml")):
+            data = yaml.safe_load(f.read_text())
+            if not isinstance(data, dict) or "method" not in data:
+                raise ValueError(f"{f}: not a recipe (needs a 'method' field)")
+            out.setdefault(f.stem, data)
+    return out
+
+
+def _all() -> dict[str, dict[str, Any]]:
+    recipes: dict[str, dict[str, Any]] = {}
+    for tpl in _templates().values():
+        for bb in tpl.get("backbones", []):
+            r = copy.deepcopy({k: v for k, v in tpl.items() if k != "backbones"})
+            r["backbone"] = {"arch": bb, **(r.get("backbone") or {})}
+            r["name"] = f"{tpl['method']}-{bb}"
+            recipes[r["name"]] = r
+        for name, extra in (tpl.get("variants") or {}).items():
+            r = copy.deepcopy({k: v for k, v in tpl.items() if k not in ("backbones", "variants")})
+            _merge(r, extra)
+            r["name"] = name
+            recipes[name] = r
+    return recipes
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> None:
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            _merge(base[k], v)
+        else:
+            base[k] = copy.deepcopy(v)
+
+
+def list_recipes(pattern: str | None = None) -> list[str]:
+    """Recipe names, optionally filtered with a shell-style wildcard (``"simclr-*"``)."""
+    names = sorted(_all())
+    return [n for n in names if pattern is None or fnmatch.fnmatch(n, pattern)]
+
+
+def apply_overrides(recipe: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Return a copy of ``recipe`` with ``key.sub=value`` overrides applied (values parsed as YAML)."""
+    r = copy.deepcopy(recipe)
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} must look like key=value (e.g. optimizer.lr=0.1)")
+        key, raw = item.split("=", 1)
+        node = r
+        parts = key.strip().split(".")
+        for p in parts[:-1]:
+            if not isinstance(node.get(p), dict):
+                node[p] = {}
+            node = node[p]
+        node[parts[-1]] = yaml.safe_load(raw)
+    return r
+
+
+def get_recipe(name: str, overrides: Iterable[str] = ()) -> dict[str, Any]:
+    """The resolved recipe ``name`` (a fresh dict), with ``overrides`` applied."""
+    recipes = _all()
+    if name not in recipes:
+        close = fnmatch.filter(recipes, f"*{name.split('-')[0]}*")[:8]
+        raise ValueError(f"unknown recipe {name!r}; similar: {close or sorted(recipes)[:8]} (see `sslhub recipes`)")
+    return apply_overrides(recipes[name], overrides)

@@ -1,0 +1,373 @@
+"""The training loop: plain PyTorch, one CPU, one GPU, or many under ``torchrun`` (DDP).
+
+Images are decoded once per item to ``uint8`` tensors by the DataLoader and augmented as a batch on the
+device by the recipe's transform (``sslhub.transforms`` accept uint8 batches), which is where the time goes on
+CPU. State for ``--resume`` is written atomically after every epoch; data order depends only on (seed, epoch)
+and the RNG state travels in the checkpoint, so an interrupted run resumed from ``last.ckpt`` ends with the same
+weights as an uninterrupted one (CPU, deterministic mode).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+import yaml
+from torch import nn
+from torch.utils.data import DataLoader
+
+from sslhub._version import __version__
+from sslhub.backbones import create_backbone
+from sslhub.checkpoints.io import atomic_path, load_torch_file, save_safetensors, save_torch
+from sslhub.data import ImageFolderDataset, collate_skip_invalid
+from sslhub.methods import SSLMethod, build_method
+from sslhub.recipes import apply_overrides, get_recipe
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["TrainingError", "train"]
+
+
+class TrainingError(RuntimeError):
+    """Training stopped (non-finite loss, bad data); the message says where and what was kept."""
+
+
+def _dist() -> tuple[int, int, int]:
+    """(rank, world_size, local_rank) from torchrun's environment; initialises the process group."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, 0
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def _build_transform(recipe: dict[str, Any]) -> Any:
+    import sslhub.transforms as T
+
+    spec = recipe["transform"]
+    args = dict(spec.get("args") or {})
+    cls = getattr(T, spec["name"])
+    size = recipe["input_size"]
+    import inspect
+
+    params = inspect.signature(cls).parameters
+    if "input_size" in params and "input_size" not in args:
+        args["input_size"] = size
+    return cls(**args)
+
+
+def _build_model(recipe: dict[str, Any], gather: bool) -> SSLMethod:
+    bb = dict(recipe["backbone"])
+    arch = bb.pop("arch")
+    kwargs = dict(recipe.get("model") or {})
+    worker = recipe.get("worker")
+    if worker and arch.startswith("resnet-") and recipe["method"] == "simclr":
+        # The Lightly Worker's SimCLR: num_ftrs conv in the backbone, projection head without BatchNorm.
+        bb["num_ftrs"] = worker["num_ftrs"]
+        kwargs.update(hidden_dim=worker["num_ftrs"], batch_norm=False)
+    backbone = create_backbone(arch, **{k: v for k, v in bb.items() if v is not None})
+    import inspect
+
+    from sslhub.methods import METHODS
+
+    if gather and "gather_distributed" in inspect.signature(METHODS[recipe["method"]]).parameters:
+        kwargs["gather_distributed"] = True
+    return build_method(recipe["method"], backbone, backbone.num_features, **kwargs)
+
+
+def _lr_lambda(recipe: dict[str, Any], steps_per_epoch: int, epochs: int):
+    warm = int(recipe.get("schedule", {}).get("warmup_epochs", 0) * steps_per_epoch)
+    total = max(1, epochs * steps_per_epoch)
+    floor = float(recipe.get("schedule", {}).get("min_lr_ratio", 0.0))
+    warm = min(warm, total // 2)
+
+    def fn(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        p = (step - warm) / max(1, total - warm)
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, p)))
+
+    return fn
+
+
+def _optimizer(recipe: dict[str, Any], model: nn.Module, batch_size: int) -> torch.optim.Optimizer:
+    o = recipe["optimizer"]
+    lr = float(o["lr"])
+    ref = float(o.get("reference_batch_size", 256))
+    scaling = o.get("lr_scaling", "linear")
+    lr *= {"linear": batch_size / ref, "sqrt": math.sqrt(batch_size / ref), "none": 1.0}[scaling]
+    params = [p for p in model.parameters() if p.requires_grad]
+    wd = float(o.get("weight_decay", 0.0))
+    if o["name"] == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=float(o.get("momentum", 0.9)), weight_decay=wd)
+    if o["name"] == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+    raise ValueError(f"unknown optimizer {o['name']!r}; use sgd or adamw")
+
+
+def _normalize(x: torch.Tensor, mean: Iterable[float], std: Iterable[float]) -> torch.Tensor:
+    m = torch.tensor(list(mean), device=x.device).view(1, 3, 1, 1)
+    s = torch.tensor(list(std), device=x.device).view(1, 3, 1, 1)
+    return (x.float() / 255 - m) / s
+
+
+@torch.no_grad()
+def _embed(backbone: nn.Module, loader: DataLoader, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    from sslhub.transforms import IMAGENET_NORMALIZE
+
+    was = backbone.training
+    backbone.eval()
+    feats, labels = [], []
+    for batch in loader:
+        if batch is None:
+            continue
+        x, y = batch[0].to(device), batch[1]
+        feats.append(backbone(_normalize(x, IMAGENET_NORMALIZE["mean"], IMAGENET_NORMALIZE["std"])).flatten(1).float().cpu())
+        labels.append(y)
+    backbone.train(was)
+    return torch.cat(feats), torch.cat(labels)
+
+
+def _monitor(backbone: nn.Module, train_eval: DataLoader, val: DataLoader | None, device: torch.device,
+             knn: dict[str, Any], num_classes: int) -> dict[str, float]:  # fmt: skip
+    """kNN top-1 on the validation folder (when labelled) and the collapse monitor."""
+    from sslhub.evaluation.knn import knn_predict
+
+    out: dict[str, float] = {}
+    f_train, y_train = _embed(backbone, train_eval, device)
+    z = nn.functional.normalize(f_train, dim=1)
+    # std of l2-normalised embeddings: ~1/sqrt(D) when spread out, -> 0 when the representation collapses
+    out["embedding_std"] = float(z.std(dim=0).mean())
+    out["embedding_std_ratio"] = out["embedding_std"] * math.sqrt(z.shape[1])
+    if val is not None and num_classes > 1 and (y_train >= 0).all():
+        f_val, y_val = _embed(backbone, val, device)
+        k = min(int(knn.get("k", 200)), len(f_train))
+        pred = knn_predict(nn.functional.normalize(f_val, dim=1), z.T, y_train, num_classes, knn_k=k, knn_t=float(knn.get("t", 0.1)))
+        out["knn_top1"] = float((pred[:, 0] == y_val).float().mean() * 100)
+    return out
+
+
+def _rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1])}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate((3, tuple(state["python"]), None))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _metadata(recipe: dict[str, Any], model: SSLMethod, epochs_done: int) -> dict[str, Any]:
+    bb = model.eval_backbone
+    cfg = bb.pretrained_cfg
+    return {
+        "format": "sslhub",
+        "sslhub_version": __version__,
+        "layout": "sslhub",
+        "family": cfg["family"],
+        "arch": cfg["arch"],
+        "width": f"{cfg['width']:g}" if cfg.get("width") else None,
+        "num_ftrs": str(cfg["num_ftrs"]) if cfg.get("num_ftrs") else None,
+        "backbone_prefix": model.eval_prefix,
+        "method": recipe["method"],
+        "recipe": recipe["name"],
+        "epochs": str(epochs_done),
+        "input_size": str(recipe["input_size"]),
+        "timm_kwargs": "{}",
+    }
+
+
+def _worker_checkpoint(model: SSLMethod) -> dict[str, Any] | None:
+    """``{"state_dict": model.state_dict(prefix="model.")}`` as the Lightly Worker writes it (SimCLR only)."""
+    keys = {k for k in model.state_dict() if not k.startswith("criterion")}
+    if type(model).__name__ != "SimCLR" or "backbone.7.weight" not in keys:
+        return None
+    return {"state_dict": {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k in keys}}
+
+
+def train(
+    recipe: str | dict[str, Any],
+    data: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    val: str | os.PathLike | None = None,
+    epochs: int | None = None,
+    overrides: Iterable[str] = (),
+    resume: bool = False,
+    device: str | None = None,
+    num_workers: int = 0,
+    deterministic: bool = False,
+    max_steps_per_epoch: int | None = None,
+    progress: bool = True,
+) -> Path:
+    """Train a recipe on a folder of images and write a run directory.
+
+    Args:
+        recipe: a recipe name (``sslhub.list_recipes()``) or a resolved recipe dict.
+        data: image folder (class subfolders optional; labels only used for monitoring).
+        out: run directory: ``config.yaml``, ``metrics.jsonl``, ``checkpoints/last.ckpt``,
+            ``model.safetensors`` and, for SimCLR on ResNetGenerator, a Worker-compatible ``checkpoint.ckpt``.
+        val: labelled image folder for per-epoch kNN accuracy.
+        epochs: overrides the recipe's epochs.
+        overrides: ``key=value`` strings applied to the recipe.
+        resume: continue from ``out/checkpoints/last.ckpt``.
+        device: ``cpu``/``cuda``; default cuda when available.
+        deterministic: ``torch.use_deterministic_algorithms(True)`` (reproducible resume on CPU).
+        max_steps_per_epoch: cap steps per epoch (smoke tests).
+
+    Returns:
+        The run directory.
+    """
+    r = get_recipe(recipe, overrides) if isinstance(recipe, str) else apply_overrides(recipe, overrides)
+    if epochs is not None:
+        r["epochs"] = int(epochs)
+    rank, world, local_rank = _dist()
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if dev.type == "cuda" and world > 1:
+        dev = torch.device("cuda", local_rank)
+        torch.cuda.set_device(dev)
+    out = Path(out)
+    ckpt_path = out / "checkpoints" / "last.ckpt"
+    seed = int(r.get("seed", 1))
+    torch.manual_seed(seed + rank)
+    random.seed(seed + rank)
+    if deterministic:
+        torch.use_deterministic_algorithms(True)
+
+    size = int(r["input_size"])
+    load_size = int(r.get("load_size", size))
+    ds = ImageFolderDataset(data, decode_size=load_size)
+    batch_size = int(r["batch_size"])
+    if len(ds) < batch_size * world:
+        batch_size = max(2, len(ds) // world)
+        logger.warning("%s has %d images, fewer than the batch size; using batch_size=%d", data, len(ds), batch_size)
+    sampler = None
+    if world > 1:
+        from torch.utils.data.distributed import DistributedSampler
+
+        sampler = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True)
+    gen = torch.Generator()
+    loader = DataLoader(ds, batch_size=batch_size, shuffle=sampler is None, sampler=sampler, generator=gen,
+                        drop_last=True, num_workers=num_workers, collate_fn=collate_skip_invalid)  # fmt: skip
+    eval_ds = ImageFolderDataset(data, decode_size=size, verify=False)
+    eval_loader = DataLoader(eval_ds, batch_size=256, collate_fn=collate_skip_invalid)
+    val_loader = None
+    if val is not None:
+        val_ds = ImageFolderDataset(val, decode_size=size, classes=ds.classes)
+        val_loader = DataLoader(val_ds, batch_size=256, collate_fn=collate_skip_invalid)
+
+    model = _build_model(r, gather=world > 1).to(dev)
+    if world > 1 and r.get("sync_batchnorm"):
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    train_model: nn.Module = model
+    if world > 1:
+        train_model = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+    transform = _build_transform(r)
+    opt = _optimizer(r, model, batch_size * world)
+    steps_per_epoch = len(loader) if max_steps_per_epoch is None else min(len(loader), max_steps_per_epoch)
+    total_steps = steps_per_epoch * int(r["epochs"])
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(r, steps_per_epoch, int(r["epochs"])))
+    scaler = torch.amp.GradScaler("cuda", enabled=dev.type == "cuda")
+
+    start_epoch, step = 0, 0
+    if resume and ckpt_path.exists():
+        state = load_torch_file(ckpt_path)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        _set_rng_state(state["rng"])
+        start_epoch, step = int(state["epoch"]), int(state["global_step"])
+        logger.info("resumed %s at epoch %d (step %d)", ckpt_path, start_epoch, step)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        with atomic_path(out / "config.yaml") as tmp:
+            tmp.write_text(yaml.safe_dump({"recipe": r, "seed": seed, "world_size": world, "data": str(data),
+                                           "val": str(val) if val else None, "sslhub_version": __version__},
+                                          sort_keys=False))  # fmt: skip
+    from tqdm.auto import tqdm
+
+    metrics_file = out / "metrics.jsonl"
+    for epoch in range(start_epoch, int(r["epochs"])):
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        gen.manual_seed(seed * 1000 + epoch)  # data order depends on (seed, epoch) only
+        model.train()
+        t0, seen, losses = time.perf_counter(), 0, []
+        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{r['epochs']}", disable=not progress or rank != 0, leave=False)
+        for i, batch in enumerate(loader):
+            if i >= steps_per_epoch:
+                break
+            if batch is None:
+                continue
+            images = batch[0].to(dev, non_blocking=True)
+            with torch.no_grad():
+                views = [v.to(dev) for v in transform(images)]
+            with torch.autocast(device_type=dev.type, dtype=torch.float16, enabled=dev.type == "cuda"):
+                loss = train_model(views, (step, total_steps, epoch))
+            if not torch.isfinite(loss):
+                raise TrainingError(
+                    f"loss is {loss.item()} at epoch {epoch + 1}, step {step} (batch {i}); training stopped. "
+                    f"The last good state is {ckpt_path if ckpt_path.exists() else 'not written yet'}; "
+                    "try a lower optimizer.lr (--set optimizer.lr=...) or a longer warmup"
+                )
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            model.before_optimizer_step(epoch)
+            scaler.step(opt)
+            scaler.update()
+            sched.step()
+            model.after_step(step, total_steps)
+            step += 1
+            seen += images.shape[0] * world
+            losses.append(loss.item())
+            bar.set_postfix(loss=f"{losses[-1]:.3f}", lr=f"{sched.get_last_lr()[0]:.2e}",
+                            img_s=f"{seen / (time.perf_counter() - t0):.0f}")  # fmt: skip
+            bar.update(1)
+        bar.close()
+        elapsed = time.perf_counter() - t0
+        if rank == 0:
+            row: dict[str, Any] = {"epoch": epoch + 1, "step": step, "loss": sum(losses) / max(1, len(losses)),
+                                   "lr": sched.get_last_lr()[0], "images_per_s": seen / elapsed, "time_s": elapsed}  # fmt: skip
+            row.update(_monitor(model.eval_backbone, eval_loader, val_loader, dev, r.get("knn", {}), len(ds.classes)))
+            if row["embedding_std_ratio"] < 0.02:
+                logger.warning("epoch %d: embedding std ratio %.3f is near 0: the representation may be collapsing",
+                               epoch + 1, row["embedding_std_ratio"])  # fmt: skip
+            with open(metrics_file, "a") as f:
+                f.write(json.dumps(row) + "\n")
+            logger.info("epoch %d: %s", epoch + 1, ", ".join(f"{k}={v:.4g}" for k, v in row.items() if isinstance(v, float)))
+            state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                     "scaler": scaler.state_dict(), "rng": _rng_state(), "epoch": epoch + 1, "global_step": step,
+                     "recipe": r["name"]}  # fmt: skip
+            save_torch(state, ckpt_path)
+    if rank == 0:
+        sd = {k: v for k, v in model.state_dict().items() if not k.startswith("criterion.")}
+        save_safetensors(sd, out / "model.safetensors", _metadata(r, model, int(r["epochs"])))
+        worker = _worker_checkpoint(model)
+        if worker is not None:
+            save_torch(worker, out / "checkpoint.ckpt")
+        try:
+            from sslhub.training.plots import write_curves
+
+            write_curves(metrics_file, out / "curves.png")
+        except ImportError:
+            pass
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+    return out

@@ -1,0 +1,156 @@
+"""Recipes and the trainer: tiny runs on the embedded data, resume equality, Worker compatibility, DDP gather."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+
+import sslhub
+from sslhub.recipes import get_recipe, list_recipes
+from sslhub.training import TrainingError, train
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "training/data/clothing10_mini"
+TINY = ["backbone.width=0.0625", "batch_size=16", "input_size=32", "schedule.warmup_epochs=0"]
+
+
+def test_registry_names_and_overrides():
+    names = list_recipes()
+    for method in ("simclr", "moco", "byol", "simsiam", "barlowtwins", "vicreg", "dcl", "dclw", "nnclr", "swav", "tico", "dino"):
+        assert f"{method}-resnet-18" in names and f"{method}-resnet50" in names
+    r = get_recipe("moco-resnet-18", ["optimizer.lr=0.5", "model.memory_bank_size=64"])
+    assert r["optimizer"]["lr"] == 0.5 and r["model"]["memory_bank_size"] == 64 and r["backbone"]["arch"] == "resnet-18"
+    assert get_recipe("moco-resnet-18")["optimizer"]["lr"] != 0.5  # overrides do not leak into the registry
+    with pytest.raises(ValueError, match="unknown recipe"):
+        get_recipe("nope-resnet-18")
+
+
+@pytest.mark.parametrize("recipe,extra", [
+    ("byol-resnet-9", ["model.hidden_dim=32", "model.out_dim=16"]),
+    ("moco-resnet-9", ["model.memory_bank_size=32", "model.out_dim=16"]),
+    ("swav-resnet-9", ["model.hidden_dim=32", "model.out_dim=16", "model.n_prototypes=8"]),
+    ("dino-resnet-9", ["model.hidden_dim=32", "model.bottleneck_dim=8", "model.out_dim=32"]),
+])  # fmt: skip
+def test_methods_train_and_load(tmp_path, recipe, extra):
+    run = train(recipe, DATA / "train", tmp_path / "run", epochs=1, overrides=TINY + extra, max_steps_per_epoch=2, progress=False)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 1 and rows[0]["step"] == 2 and rows[0]["loss"] == rows[0]["loss"]  # finite
+    model = sslhub.load_pretrained(run / "model.safetensors")
+    assert model.pretrained_cfg["method"] == recipe.split("-")[0]
+    x = torch.randn(2, 3, 32, 32)
+    state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["model"]
+    prefix = "teacher_backbone." if recipe.startswith("dino") else "backbone."
+    ref = sslhub.create_backbone("resnet-9", width=0.0625)
+    ref.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+    with torch.no_grad():
+        assert torch.equal(model(x), ref.eval()(x))
+
+
+def test_simclr_worker_checkpoint_loads_in_lightly(tmp_path):
+    lr = pytest.importorskip("lightly_refs")
+    run = train("simclr-resnet-18", DATA / "train", tmp_path / "run", val=DATA / "val", epochs=1,
+                overrides=TINY + ["worker.num_ftrs=16", "model.out_dim=8"], max_steps_per_epoch=2, progress=False)  # fmt: skip
+    row = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
+    assert 0 <= row["knn_top1"] <= 100 and row["embedding_std"] > 0
+    ckpt = run / "checkpoint.ckpt"
+    cli = lr.cli_strict_load(ckpt, "resnet-18", 0.0625, 16, 8)  # Lightly CLI's strict loader accepts it
+    doc = lr.documented_worker_loader(ckpt, "resnet-18", 0.0625)
+    ours = sslhub.load_pretrained(ckpt)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(ours(x), doc(x))
+        assert torch.equal(sslhub.load_pretrained(ckpt, features="embedding")(x), cli.backbone(x).flatten(1))
+
+
+def test_resume_after_interruption_gives_same_weights(tmp_path):
+    over = TINY + ["model.out_dim=8"]
+    kw = dict(overrides=over, max_steps_per_epoch=2, progress=False, deterministic=True, device="cpu")
+    full = train("simclr-resnet-9", DATA / "train", tmp_path / "full", epochs=3, **kw)
+    # "kill" after epoch 2: run 2 epochs of a 3-epoch schedule by stopping inside epoch 3
+    part = tmp_path / "part"
+    import sslhub.training.trainer as T
+
+    calls = {"n": 0}
+    orig = T.SSLMethod.after_step
+
+    def crash(self, step, total):
+        calls["n"] += 1
+        if step == 5:  # inside epoch 3 (steps 4, 5)
+            raise KeyboardInterrupt
+        return orig(self, step, total)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(T.SSLMethod, "after_step", crash)
+        with pytest.raises(KeyboardInterrupt):
+            train("simclr-resnet-9", DATA / "train", part, epochs=3, **kw)
+    assert torch.load(part / "checkpoints/last.ckpt", weights_only=True)["epoch"] == 2
+    assert not (part / "model.safetensors").exists()
+    train("simclr-resnet-9", DATA / "train", part, epochs=3, resume=True, **kw)
+    a = torch.load(full / "checkpoints/last.ckpt", weights_only=True)["model"]
+    b = torch.load(part / "checkpoints/last.ckpt", weights_only=True)["model"]
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    torch.use_deterministic_algorithms(False)
+
+
+def test_nan_loss_stops_with_step_and_keeps_last_good(tmp_path):
+    from sslhub.methods import SimCLR
+
+    orig = SimCLR.forward
+
+    def poisoned(self, views, progress):
+        loss = orig(self, views, progress)
+        return loss * float("nan") if progress[0] == 3 else loss
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(SimCLR, "forward", poisoned)
+        with pytest.raises(TrainingError, match=r"epoch 2, step 3 .*last good state is .*last\.ckpt"):
+            train("simclr-resnet-9", DATA / "train", tmp_path / "run", epochs=2, overrides=TINY,
+                  max_steps_per_epoch=2, progress=False)  # fmt: skip
+    assert torch.load(tmp_path / "run/checkpoints/last.ckpt", weights_only=True)["epoch"] == 1
+    assert not (tmp_path / "run" / "model.safetensors").exists()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _gather_worker(rank: int, world: int, port: int, z0: torch.Tensor, z1: torch.Tensor, out: str) -> None:
+    import torch.distributed as dist
+
+    from sslhub.losses import NTXentLoss
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    n = z0.shape[0] // world
+    a = z0[rank * n:(rank + 1) * n].clone().requires_grad_(True)
+    b = z1[rank * n:(rank + 1) * n].clone().requires_grad_(True)
+    loss = NTXentLoss(temperature=0.3, gather_distributed=True)(a, b)
+    loss.backward()
+    torch.save({"loss": loss.detach(), "grad": a.grad}, f"{out}/rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_gathered_loss_equals_single_process_loss(tmp_path):
+    from sslhub.losses import NTXentLoss
+
+    g = torch.Generator().manual_seed(0)
+    z0, z1 = torch.randn(8, 16, generator=g), torch.randn(8, 16, generator=g)
+    torch.multiprocessing.spawn(_gather_worker, args=(2, _free_port(), z0, z1, str(tmp_path)), nprocs=2, join=True)
+    res = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    a = z0.clone().requires_grad_(True)
+    full = NTXentLoss(temperature=0.3)(a, z1)
+    full.backward()
+    mean = (res[0]["loss"] + res[1]["loss"]) / 2
+    assert abs(mean.item() - full.item()) <= 1e-5
+    # gradients flow through the gather: summed over ranks, then averaged as DDP does, they equal the full grads
+    grads = torch.cat([res[0]["grad"], res[1]["grad"]])
+    assert torch.allclose(grads / 2, a.grad, atol=1e-6)

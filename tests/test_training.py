@@ -21,7 +21,7 @@ TINY = ["backbone.width=0.0625", "batch_size=16", "input_size=32", "schedule.war
 
 def test_registry_names_and_overrides():
     names = list_recipes()
-    for method in ("simclr", "moco", "byol", "simsiam", "barlowtwins", "vicreg", "dcl", "dclw", "nnclr", "swav", "tico", "dino"):
+    for method in ("simclr", "moco", "byol", "simsiam", "barlowtwins", "vicreg", "dcl", "dclw", "nnclr", "swav", "tico", "dino", "densecl"):
         assert f"{method}-resnet-18" in names and f"{method}-resnet50" in names
     r = get_recipe("moco-resnet-18", ["optimizer.lr=0.5", "model.memory_bank_size=64"])
     assert r["optimizer"]["lr"] == 0.5 and r["model"]["memory_bank_size"] == 64 and r["backbone"]["arch"] == "resnet-18"
@@ -35,6 +35,7 @@ def test_registry_names_and_overrides():
     ("moco-resnet-9", ["model.memory_bank_size=32", "model.out_dim=16"]),
     ("swav-resnet-9", ["model.hidden_dim=32", "model.out_dim=16", "model.n_prototypes=8"]),
     ("dino-resnet-9", ["model.hidden_dim=32", "model.bottleneck_dim=8", "model.out_dim=32"]),
+    ("densecl-resnet-9", ["model.memory_bank_size=64", "model.out_dim=16"]),
 ])  # fmt: skip
 def test_methods_train_and_load(tmp_path, recipe, extra):
     run = train(recipe, DATA / "train", tmp_path / "run", epochs=1, overrides=TINY + extra, max_steps_per_epoch=2, progress=False)
@@ -154,3 +155,37 @@ def test_gathered_loss_equals_single_process_loss(tmp_path):
     # gradients flow through the gather: summed over ranks, then averaged as DDP does, they equal the full grads
     grads = torch.cat([res[0]["grad"], res[1]["grad"]])
     assert torch.allclose(grads / 2, a.grad, atol=1e-6)
+
+
+SMALL_MODEL = {
+    "simclr": {"out_dim": 8}, "dcl": {"out_dim": 8}, "dclw": {"out_dim": 8},
+    "moco": {"out_dim": 8, "memory_bank_size": 16}, "byol": {"hidden_dim": 16, "out_dim": 8},
+    "simsiam": {"out_dim": 16, "pred_hidden_dim": 8}, "barlowtwins": {"hidden_dim": 16, "out_dim": 16},
+    "vicreg": {"hidden_dim": 16, "out_dim": 16}, "nnclr": {"hidden_dim": 16, "out_dim": 8, "pred_hidden_dim": 16, "memory_bank_size": 16},
+    "swav": {"hidden_dim": 16, "out_dim": 8, "n_prototypes": 4}, "tico": {"hidden_dim": 16, "out_dim": 8},
+    "dino": {"hidden_dim": 16, "bottleneck_dim": 8, "out_dim": 16}, "densecl": {"out_dim": 8, "memory_bank_size": 16},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("method", sorted(SMALL_MODEL))
+def test_every_method_trains_its_backbone(method):
+    """One optimizer step changes the trained backbone and leaves momentum copies to the EMA update."""
+    from sslhub.methods import build_method
+
+    torch.manual_seed(0)
+    bb = sslhub.create_backbone("resnet-9", width=0.0625)
+    model = build_method(method, bb, bb.num_features, **SMALL_MODEL[method]).train()
+    views = [torch.randn(4, 3, 32, 32) for _ in range(2)] + ([torch.randn(4, 3, 16, 16)] * 2 if method in ("swav", "dino") else [])
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    loss = model(views, (0, 10, 0))
+    assert torch.isfinite(loss)
+    loss.backward()
+    model.before_optimizer_step(0)
+    opt.step()
+    model.after_step(0, 10)
+    after = model.state_dict()
+    assert not torch.equal(before["backbone.1.weight"], after["backbone.1.weight"])
+    ema = [k for k in after if k.startswith(("backbone_momentum.", "teacher_backbone.")) and k.endswith("1.weight")]
+    for k in ema:  # EMA copies move towards the student, not by the gradient
+        assert not torch.equal(before[k], after[k]), k

@@ -189,3 +189,27 @@ def test_every_method_trains_its_backbone(method):
     ema = [k for k in after if k.startswith(("backbone_momentum.", "teacher_backbone.")) and k.endswith("1.weight")]
     for k in ema:  # EMA copies move towards the student, not by the gradient
         assert not torch.equal(before[k], after[k]), k
+
+
+def test_torchrun_two_processes_ddp(tmp_path):
+    """The same command under torchrun trains with DDP (gloo on CPU); rank 0 alone writes the run."""
+    import shutil
+    import subprocess
+    import sys
+
+    import yaml
+
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
+    assert torchrun, "torchrun comes with torch"
+    out = tmp_path / "ddp"
+    cmd = [torchrun, "--nproc_per_node=2", "--master_addr=127.0.0.1", f"--master_port={_free_port()}", "-m", "sslhub",
+           "train", "simclr-resnet-9", "--data", str(DATA / "train"), "--epochs", "1", "--out", str(out),
+           "--set", "backbone.width=0.0625", "--set", "batch_size=8", "--set", "model.out_dim=8", "--max-steps", "2",
+           "--device", "cpu"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert yaml.safe_load((out / "config.yaml").read_text())["world_size"] == 2
+    rows = (out / "metrics.jsonl").read_text().splitlines()
+    assert len(rows) == 1 and json.loads(rows[0])["step"] == 2  # one writer, 2 steps of 2x8 images
+    assert sslhub.load_pretrained(out / "model.safetensors").num_features == 32

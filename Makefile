@@ -19,6 +19,7 @@ demo: $(VENV)/.installed
 # Loopback servers and tools some tests need (nginx, moto, olah); idempotent.
 services: $(VENV)/.installed
 	VENV=$(VENV) bash scripts/ci_services.sh
+	bash scripts/setup_olah_venv.sh
 
 test: $(VENV)/.installed services
 	$(PY) -m pytest -q

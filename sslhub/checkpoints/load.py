@@ -51,6 +51,19 @@ def resolve_path(source: str | os.PathLike) -> Path:
     )
 
 
+def _card_hints(source: str | os.PathLike) -> dict[str, Any]:
+    """Defaults from a registry card (arch, width, prefix) when ``source`` is a registered weight name."""
+    s = str(source)
+    if isinstance(source, os.PathLike) or Path(s).exists() or s.startswith(("http://", "https://", "hf-hub:")) or "/" in s:
+        return {}
+    from sslhub.hub import resolve_card
+
+    try:
+        return dict(resolve_card(s).load_kwargs())
+    except ValueError:
+        return {}  # not a registry name: resolve_path reports what it is
+
+
 def read_checkpoint(path: str | os.PathLike, *, prefix: str | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, str]]:
     """Read any supported file: (state dict, other top-level entries, safetensors metadata).
 
@@ -146,6 +159,10 @@ def load_backbone_state(
 
     See :func:`load_pretrained` for the accepted sources and arguments.
     """
+    hints = _card_hints(source)
+    arch = arch if arch is not None else hints.get("arch")
+    width = width if width is not None else hints.get("width")
+    prefix = prefix if prefix is not None else hints.get("prefix")
     path = resolve_path(source)
     where = str(path)
     # sslhub safetensors name their backbone prefix: read only those tensors.

@@ -17,6 +17,7 @@ _COMMAND_MODULES = (
     "hub",
     "export",
     "publish",
+    "evaluate",
 )
 
 

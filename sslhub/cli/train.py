@@ -47,3 +47,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("pattern", nargs="?", help="wildcard filter, e.g. 'simclr-*'")
     p.add_argument("--show", dest="name", help="print one resolved recipe as YAML")
     p.set_defaults(func=_recipes)
+    register_preview(sub)
+
+
+def _preview(args: argparse.Namespace) -> int:
+    from sslhub.plots import preview
+
+    out = preview(args.recipe, args.data, args.out, n=args.n, overrides=args.set or ())
+    print(f"wrote {out}")
+    return 0
+
+
+def register_preview(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("preview", help="draw originals beside the augmented views a recipe produces")
+    p.add_argument("recipe")
+    p.add_argument("--data", required=True, help="image folder")
+    p.add_argument("--out", required=True, help="PNG file")
+    p.add_argument("-n", type=int, default=8, help="number of images")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    p.set_defaults(func=_preview)

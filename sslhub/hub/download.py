@@ -50,6 +50,8 @@ ENV_OFFLINE = "SSLHUB_OFFLINE"
 _TRUE = ("1", "true", "yes", "on")
 _RETRY_STATUS = (408, 425, 429, 500, 502, 503, 504)
 _CHUNK = 1 << 20
+# small network reads: urllib3 drops the bytes of a read that a cut connection interrupts, so keep them few
+_NET_CHUNK = 1 << 16
 _MAX_BACKOFF = 30.0
 
 
@@ -85,7 +87,11 @@ def redact_url(url: str) -> str:
     host = p.hostname or ""
     if ":" in host:  # IPv6 literal
         host = f"[{host}]"
-    netloc = host + (f":{p.port}" if p.port else "")
+    try:
+        port = p.port
+    except ValueError:  # malformed port: show none rather than fail while reporting an error
+        port = None
+    netloc = host + (f":{port}" if port else "")
     return urllib.parse.urlunsplit((p.scheme, netloc, p.path, "", "")) + ("?<query redacted>" if p.query else "")
 
 
@@ -298,7 +304,7 @@ def _attempt(session: Any, url: str, paths: _Paths, *, timeout: Any, progress: b
                    disable=None if progress else True, leave=False)
         try:
             with open(paths.part, mode) as f:
-                for block in resp.iter_content(chunk_size=_CHUNK):
+                for block in resp.iter_content(chunk_size=_NET_CHUNK):
                     f.write(block)
                     written += len(block)
                     bar.update(len(block))
@@ -396,7 +402,7 @@ def fetch_url(
     if is_offline():
         raise OfflineError(
             f"{shown} is not in the sslhub cache ({paths.final}) and {ENV_OFFLINE}=1 forbids downloading it. "
-            f"Fetch it once while online (`sslhub fetch ...`), or unset {ENV_OFFLINE}."
+            f"Fetch it once while online (`sslhub fetch {label or 'URL'}`), or unset {ENV_OFFLINE}."
         )
 
     from filelock import FileLock, Timeout
@@ -415,8 +421,10 @@ def fetch_url(
         if force:
             _unlink(paths.part, paths.part_meta)
         errors: list[str] = []
-        for candidate in (url, *mirrors):
+        for i, candidate in enumerate((url, *mirrors)):
             cshown = label + f" ({redact_url(candidate)})" if label else redact_url(candidate)
+            if i:  # never splice one server's partial file onto another's bytes
+                _unlink(paths.part, paths.part_meta)
             try:
                 _download_with_retries(candidate, paths, cshown, progress=progress, retries=retries, backoff=backoff,
                                        timeout=timeout)
@@ -424,7 +432,6 @@ def fetch_url(
                 raise
             except DownloadError as e:
                 errors.append(str(e))
-                _unlink(paths.part, paths.part_meta)  # a mirror's partial file must not be resumed from another
                 continue
             _verify_and_commit(paths, candidate, sha256=sha256, size=size, shown=cshown)
             return paths.final

@@ -41,7 +41,9 @@ def parse_hf_hub_id(source: str) -> tuple[str, str | None]:
     try:
         validate_repo_id(repo_id)
     except HFValidationError as e:
-        raise HfHubError(f"{source!r} is not a Hugging Face Hub id; use 'hf-hub:org/name' or 'hf-hub:org/name@rev' ({e})") from None
+        raise HfHubError(
+            f"{source!r} is not a Hugging Face Hub id; use 'hf-hub:org/name' or 'hf-hub:org/name@rev' ({e})"
+        ) from None
     return repo_id, (revision or None)
 
 
@@ -84,25 +86,19 @@ def hf_hub_resolve(repo_id: str, revision: str | None = None) -> Path:
             f"{where} is gated: accept its terms on the Hub, then log in (`hf auth login`) or set HF_TOKEN"
         ) from None
     except RevisionNotFoundError:
-        raise HfHubError(f"{where}: revision {revision!r} does not exist; pass an existing branch, tag or commit") from None
-    except EntryNotFoundError:
-        raise HfHubError(_no_safetensors_message(repo_id, revision)) from None
-    except RepositoryNotFoundError:
         raise HfHubError(
-            f"{where}: the Hub answered 'repository not found' for {WEIGHTS_NAME}. Check the name; a private repo "
-            "needs a token (`hf auth login` or HF_TOKEN). Some mirrors answer this way for a missing file too: "
-            f"sslhub loads only {WEIGHTS_NAME} from the Hub."
+            f"{where}: revision {revision!r} does not exist; pass an existing branch, tag or commit"
         ) from None
-    except LocalEntryNotFoundError:
-        why = (
-            "SSLHUB_OFFLINE is set"
-            if local_only
-            else "the Hub could not be reached or HF_HUB_OFFLINE is set"
-        )
+    except LocalEntryNotFoundError:  # before EntryNotFoundError, its base class
+        why = "SSLHUB_OFFLINE is set" if local_only else "the Hub could not be reached or HF_HUB_OFFLINE is set"
         raise HfHubError(
-            f"{where}: {WEIGHTS_NAME} is not in the Hugging Face cache ({os.environ.get('HF_HUB_CACHE') or 'HF_HOME/hub'}) "
-            f"and {why}. Fetch it once while online (`sslhub fetch {where}`), or unset the offline variables."
+            f"{where}: {WEIGHTS_NAME} is not in the Hugging Face cache "
+            f"({os.environ.get('HF_HUB_CACHE') or 'HF_HOME/hub'}) and {why}. Fetch it once while online "
+            f"(`sslhub fetch {where}`), or unset the offline variables."
         ) from None
+    except (EntryNotFoundError, RepositoryNotFoundError):
+        # Mirrors answer "repository not found" for a missing file too: list the repo to tell which it is.
+        raise HfHubError(_missing_message(repo_id, revision)) from None
     # The snapshot folder is named after the commit: fetch config.json from that same commit, even if the
     # branch moved in between.
     commit = weights.parent.name
@@ -115,10 +111,21 @@ def hf_hub_resolve(repo_id: str, revision: str | None = None) -> Path:
     return weights
 
 
-def _no_safetensors_message(repo_id: str, revision: str | None) -> str:
+def _missing_message(repo_id: str, revision: str | None) -> str:
+    from huggingface_hub import HfApi
+
     where = _describe(repo_id, revision)
+    try:
+        files = HfApi().list_repo_files(repo_id, revision=revision)
+    except Exception:  # noqa: BLE001 - any failure here means the repo itself is not reachable
+        return (
+            f"{where}: repository not found. Check the name; a private repo needs a token "
+            "(`hf auth login` or HF_TOKEN)."
+        )
+    pickled = [f for f in files if f.endswith((".bin", ".pth", ".pt", ".ckpt", ".pkl"))]
+    found = f" (it has {', '.join(pickled[:5])})" if pickled else ""
     return (
-        f"{where} has no {WEIGHTS_NAME}. sslhub reads only safetensors from the Hub and never unpickles "
+        f"{where} has no {WEIGHTS_NAME}{found}. sslhub reads only safetensors from the Hub and never unpickles "
         "pytorch_model.bin / .pth files from it. If you trust the repo, download its weights yourself and convert "
         "them (`sslhub convert FILE model.safetensors`), or ask the owner to publish safetensors "
         "(`sslhub publish` does)."

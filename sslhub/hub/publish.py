@@ -13,7 +13,8 @@
 
 The upload uses ``HfApi.create_repo`` and one ``HfApi.create_commit`` whose ``parent_commit`` is the commit the
 README check looked at, so a concurrent edit makes the commit fail instead of being overwritten. The token comes
-from ``huggingface_hub`` (``HF_TOKEN`` or ``hf auth login``); sslhub never reads, writes or logs it.
+from ``huggingface_hub`` (``HF_TOKEN`` or ``hf auth login``); sslhub only checks that there is one and never
+passes, writes or logs it.
 """
 
 from __future__ import annotations
@@ -37,9 +38,12 @@ __all__ = [
     "README_NAME",
     "PublishError",
     "PublishResult",
+    "build_config",
     "find_checkpoint",
     "load_metrics",
     "publish",
+    "readme_is_ours",
+    "render_card",
     "stage_files",
 ]
 
@@ -85,6 +89,8 @@ class PublishResult:
     """The ``dry_run`` folder; None for an upload."""
     commit_oid: str | None = None
     commit_url: str | None = None
+    changed: bool = True
+    """False when the repo already held exactly these files (no commit was made)."""
     config: dict[str, Any] = field(default_factory=dict)
 
 
@@ -165,13 +171,15 @@ def _eval_results(metrics: Sequence[Mapping[str, Any]]) -> list[Any]:
     for m in metrics:
         results.append(
             EvalResult(
+                # model-index groups metrics by task and dataset, so the protocol is part of each metric.
                 task_type="image-classification",
-                task_name=_PROTOCOLS[m["protocol"]],
+                task_name="Image classification",
                 dataset_type=str(m["dataset"]),
                 dataset_name=str(m.get("dataset_name") or m["dataset"]),
                 dataset_split=m.get("split"),
                 metric_type=str(m.get("metric", "accuracy")),
                 metric_name=str(m.get("name") or f"{_SHORT[m['protocol']]} {m.get('metric', 'accuracy')}"),
+                metric_config=m["protocol"],
                 metric_value=m["value"],
                 # The Hub's schema wants a name only together with a URL; the card's table shows the name anyway.
                 source_name=m.get("source") if m.get("source_url") else None,
@@ -217,14 +225,15 @@ model = timm.create_model("hf-hub:{{ repo_id }}", pretrained=True)  # num_classe
 | Feature dimension | {{ num_features }} |
 | Input | {{ input_desc }} |
 | Weights | `model.safetensors`, {{ n_tensors }} tensors, sha256 `{{ weights_sha256 }}` |
-{% if source_name %}| Converted from | `{{ source_name }}`{% if source_sha256 %} (sha256 `{{ source_sha256 }}`){% endif %} |
+{% if source_name %}| Converted from | `{{ source_name }}`\
+{% if source_sha256 %} (sha256 `{{ source_sha256 }}`){% endif %} |
 {% endif %}| Published with | sslhub {{ sslhub_version }} |
 
 ## Evaluation
-{% if metrics %}
+{% if metric_rows %}
 | Protocol | Dataset | Split | Metric | Value | Source |
 |---|---|---|---|---|---|
-{% for m in metrics %}| {{ m.protocol_name }} | {{ m.dataset_name or m.dataset }} | {{ m.split or "" }} | {{ m.name or m.metric or "accuracy" }} | {{ m.value }} | {{ m.source or "" }} |
+{% for row in metric_rows %}| {{ row | join(" | ") }} |
 {% endfor %}{% else %}
 No evaluation results were published with these weights.
 {% endif %}"""
@@ -292,12 +301,18 @@ def render_card(
         source_name=source_name,
         source_sha256=source_sha256,
         sslhub_version=__version__,
-        metrics=[{**m, "protocol_name": _PROTOCOLS[m["protocol"]]} for m in metrics],
+        metric_rows=[
+            [_PROTOCOLS[m["protocol"]], m.get("dataset_name") or m["dataset"], m.get("split") or "",
+             m.get("name") or m.get("metric", "accuracy"), m["value"], m.get("source") or ""]
+            for m in metrics
+        ],  # fmt: skip
     )
     return str(card)
 
 
-def _timm_pretrained_cfg(spec: Any, module_cfg: Mapping[str, Any], metadata: Mapping[str, Any], license: str | None) -> dict[str, Any]:
+def _timm_pretrained_cfg(
+    spec: Any, module_cfg: Mapping[str, Any], metadata: Mapping[str, Any], license: str | None
+) -> dict[str, Any]:
     """A ``pretrained_cfg`` with only fields of timm's ``PretrainedCfg`` and only facts about *these* weights."""
     from timm.models import PretrainedCfg
 
@@ -309,7 +324,8 @@ def _timm_pretrained_cfg(spec: Any, module_cfg: Mapping[str, Any], metadata: Map
         if module_cfg.get(k) is not None:
             cfg[k] = module_cfg[k]
     size = spec.img_size
-    input_size = (3, size, size) if size else (metadata.get("input_size") or module_cfg.get("input_size") or (3, 224, 224))
+    input_size = (3, size, size) if size else (metadata.get("input_size") or module_cfg.get("input_size"))
+    input_size = input_size or (3, 224, 224)
     cfg.update(
         input_size=list(input_size),
         interpolation="bilinear",  # torchvision's Resize default, which Lightly's eval transforms use
@@ -391,6 +407,32 @@ def _safetensors_header(state: Any, num_features: int, method: str | None) -> di
     }
 
 
+def _canonicalize_safetensors(path: Path) -> None:
+    """Rewrite the header with its metadata keys sorted, in place (atomically).
+
+    safetensors writes its metadata map in a random order, so two writes of the same tensors differ in bytes.
+    Published files should depend on their content only: the same sha256 in the card, and no new LFS object or
+    commit when nothing changed. Tensor entries keep their offsets; the data section is copied unchanged.
+    """
+    import shutil
+
+    from sslhub.checkpoints.io import atomic_path
+
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(n))
+        meta = header.pop("__metadata__", None)
+        ordered: dict[str, Any] = {"__metadata__": dict(sorted(meta.items()))} if meta else {}
+        ordered.update(sorted(header.items(), key=lambda kv: (kv[1]["data_offsets"], kv[0])))
+        text = json.dumps(ordered, separators=(",", ":")).encode()
+        text += b" " * (-len(text) % 8)  # safetensors pads the header to 8 bytes for aligned tensors
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as out:
+                out.write(len(text).to_bytes(8, "little"))
+                out.write(text)
+                shutil.copyfileobj(f, out)
+
+
 def _load_state(source: Path | str, arch: str | None, width: float | None, prefix: str | None) -> Any:
     from sslhub.checkpoints.load import load_backbone_state
 
@@ -450,6 +492,7 @@ def stage_files(
     module_cfg = dict(getattr(module, "pretrained_cfg", {}) or {})
 
     save_safetensors(state.state_dict, outputs[WEIGHTS_NAME], _safetensors_header(state, num_features, method))
+    _canonicalize_safetensors(outputs[WEIGHTS_NAME])
     weights_sha256 = sha256_file(outputs[WEIGHTS_NAME])
     pretrained_cfg = _timm_pretrained_cfg(state.spec, module_cfg, state.metadata, license)
     readme = render_card(
@@ -501,7 +544,9 @@ def readme_is_ours(readme: bytes, config_text: str | bytes | None) -> bool:
     return isinstance(recorded, str) and recorded == _sha256_bytes(readme)
 
 
-def _readme_decision(existing: bytes | None, config_text: str | bytes | None, where: str, overwrite: bool, keep: bool) -> bool:
+def _readme_decision(
+    existing: bytes | None, config_text: str | bytes | None, where: str, overwrite: bool, keep: bool
+) -> bool:
     """Whether to write README.md; raises when an edited README would be replaced without consent."""
     if existing is None or overwrite:
         return True
@@ -582,7 +627,8 @@ def publish(
     if dry_run is not None:
         out = Path(dry_run)
         existing = _read_optional(out / README_NAME)
-        write_readme = _readme_decision(existing, _read_optional(out / CONFIG_NAME), str(out), overwrite_readme, keep_readme)
+        config_text = _read_optional(out / CONFIG_NAME)
+        write_readme = _readme_decision(existing, config_text, str(out), overwrite_readme, keep_readme)
         files, config = stage_files(source, out, write_readme=write_readme, **stage_kwargs)
         logger.info("dry run: wrote %s to %s (nothing uploaded)", ", ".join(files), out)
         return PublishResult(repo_id, list(files), "written" if write_readme else "kept", out_dir=out, config=config)
@@ -609,6 +655,7 @@ def _upload(
     stage_kwargs: dict[str, Any],
 ) -> PublishResult:
     from huggingface_hub import CommitOperationAdd, HfApi, get_token
+    from huggingface_hub.errors import RepositoryNotFoundError
 
     if not get_token():
         raise PublishError(
@@ -617,15 +664,21 @@ def _upload(
         )
     api = HfApi()  # token, endpoint and cache come from huggingface_hub's own configuration
     branch = revision or "main"
-    api.create_repo(repo_id, private=private, exist_ok=True)
-    info = api.repo_info(repo_id, revision=branch, files_metadata=False)
+    try:
+        info = api.repo_info(repo_id, revision=branch, files_metadata=False)
+    except RepositoryNotFoundError:
+        logger.info("creating %s repo %s", "private" if private else "public", repo_id)
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        info = api.repo_info(repo_id, revision=branch, files_metadata=False)
+    else:
+        if private and not info.private:
+            logger.warning("%s already exists and is public; --private applies only when the repo is created", repo_id)
     head = info.sha
     siblings = {s.rfilename for s in (info.siblings or [])}
-    if private and info.private is False:
-        logger.warning("%s already exists and is public; --private applies only when the repo is created", repo_id)
     remote_readme = _remote_file(api, repo_id, README_NAME, head, siblings)
     remote_config = _remote_file(api, repo_id, CONFIG_NAME, head, siblings) if remote_readme is not None else None
-    write_readme = _readme_decision(remote_readme, remote_config, f"hf-hub:{repo_id}@{branch}", overwrite_readme, keep_readme)
+    where = f"hf-hub:{repo_id}@{branch}"
+    write_readme = _readme_decision(remote_readme, remote_config, where, overwrite_readme, keep_readme)
 
     with tempfile.TemporaryDirectory(prefix="sslhub-publish-") as tmp:
         files, config = stage_files(source, tmp, write_readme=write_readme, **stage_kwargs)
@@ -640,12 +693,17 @@ def _upload(
             revision=branch,
             parent_commit=head,  # fail rather than overwrite a commit made since the README check
         )
+    changed = commit.oid != head  # huggingface_hub skips a commit that would change nothing
+    if changed:
         logger.info("published %s: %s", repo_id, commit.commit_url)
+    else:
+        logger.info("%s already holds exactly these files; no new commit", repo_id)
     return PublishResult(
         repo_id,
         list(files),
         "written" if write_readme else "kept",
         commit_oid=commit.oid,
         commit_url=commit.commit_url,
+        changed=changed,
         config=config,
     )

@@ -361,7 +361,7 @@ def train(
         if worker is not None:
             save_torch(worker, out / "checkpoint.ckpt")
         try:
-            from sslhub.training.plots import write_curves
+            from sslhub.plots import write_curves
 
             write_curves(metrics_file, out / "curves.png")
         except ImportError:

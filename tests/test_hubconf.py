@@ -1,0 +1,117 @@
+"""torch.hub: ``torch.hub.load(repo_dir, entry, source="local")`` with weights served by nginx on loopback, going
+through sslhub's verified fetch (sha256 from the card)."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+from conftest_servers import nginx  # noqa: F401  (pytest fixture)
+from lightly_refs import documented_worker_loader, save_worker_ckpt, worker_model
+
+from sslhub.hub import HashMismatchError, cache_path, entrypoint_name, registry
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def hub_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "home"
+    monkeypatch.setenv("SSLHUB_HOME", str(home))
+    monkeypatch.delenv("SSLHUB_OFFLINE", raising=False)
+    monkeypatch.delenv("SSLHUB_CARDS", raising=False)
+    return home
+
+
+def load_hubconf():
+    spec = importlib.util.spec_from_file_location("sslhub_hubconf_under_test", REPO / "hubconf.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_one_entrypoint_per_card():
+    hub = load_hubconf()
+    public = sorted(n for n in dir(hub) if callable(getattr(hub, n)) and not n.startswith("_"))  # as torch.hub.list
+    assert public == sorted(entrypoint_name(n) for n in registry())
+    assert "simclr_resnet50_lightly_in1k" in public and "simclr_resnet9_w0_0625_d16_lightly_zoo" in public
+    assert "63.2%" in hub.simclr_resnet50_lightly_in1k.__doc__  # the reported metric travels with the entrypoint
+    for dep in hub.dependencies:
+        assert importlib.util.find_spec(dep) is not None, dep
+
+
+def test_untrained_backbones_match_the_reference_architectures():
+    r50 = torch.hub.load(str(REPO), "simclr_resnet50_lightly_in1k", source="local", pretrained=False)
+    ref = torchvision.models.resnet50()
+    ref_shapes = {k: v.shape for k, v in ref.state_dict().items() if not k.startswith("fc.")}
+    assert {k: v.shape for k, v in r50.state_dict().items()} == ref_shapes and r50.num_features == 2048
+
+    r9 = torch.hub.load(str(REPO), "simclr_resnet9_w0_0625_d16_lightly_zoo", source="local", pretrained=False)
+    lightly_model = worker_model("resnet-9", width=0.0625, num_ftrs=16)
+    lightly_backbone = {k: v.shape for k, v in lightly_model.backbone.state_dict().items() if not k.startswith("7.")}
+    assert {k: v.shape for k, v in r9.state_dict().items()} == lightly_backbone
+
+
+def _card(name: str, url: str, sha256: str) -> str:
+    return textwrap.dedent(f"""\
+        name: {name}
+        method: simclr
+        architecture: resnet-9
+        width: 0.0625
+        num_ftrs: 16
+        num_features: 32
+        summary: tiny Worker checkpoint served from loopback for the torch.hub test
+        training: {{data: random, epochs: 1, batch_size: 2}}
+        metrics: []
+        files:
+          - {{url: "{url}", filename: hub.ckpt, size: unknown, sha256: "{sha256}"}}
+        source: {{layout: lightly-worker, prefix: model.backbone.}}
+        load: {{arch: resnet-9, width: 0.0625}}
+        license: MIT
+        paper: null
+    """)
+
+
+def test_pretrained_entrypoint_uses_the_verified_fetch(nginx, tmp_path, monkeypatch, hub_env):
+    model = worker_model("resnet-9", width=0.0625, num_ftrs=16, out_dim=8)
+    src = save_worker_ckpt(model, tmp_path / "worker.ckpt")
+    data = src.read_bytes()
+    nginx.put("hub/worker.ckpt", data)
+    cards = tmp_path / "cards"
+    cards.mkdir()
+    good = "simclr-resnet9-w0.0625-d16.hubtest"
+    bad = "simclr-resnet9-w0.0625-d16.hubtest-tampered"
+    (cards / f"{good}.yaml").write_text(_card(good, nginx.url("hub/worker.ckpt"), hashlib.sha256(data).hexdigest()))
+    # the tampered card's server holds another checkpoint than the one whose sha256 the card publishes
+    other = save_worker_ckpt(worker_model("resnet-9", width=0.0625, num_ftrs=16, out_dim=8), tmp_path / "o.ckpt")
+    nginx.put("hub/tampered.ckpt", other.read_bytes())
+    bad_url = nginx.url("hub/tampered.ckpt")
+    (cards / f"{bad}.yaml").write_text(_card(bad, bad_url, hashlib.sha256(data).hexdigest()))
+    monkeypatch.setenv("SSLHUB_CARDS", str(cards))
+
+    loaded = torch.hub.load(str(REPO), entrypoint_name(good), source="local", pretrained=True, progress=False)
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    ref = documented_worker_loader(src, "resnet-9", 0.0625)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), ref(x), rtol=0, atol=1e-6)
+        assert not loaded.training
+        # features="embedding" keeps the num_ftrs conv: the 16-d embeddings lightly-embed computes
+        emb = torch.hub.load(str(REPO), entrypoint_name(good), source="local", features="embedding")
+        torch.testing.assert_close(emb(x), model.backbone(x).flatten(1), rtol=0, atol=1e-6)
+    assert len(nginx.log("hub/worker.ckpt")) == 1, "the second load must come from the verified cache"
+
+    with pytest.raises(HashMismatchError):
+        torch.hub.load(str(REPO), entrypoint_name(bad), source="local", pretrained=True, progress=False)
+    assert not cache_path(bad_url, "hub.ckpt").exists()
+    assert not cache_path(bad_url, "hub.ckpt").with_name("hub.ckpt.part").exists()
+
+    monkeypatch.setenv("SSLHUB_OFFLINE", "1")  # cached: still loads without the network
+    again = torch.hub.load(str(REPO), entrypoint_name(good), source="local")
+    with torch.no_grad():
+        torch.testing.assert_close(again(x), ref(x), rtol=0, atol=1e-6)
+    assert len(nginx.log("hub/worker.ckpt")) == 1

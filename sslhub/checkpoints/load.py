@@ -33,6 +33,10 @@ class BackboneState:
 
     @property
     def num_features(self) -> int:
+        """Feature dimension of the rebuilt backbone (built on the meta device: no weights touched)."""
+        if "num_features" not in self.metadata:
+            keep = "7.weight" in self.state_dict
+            self.metadata["num_features"] = int(create_backbone(meta=True, **self.spec.kwargs(keep_num_ftrs=keep)).num_features)
         return int(self.metadata["num_features"])
 
 

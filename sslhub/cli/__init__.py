@@ -40,6 +40,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
+    if not args.verbose:  # one line per HTTP request from huggingface_hub's client is noise at INFO
+        for name in ("httpx", "httpx2", "httpcore", "urllib3"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     try:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as e:

@@ -19,7 +19,7 @@ from torch import nn
 
 from sslhub._version import __version__
 from sslhub.backbones import IMAGENET_MEAN, IMAGENET_STD, TORCHVISION_RESNETS, create_backbone, family_of
-from sslhub.checkpoints.io import save_safetensors, save_torch
+from sslhub.checkpoints.io import atomic_path, save_safetensors, save_torch
 from sslhub.export.detectron2 import detectron2_config, detectron2_config_yaml, write_detectron2_pkl
 from sslhub.export.keys import (
     KeyMappingError,
@@ -30,7 +30,7 @@ from sslhub.export.keys import (
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EXPORT_TARGETS", "ExportError", "ExportResult", "export"]
+__all__ = ["EXPORT_TARGETS", "ExportError", "ExportResult", "export", "export_checkpoint"]
 
 EXPORT_TARGETS = ("torchvision", "timm", "detectron2")
 
@@ -220,7 +220,7 @@ def _to_timm(sd: Mapping[str, torch.Tensor], source: _Source) -> tuple[str, dict
         _check_loads_timm(source.arch, {}, sd)
         return source.arch, {}, dict(sd)
     if source.family == "torchvision_vit":
-        patch, *_, timm_arch = _VIT_ARCHS[source.arch]
+        timm_arch = _VIT_ARCHS[source.arch][5]
         image_size = _tv_vit_kwargs(source.arch, sd).get("image_size", 224)
         kwargs = {"img_size": image_size} if image_size != 224 else {}
         converted = torchvision_vit_to_timm(sd)
@@ -259,11 +259,9 @@ def _to_detectron2(
     )
     config_path = _config_path(out)
     write_detectron2_pkl(converted, out)
-    with_yaml = detectron2_config_yaml(config, header=header)
-    from sslhub.checkpoints.io import atomic_path
-
+    text = detectron2_config_yaml(config, header=header)
     with atomic_path(config_path) as tmp:
-        tmp.write_text(with_yaml, encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8")
     logger.info("wrote %s and %s (Detectron2 R-%d)", out, config_path, depth)
     usage = (
         f"cfg.merge_from_file({str(config_path)!r})  # sets MODEL.WEIGHTS; "
@@ -309,7 +307,9 @@ def _check_outputs(to: str, out: Path, *, force: bool, src: Path | None) -> None
         sources.append(src / "model.safetensors")
     for path in outputs:
         if any(_same_file(path, s) for s in sources):
-            raise ExportError(f"{path} is the source checkpoint; choose another output path (inputs are never overwritten)")
+            raise ExportError(
+                f"{path} is the source checkpoint; choose another output path (inputs are never overwritten)"
+            )
         if path.is_dir():
             raise ExportError(f"{path} is a directory; give a file name for the export")
         if path.exists() and not force:
@@ -336,7 +336,9 @@ def _meta(build: Callable[[], nn.Module]) -> nn.Module:
         return build()
 
 
-def _check_loads_torchvision(arch: str, kwargs: Mapping[str, Any], sd: Mapping[str, torch.Tensor], head: str) -> None:
+def _check_loads_torchvision(
+    arch: str, kwargs: Mapping[str, Any], sd: Mapping[str, torch.Tensor], head: str
+) -> None:
     import torchvision
 
     model = _meta(lambda: getattr(torchvision.models, arch)(weights=None, **kwargs))
@@ -350,7 +352,8 @@ def _check_loads_timm(arch: str, kwargs: Mapping[str, Any], sd: Mapping[str, tor
         model = _meta(lambda: timm.create_model(arch, pretrained=False, num_classes=0, **kwargs))
     except RuntimeError as e:
         raise ExportError(f"timm cannot build {arch!r}: {e}") from None
-    _load_report(model, sd, "", f"timm.create_model({arch!r}, num_classes=0{', ' if kwargs else ''}{_fmt_kwargs(kwargs)})")
+    extra = f", {_fmt_kwargs(kwargs)}" if kwargs else ""
+    _load_report(model, sd, "", f"timm.create_model({arch!r}, num_classes=0{extra})")
 
 
 def _is_plain_timm_resnet(source: _Source) -> bool:
@@ -386,9 +389,9 @@ def _timm_vit_as_torchvision(source: _Source) -> tuple[str, int]:
             reasons.append(why)
 
     need(model.has_class_token and model.num_prefix_tokens == 1, "needs exactly one class token, no register tokens")
-    need(not model.no_embed_class and model.pos_embed is not None, "needs a position embedding that covers the class token")
+    need(not model.no_embed_class and model.pos_embed is not None, "needs a pos. embedding covering the class token")
     need(model.global_pool == "token", f"global_pool={model.global_pool!r} (torchvision pools the class token)")
-    need(isinstance(model.norm_pre, nn.Identity) and isinstance(model.fc_norm, nn.Identity), "has a pre-norm or fc_norm")
+    need(isinstance(model.norm_pre, nn.Identity) and isinstance(model.fc_norm, nn.Identity), "has norm_pre or fc_norm")
     need(isinstance(model.norm, nn.LayerNorm) and model.norm.eps == 1e-6, "final norm is not LayerNorm(eps=1e-6)")
     pe = model.patch_embed
     if not (isinstance(pe, PatchEmbed) and isinstance(pe.proj, nn.Conv2d) and pe.img_size is not None):

@@ -70,7 +70,8 @@ def detectron2_config(
         PIXEL_STD=[round(255.0 * float(s), 6) for s in std],
         RESNETS=resnets,
     )
-    return {"MODEL": model, "INPUT": {"FORMAT": "RGB"}}
+    # VERSION 2 is the current config schema; without it merge_from_file warns and guesses.
+    return {"MODEL": model, "INPUT": {"FORMAT": "RGB"}, "VERSION": 2}
 
 
 def detectron2_config_yaml(config: Mapping[str, Any], *, header: str = "") -> str:

@@ -31,12 +31,18 @@ _BN_SUFFIX = r"(weight|bias|running_mean|running_var)"
 _D2_RULES: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]]] = [
     (re.compile(r"conv1\.weight"), lambda m: "stem.conv1.weight"),
     (re.compile(rf"bn1\.{_BN_SUFFIX}"), lambda m: f"stem.conv1.norm.{m[1]}"),
-    (re.compile(r"layer([1-4])\.(\d+)\.conv([1-3])\.weight"), lambda m: f"res{int(m[1]) + 1}.{m[2]}.conv{m[3]}.weight"),
+    (
+        re.compile(r"layer([1-4])\.(\d+)\.conv([1-3])\.weight"),
+        lambda m: f"res{int(m[1]) + 1}.{m[2]}.conv{m[3]}.weight",
+    ),
     (
         re.compile(rf"layer([1-4])\.(\d+)\.bn([1-3])\.{_BN_SUFFIX}"),
         lambda m: f"res{int(m[1]) + 1}.{m[2]}.conv{m[3]}.norm.{m[4]}",
     ),
-    (re.compile(r"layer([1-4])\.(\d+)\.downsample\.0\.weight"), lambda m: f"res{int(m[1]) + 1}.{m[2]}.shortcut.weight"),
+    (
+        re.compile(r"layer([1-4])\.(\d+)\.downsample\.0\.weight"),
+        lambda m: f"res{int(m[1]) + 1}.{m[2]}.shortcut.weight",
+    ),
     (
         re.compile(rf"layer([1-4])\.(\d+)\.downsample\.1\.{_BN_SUFFIX}"),
         lambda m: f"res{int(m[1]) + 1}.{m[2]}.shortcut.norm.{m[3]}",
@@ -88,7 +94,9 @@ _TV_TO_TIMM = [(re.compile(a), b) for a, b, _, _ in _VIT_RULES]
 _TIMM_TO_TV = [(re.compile(c), d) for _, _, c, d in _VIT_RULES]
 
 
-def _rename(state_dict: Mapping[str, T], rules: list[tuple[re.Pattern[str], str]], head: str, what: str) -> dict[str, T]:
+def _rename(
+    state_dict: Mapping[str, T], rules: list[tuple[re.Pattern[str], str]], head: str, what: str
+) -> dict[str, T]:
     out: dict[str, T] = {}
     for key, value in state_dict.items():
         if key.startswith(head):  # classifier head: the exported backbone has none
@@ -112,5 +120,6 @@ def torchvision_vit_to_timm(state_dict: Mapping[str, T]) -> dict[str, T]:
 
 
 def timm_vit_to_torchvision(state_dict: Mapping[str, T]) -> dict[str, T]:
-    """Rename a timm ``VisionTransformer`` state dict to torchvision ``VisionTransformer`` names (``head.*`` dropped)."""
+    """Rename a timm ``VisionTransformer`` state dict to torchvision ``VisionTransformer`` names (``head.*``
+    dropped)."""
     return _rename(state_dict, _TIMM_TO_TV, "head.", "torchvision ViT")

@@ -196,8 +196,8 @@ _CARD_TEMPLATE = """---
 # {{ title }}
 
 A {% if method %}**{{ method }}** {% endif %}self-supervised backbone ({{ arch_desc }}), published with
-[sslhub](https://pypi.org/project/sslhub/). `model.safetensors` holds the backbone only (no projection head, no
-classifier): it maps images `(N, 3, H, W)` to `{{ num_features }}`-dimensional features.
+sslhub. `model.safetensors` holds the backbone only (no projection head, no classifier): it maps images
+`(N, 3, H, W)` to `{{ num_features }}`-dimensional features.
 
 ## Usage
 
@@ -325,9 +325,9 @@ def _timm_pretrained_cfg(
             cfg[k] = module_cfg[k]
     size = spec.img_size
     input_size = (3, size, size) if size else (metadata.get("input_size") or module_cfg.get("input_size"))
-    input_size = input_size or (3, 224, 224)
+    if input_size:  # unknown for ResNetGenerator runs: left to the reader's default rather than invented
+        cfg["input_size"] = list(input_size)
     cfg.update(
-        input_size=list(input_size),
         interpolation="bilinear",  # torchvision's Resize default, which Lightly's eval transforms use
         crop_pct=float(metadata.get("crop_pct") or 0.875),
         crop_mode="center",
@@ -527,8 +527,7 @@ def stage_files(
         with atomic_path(outputs[README_NAME]) as tmp:
             tmp.write_bytes(readme_bytes)
         written[README_NAME] = outputs[README_NAME]
-    with atomic_path(outputs[CONFIG_NAME]) as tmp:
-        tmp.write_text(json.dumps(config, indent=2, sort_keys=False) + "\n")
+    _write_config(outputs[CONFIG_NAME], config)
     written[CONFIG_NAME] = outputs[CONFIG_NAME]
     return written, config
 
@@ -643,6 +642,25 @@ def _remote_file(api: Any, repo_id: str, filename: str, commit: str, siblings: s
     return Path(api.hf_hub_download(repo_id, filename, revision=commit)).read_bytes()
 
 
+def _write_config(path: Path, config: Mapping[str, Any]) -> None:
+    from sslhub.checkpoints.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(config, indent=2) + "\n")
+
+
+def _hub_error(e: Exception, repo_id: str, branch: str) -> PublishError:
+    """A huggingface_hub HTTP error as a message that says what to do (its text never holds the token)."""
+    status = getattr(getattr(e, "response", None), "status_code", None)
+    first = str(e).splitlines()[0] if str(e) else type(e).__name__
+    where = f"hf-hub:{repo_id}@{branch}"
+    if status == 412:
+        return PublishError(f"{where} changed while publishing (someone committed meanwhile); run publish again")
+    if status in (401, 403):
+        return PublishError(f"{where}: the Hub refused the token ({first}); use a token with write access to {repo_id}")
+    return PublishError(f"{where}: the Hub answered {status or 'an error'}: {first}")
+
+
 def _upload(
     source: str | os.PathLike,
     repo_id: str,
@@ -655,7 +673,7 @@ def _upload(
     stage_kwargs: dict[str, Any],
 ) -> PublishResult:
     from huggingface_hub import CommitOperationAdd, HfApi, get_token
-    from huggingface_hub.errors import RepositoryNotFoundError
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 
     if not get_token():
         raise PublishError(
@@ -664,35 +682,48 @@ def _upload(
         )
     api = HfApi()  # token, endpoint and cache come from huggingface_hub's own configuration
     branch = revision or "main"
-    try:
-        info = api.repo_info(repo_id, revision=branch, files_metadata=False)
-    except RepositoryNotFoundError:
-        logger.info("creating %s repo %s", "private" if private else "public", repo_id)
-        api.create_repo(repo_id, private=private, exist_ok=True)
-        info = api.repo_info(repo_id, revision=branch, files_metadata=False)
-    else:
-        if private and not info.private:
-            logger.warning("%s already exists and is public; --private applies only when the repo is created", repo_id)
-    head = info.sha
-    siblings = {s.rfilename for s in (info.siblings or [])}
-    remote_readme = _remote_file(api, repo_id, README_NAME, head, siblings)
-    remote_config = _remote_file(api, repo_id, CONFIG_NAME, head, siblings) if remote_readme is not None else None
-    where = f"hf-hub:{repo_id}@{branch}"
-    write_readme = _readme_decision(remote_readme, remote_config, where, overwrite_readme, keep_readme)
-
     with tempfile.TemporaryDirectory(prefix="sslhub-publish-") as tmp:
-        files, config = stage_files(source, tmp, write_readme=write_readme, **stage_kwargs)
-        meta = config["sslhub"]
-        message = commit_message or f"Publish {meta['method'] or 'SSL'} {meta['arch']} backbone (sslhub {__version__})"
-        operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(path)) for name, path in files.items()]
-        logger.info("uploading %s to %s (branch %s) as one commit", ", ".join(files), repo_id, branch)
-        commit = api.create_commit(
-            repo_id,
-            operations,
-            commit_message=message,
-            revision=branch,
-            parent_commit=head,  # fail rather than overwrite a commit made since the README check
-        )
+        # Read and convert the checkpoint before touching the Hub: a bad input creates no repo.
+        files, config = stage_files(source, tmp, write_readme=True, **stage_kwargs)
+        try:
+            try:
+                info = api.repo_info(repo_id, revision=branch, files_metadata=False)
+            except RepositoryNotFoundError:
+                logger.info("creating %s repo %s", "private" if private else "public", repo_id)
+                api.create_repo(repo_id, private=private, exist_ok=True)
+                info = api.repo_info(repo_id, revision=branch, files_metadata=False)
+            else:
+                if private and not info.private:
+                    logger.warning("%s exists and is public; --private applies only when creating a repo", repo_id)
+            head = info.sha
+            siblings = {s.rfilename for s in (info.siblings or [])}
+            remote_readme = _remote_file(api, repo_id, README_NAME, head, siblings)
+            remote_config = _remote_file(api, repo_id, CONFIG_NAME, head, siblings) if remote_readme else None
+            where = f"hf-hub:{repo_id}@{branch}"
+            write_readme = _readme_decision(remote_readme, remote_config, where, overwrite_readme, keep_readme)
+            if not write_readme:
+                # The person's README stays; the config must not vouch for it as sslhub's.
+                del files[README_NAME]
+                config["sslhub"]["readme_sha256"] = None
+                _write_config(files[CONFIG_NAME], config)
+            meta = config["sslhub"]
+            default = f"Publish {meta['method'] or 'SSL'} {meta['arch']} backbone (sslhub {__version__})"
+            message = commit_message or default
+            ops = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(path)) for name, path in files.items()]
+            logger.info("uploading %s to %s (branch %s) as one commit", ", ".join(files), repo_id, branch)
+            commit = api.create_commit(
+                repo_id,
+                ops,
+                commit_message=message,
+                revision=branch,
+                parent_commit=head,  # fail rather than overwrite a commit made since the README check
+            )
+        except RevisionNotFoundError:
+            raise PublishError(
+                f"hf-hub:{repo_id} has no branch {branch!r}; create it first (HfApi().create_branch) or omit --revision"
+            ) from None
+        except HfHubHTTPError as e:
+            raise _hub_error(e, repo_id, branch) from None
     changed = commit.oid != head  # huggingface_hub skips a commit that would change nothing
     if changed:
         logger.info("published %s: %s", repo_id, commit.commit_url)

@@ -6,8 +6,9 @@ import copy
 import logging
 import os
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from PIL import Image
 from torch.utils.data import Dataset
@@ -125,7 +126,9 @@ class ImageFolderDataset(Dataset):
 
         self.skipped_files: list[str] = []
         samples: list[tuple[Path, int]] = []
-        it = tqdm(candidates, desc=f"checking {self.root.name}", unit="img", disable=len(candidates) < _PROGRESS_MIN_FILES)
+        it = tqdm(
+            candidates, desc=f"checking {self.root.name}", unit="img", disable=len(candidates) < _PROGRESS_MIN_FILES
+        )
         for path, label in it:
             reason = _verify(path) if verify else None
             if reason is None:
@@ -194,7 +197,7 @@ class ImageFolderDataset(Dataset):
             image = self.transform(image)
         return image, label, path.relative_to(self.root).as_posix()
 
-    def copy(self, **changes: Any) -> "ImageFolderDataset":
+    def copy(self, **changes: Any) -> ImageFolderDataset:
         """A copy sharing the file index, with attributes changed (``transform``, ``decode_size``)."""
         unknown = set(changes) - {"transform", "decode_size"}
         if unknown:

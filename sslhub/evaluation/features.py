@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -27,6 +28,7 @@ __all__ = [
     "extract_features",
     "model_input_size",
     "normalize_batch",
+    "prepare_folder",
     "resize_size_for",
     "resolve_device",
 ]
@@ -140,7 +142,11 @@ def as_image_folder(
     return ImageFolderDataset(data, classes=classes)
 
 
-def _prepared(dataset: ImageFolderDataset, model: nn.Module, input_size: int, crop_pct: float | None) -> Dataset:
+def prepare_folder(
+    dataset: ImageFolderDataset, model: nn.Module, input_size: int, crop_pct: float | None = None
+) -> ImageFolderDataset:
+    """A copy of ``dataset`` yielding ``uint8`` evaluation crops for ``model`` (normalize with
+    :func:`normalize_batch` on the device)."""
     from torchvision.transforms import v2
 
     # Decoding straight to the resize size is the fast path (torchvision.io, see sslhub.data.decode); the center
@@ -182,7 +188,7 @@ def extract_features(
     dev = resolve_device(device)
     if isinstance(dataset_or_dir, (str, os.PathLike)) or isinstance(dataset_or_dir, ImageFolderDataset):
         folder = as_image_folder(dataset_or_dir)
-        dataset: Dataset = _prepared(folder, model, model_input_size(model, input_size), crop_pct)
+        dataset: Dataset = prepare_folder(folder, model, model_input_size(model, input_size), crop_pct)
     else:
         dataset = dataset_or_dir
     n = len(dataset)  # type: ignore[arg-type]

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -103,7 +104,9 @@ def knn_accuracy(
     if num_classes is None:
         num_classes = int(max(train_labels.max(), val_labels.max())) + 1
     if k > len(train_labels):
-        logger.warning("k=%d is larger than the %d training images; using k=%d", k, len(train_labels), len(train_labels))
+        logger.warning(
+            "k=%d is larger than the %d training images; using k=%d", k, len(train_labels), len(train_labels)
+        )
         k = len(train_labels)
     bank = train_features.to(dev, torch.float32)
     if normalize:
@@ -177,5 +180,10 @@ def knn_eval(
         "top5": acc.get(5),
     }
     return make_result(
-        "knn_top1", acc[1], dataset=dataset or default_name, split=split or default_split, protocol=protocol, weights=weights
+        "knn_top1",
+        acc[1],
+        dataset=dataset or default_name,
+        split=split or default_split,
+        protocol=protocol,
+        weights=weights,
     )

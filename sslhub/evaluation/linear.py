@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -153,5 +154,10 @@ def linear_eval(
         "top5": acc.get(5),
     }
     return make_result(
-        "linear_top1", acc[1], dataset=dataset or default_name, split=split or default_split, protocol=protocol, weights=weights
+        "linear_top1",
+        acc[1],
+        dataset=dataset or default_name,
+        split=split or default_split,
+        protocol=protocol,
+        weights=weights,
     )

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from torch import Tensor
 
@@ -70,4 +71,6 @@ def topk_accuracy(scores: Tensor, targets: Tensor, topk: Sequence[int] = (1, 5))
     kmax = min(max(topk), scores.shape[1])
     pred = scores.topk(kmax, dim=1).indices
     hit = pred == targets.to(pred.device).unsqueeze(1)
-    return {k: 100.0 * float(hit[:, : min(k, kmax)].any(dim=1).float().mean()) for k in topk}
+    n = len(targets)
+    # Integer counts, so 26 of 100 reads 26.0 and not float32's 25.999999.
+    return {k: 100.0 * int(hit[:, : min(k, kmax)].any(dim=1).sum()) / n for k in topk}

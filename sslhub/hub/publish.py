@@ -146,6 +146,18 @@ def load_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
     return _validate_metrics(entries, str(path))
 
 
+def _from_eval_result(e: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Accept the result dicts of :mod:`sslhub.evaluation` (``metric: knn_top1``, ``protocol: {k, t, ...}``)."""
+    metric = e.get("metric")
+    if isinstance(e.get("protocol"), Mapping) and isinstance(metric, str) and metric.endswith("_top1"):
+        proto = metric[: -len("_top1")]
+        details = ", ".join(f"{k}={v}" for k, v in e["protocol"].items() if isinstance(v, (int, float, str)))
+        return {"protocol": proto, "dataset": e.get("dataset"), "value": e.get("value"), "split": e.get("split"),
+                "metric": "accuracy", "name": f"{_SHORT.get(proto, proto)} top-1 ({details})" if details else None,
+                "source": "sslhub"}  # fmt: skip
+    return e
+
+
 def _validate_metrics(entries: Any, where: str) -> list[dict[str, Any]]:
     if not isinstance(entries, list):
         raise PublishError(f"{where}: metrics must be a list of entries (or {{'metrics': [...]}})")
@@ -153,6 +165,7 @@ def _validate_metrics(entries: Any, where: str) -> list[dict[str, Any]]:
     for i, e in enumerate(entries):
         if not isinstance(e, Mapping):
             raise PublishError(f"{where}: metrics[{i}] is not an object")
+        e = _from_eval_result(e)
         missing = [k for k in ("protocol", "dataset", "value") if k not in e]
         if missing:
             raise PublishError(f"{where}: metrics[{i}] lacks {', '.join(missing)} (needs protocol, dataset, value)")

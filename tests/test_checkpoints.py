@@ -302,3 +302,26 @@ def test_import_is_lazy():
     code = "import sys, sslhub; print(sorted(m for m in ('torchvision','timm','safetensors','huggingface_hub') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_vit_tokens_and_avg_pool_without_cls_token(tmp_path):
+    import timm
+
+    x = torch.randn(2, 3, 32, 32)
+    vit = timm.create_model("vit_tiny_patch16_224", num_classes=0, img_size=32, patch_size=4).eval()
+    torch.save(vit.state_dict(), tmp_path / "vit.pth")
+    small = sslhub.load_pretrained(tmp_path / "vit.pth")  # patch 4 has no registered timm name: kwargs carry it
+    assert small.pretrained_cfg["patch_size"] == 4 and small.pretrained_cfg["img_size"] == 32
+    with torch.no_grad():
+        assert torch.equal(small(x), vit(x))
+    # AIM-style: no class token, average pool, final norm before pooling (no fc_norm)
+    aim = timm.create_model("vit_tiny_patch16_224", num_classes=0, img_size=32, class_token=False,
+                            global_pool="avg", fc_norm=False).eval()  # fmt: skip
+    torch.save(aim.state_dict(), tmp_path / "aim.pth")
+    ours = sslhub.load_pretrained(tmp_path / "aim.pth")
+    tokens = sslhub.load_pretrained(tmp_path / "aim.pth", features="tokens")
+    with torch.no_grad():
+        assert torch.equal(ours(x), aim(x))
+        assert torch.equal(tokens(x), aim.forward_features(x)) and tokens(x).shape == (2, 4, 192)
+    with pytest.raises(CheckpointError, match="tokens"):
+        sslhub.load_pretrained(lr.save_worker_ckpt(lr.worker_model("resnet-9", 0.0625, 8, 8), tmp_path / "w.ckpt"), features="tokens")

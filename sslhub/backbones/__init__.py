@@ -165,9 +165,9 @@ def create_backbone(
                 cfg["input_size"] = (3, img_size, img_size)
             else:
                 cfg["input_size"] = tuple(tcfg["input_size"]) if "input_size" in tcfg else None
-            for k in ("img_size", "init_values", "global_pool", "class_token", "reg_tokens", "no_embed_class"):
-                if k in timm_kwargs:
-                    cfg[k] = timm_kwargs[k]
+            for k, v in timm_kwargs.items():  # what it takes to rebuild this exact model
+                cfg[k] = v
+            cfg["timm_kwargs"] = dict(timm_kwargs)
     # timm reads pretrained_cfg itself, so merge rather than replace for timm models.
     old = getattr(model, "pretrained_cfg", None)
     model.pretrained_cfg = {**old, **cfg} if isinstance(old, dict) else cfg

@@ -195,6 +195,8 @@ def _infer_timm_vit(sub: Mapping[str, torch.Tensor], where: str) -> BackboneSpec
         kw["global_pool"] = "avg"
     elif "fc_norm.weight" in sub:
         kw["global_pool"] = "avg"
+    if kw.get("global_pool") == "avg" and "norm.weight" in sub and "fc_norm.weight" not in sub:
+        kw["fc_norm"] = False  # final norm before pooling (AIM), not timm's default fc_norm after it
     if n_reg:
         kw["reg_tokens"] = n_reg
     if "blocks.0.ls1.gamma" in sub:

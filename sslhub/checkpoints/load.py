@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["BackboneState", "load_backbone_state", "load_pretrained", "read_checkpoint", "resolve_path"]
 
-FEATURES = ("backbone", "embedding")
+FEATURES = ("backbone", "embedding", "tokens")
 
 
 @dataclass
@@ -38,6 +38,19 @@ class BackboneState:
             keep = "7.weight" in self.state_dict
             self.metadata["num_features"] = int(create_backbone(meta=True, **self.spec.kwargs(keep_num_ftrs=keep)).num_features)
         return int(self.metadata["num_features"])
+
+
+class TokenFeatures(nn.Module):
+    """A timm ViT that returns every token (``forward_features``) instead of the pooled feature."""
+
+    def __init__(self, vit: nn.Module) -> None:
+        super().__init__()
+        self.vit = vit
+        self.num_features = vit.num_features
+        self.pretrained_cfg = dict(vit.pretrained_cfg)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.vit.forward_features(x)
 
 
 def resolve_path(source: str | os.PathLike) -> Path:
@@ -259,9 +272,10 @@ def load_pretrained(
             ``resnet18`` = torchvision, ``vit_b_16`` = torchvision ViT, else a timm name). Contradicting the
             file is an error.
         width: Lightly ResNetGenerator width; inferred from the tensors when omitted.
-        features: ``"backbone"`` (pooled backbone features, 512/2048-d x width for ResNets) or ``"embedding"``
-            (Worker checkpoints: keep the ``num_ftrs`` 1x1 conv, ``backbone.7``, and return the num_ftrs-d
-            embeddings that ``lightly-embed`` produces).
+        features: ``"backbone"`` (pooled backbone features, 512/2048-d x width for ResNets; the cls token or the
+            token mean for ViTs, as the method defines), ``"embedding"`` (Worker checkpoints: keep the
+            ``num_ftrs`` 1x1 conv, ``backbone.7``, and return the num_ftrs-d embeddings that ``lightly-embed``
+            produces) or ``"tokens"`` (timm ViTs: all tokens after the final norm, ``(N, T, D)``).
         device: where to put the model (default CPU).
         prefix: pick a specific backbone copy (e.g. ``"student_backbone."``) instead of the evaluation one.
 
@@ -274,6 +288,13 @@ def load_pretrained(
     keep = features == "embedding"
     state = load_backbone_state(source, arch=arch, width=width, prefix=prefix, keep_num_ftrs=keep)
     model = build_from_state(state, keep_num_ftrs=keep, where=state.metadata["source"])
+    if features == "tokens":
+        if not hasattr(model, "forward_features") or state.spec.family != "timm":
+            raise CheckpointError(
+                f"{state.metadata['source']}: features='tokens' needs a timm ViT; this file holds a "
+                f"{state.spec.describe()}. Use features='backbone'."
+            )
+        model = TokenFeatures(model)
     cfg = dict(model.pretrained_cfg)
     cfg.update({k: v for k, v in state.metadata.items() if v is not None and k not in ("components",)})
     cfg["features"] = features

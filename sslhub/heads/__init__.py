@@ -21,6 +21,7 @@ from sslhub.heads.heads import (
     SwaVPrototypes,
     TiCoProjectionHead,
     VICRegProjectionHead,
+    WeightNormLinear,
 )
 from sslhub.heads.utils import (
     activate_requires_grad,
@@ -51,6 +52,7 @@ __all__ = [
     "SwaVPrototypes",
     "TiCoProjectionHead",
     "VICRegProjectionHead",
+    "WeightNormLinear",
     "activate_requires_grad",
     "cosine_schedule",
     "cosine_warmup_schedule",
@@ -58,3 +60,8 @@ __all__ = [
     "normalize_weight",
     "update_momentum",
 ]
+
+# Heads of the transformer / masked-modelling methods (issue 4); timm is imported when one is built.
+from sslhub.heads.vit_heads import AIMPredictionHead, AIMPredictionHeadBlock, MAEDecoderTIMM, MSNProjectionHead  # noqa: E402
+
+__all__ += ["AIMPredictionHead", "AIMPredictionHeadBlock", "MAEDecoderTIMM", "MSNProjectionHead"]

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import warnings
+import math
 from collections.abc import Sequence
 from typing import Optional, Union
 
+import torch
 from torch import Tensor, nn
 
 from sslhub.heads.utils import normalize_weight
@@ -214,11 +215,51 @@ class SwaVPrototypes(nn.Module):
             normalize_weight(layer.weight)
 
 
+@torch.no_grad()
+def _trunc_normal_(tensor: Tensor, mean: float = 0.0, std: float = 0.02, a: float = -2.0, b: float = 2.0) -> Tensor:
+    """Truncated normal by inverse CDF, drawing exactly as Lightly's ``_no_grad_trunc_normal`` (recent
+    ``nn.init.trunc_normal_`` draws differently), so seeded initialisations are identical."""
+    def cdf(x: float) -> float:
+        return (1.0 + math.erf(x / math.sqrt(2.0))) / 2.0
+
+    lo, hi = cdf((a - mean) / std), cdf((b - mean) / std)
+    tensor.uniform_(2 * lo - 1, 2 * hi - 1).erfinv_().mul_(std * math.sqrt(2.0)).add_(mean).clamp_(min=a, max=b)
+    return tensor
+
+
+class WeightNormLinear(nn.Module):
+    """Bias-free linear layer with weight normalisation ``W = g * v / ||v||`` (row-wise).
+
+    Has the parameters ``weight_g`` (out, 1) and ``weight_v`` (out, in) of the legacy
+    ``torch.nn.utils.weight_norm`` that Lightly uses, so state dicts are interchangeable, but without its
+    deprecation warning and with working ``copy.deepcopy`` (needed to build DINO teachers).
+    """
+
+    def __init__(self, in_features: int, out_features: int) -> None:
+        super().__init__()
+        # Initialise v like nn.Linear (same random draws as Lightly's nn.Linear + weight_norm).
+        v = nn.Linear(in_features, out_features, bias=False).weight.detach()
+        self.weight_g = nn.Parameter(torch.ones(out_features, 1))
+        self.weight_v = nn.Parameter(v.clone())
+
+    @property
+    def weight(self) -> Tensor:
+        """The effective (normalised and scaled) weight matrix."""
+        return self.weight_g * self.weight_v / self.weight_v.norm(dim=1, keepdim=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Applies the weight-normalised linear map."""
+        return nn.functional.linear(x, self.weight)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.weight_v.shape[1]}, out_features={self.weight_v.shape[0]}, bias=False"
+
+
 class DINOProjectionHead(ProjectionHead):
     """DINO head: 3-layer GELU MLP to a bottleneck, L2 normalisation, weight-normalised last layer.
 
-    Uses the legacy ``torch.nn.utils.weight_norm`` on purpose so the state-dict keys
-    (``last_layer.weight_g`` / ``last_layer.weight_v``) equal Lightly's.
+    The last layer is a :class:`WeightNormLinear` whose state-dict keys (``last_layer.weight_g`` /
+    ``last_layer.weight_v``) equal those of Lightly's ``weight_norm``-wrapped ``nn.Linear``.
 
     Args:
         input_dim: Input feature dimension.
@@ -243,10 +284,7 @@ class DINOProjectionHead(ProjectionHead):
         super().__init__(_mlp(input_dim, hidden_dim, bottleneck_dim, 3, batch_norm, False, act=nn.GELU))
         self.apply(self._init_weights)
         self.freeze_last_layer = freeze_last_layer
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # deprecation of the legacy weight_norm
-            self.last_layer = nn.utils.weight_norm(nn.Linear(bottleneck_dim, output_dim, bias=False))
-        self.last_layer.weight_g.data.fill_(1)
+        self.last_layer = WeightNormLinear(bottleneck_dim, output_dim)
         if norm_last_layer:
             self.last_layer.weight_g.requires_grad = False
 
@@ -265,7 +303,7 @@ class DINOProjectionHead(ProjectionHead):
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
         if isinstance(module, nn.Linear):
-            nn.init.trunc_normal_(module.weight, mean=0.0, std=0.02, a=-2.0, b=2.0)
+            _trunc_normal_(module.weight, mean=0.0, std=0.02, a=-2.0, b=2.0)
             if module.bias is not None:
                 nn.init.constant_(module.bias, 0)
 
@@ -287,4 +325,5 @@ __all__ = [
     "SwaVPrototypes",
     "TiCoProjectionHead",
     "VICRegProjectionHead",
+    "WeightNormLinear",
 ]

@@ -23,3 +23,9 @@ __all__ = [
     "negative_mises_fisher_weights",
     "sinkhorn",
 ]
+
+# Transformer / masked-modelling losses (issue 4).
+from sslhub.losses.msn import MSNLoss, PMSNCustomLoss, PMSNLoss  # noqa: E402
+from sslhub.losses.reconstruction import AIMLoss, MAELoss, SimMIMLoss  # noqa: E402
+
+__all__ += ["AIMLoss", "MAELoss", "MSNLoss", "PMSNCustomLoss", "PMSNLoss", "SimMIMLoss"]

@@ -6,6 +6,8 @@ initialised, so losses with ``gather_distributed=True`` also run unchanged on on
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.distributed as torch_dist
 from torch import Tensor
@@ -26,28 +28,59 @@ def world_size() -> int:
     return torch_dist.get_world_size() if is_initialized() else 1
 
 
-def gather(tensor: Tensor) -> tuple[Tensor, ...]:
-    """All-gathers ``tensor`` from every process, keeping gradients.
+class _Gather(torch.autograd.Function):
+    """all_gather whose backward sums, over processes, the gradients for this process's slice.
 
-    The backward pass sums the gradients that all processes computed for this process's slice
-    (``torch.distributed.nn`` semantics, identical to Lightly's ``GatherLayer``). Returns ``(tensor,)``
-    when not distributed.
+    Same semantics as ``torch.distributed.nn.functional.all_gather`` (deprecated in recent torch) and
+    Lightly's ``GatherLayer``; uses only all_gather/all_reduce, so it works with gloo and nccl.
     """
+
+    @staticmethod
+    def forward(ctx: Any, tensor: Tensor) -> tuple[Tensor, ...]:  # type: ignore[override]
+        out = [torch.empty_like(tensor) for _ in range(torch_dist.get_world_size())]
+        torch_dist.all_gather(out, tensor.contiguous())
+        return tuple(out)
+
+    @staticmethod
+    def backward(ctx: Any, *grads: Tensor) -> Tensor:  # type: ignore[override]
+        stacked = torch.stack(grads)
+        torch_dist.all_reduce(stacked)
+        return stacked[torch_dist.get_rank()]
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """all_reduce (sum) whose backward is again an all_reduce (sum) of the gradients."""
+
+    @staticmethod
+    def forward(ctx: Any, tensor: Tensor) -> Tensor:  # type: ignore[override]
+        out = tensor.clone()
+        torch_dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:  # type: ignore[override]
+        grad = grad.clone()
+        torch_dist.all_reduce(grad)
+        return grad
+
+
+def gather(tensor: Tensor) -> tuple[Tensor, ...]:
+    """All-gathers ``tensor`` from every process, keeping gradients; ``(tensor,)`` when not distributed."""
     if world_size() == 1:
         return (tensor,)
-    from torch.distributed.nn import functional as dist_fn  # only importable with distributed support
-
-    return tuple(dist_fn.all_gather(tensor))
+    return _Gather.apply(tensor)  # type: ignore[no-any-return]
 
 
 def all_reduce_mean(tensor: Tensor) -> Tensor:
-    """Averages ``tensor`` over all processes with gradient support (identity when not distributed)."""
+    """Averages ``tensor`` over all processes with gradient support (identity when not distributed).
+
+    The backward pass sums the gradients of all processes (as ``torch.distributed.nn.all_reduce`` that
+    Lightly's Barlow Twins loss uses).
+    """
     ws = world_size()
     if ws == 1:
         return tensor
-    from torch.distributed.nn import functional as dist_fn
-
-    return dist_fn.all_reduce(tensor / ws)
+    return _AllReduceSum.apply(tensor / ws)  # type: ignore[no-any-return]
 
 
 @torch.no_grad()

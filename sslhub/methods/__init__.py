@@ -340,3 +340,6 @@ def build_method(name: str, backbone: nn.Module, num_features: int, **kwargs: An
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; available: {', '.join(sorted(METHODS))}")
     return METHODS[name](backbone, num_features, **kwargs)
+
+
+from sslhub.methods import vit_methods as _vit_methods  # noqa: E402,F401  (registers dino_vit, mae, simmim, msn, pmsn, aim)

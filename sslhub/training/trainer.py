@@ -106,12 +106,16 @@ def _optimizer(recipe: dict[str, Any], model: nn.Module, batch_size: int) -> tor
     ref = float(o.get("reference_batch_size", 256))
     scaling = o.get("lr_scaling", "linear")
     lr *= {"linear": batch_size / ref, "sqrt": math.sqrt(batch_size / ref), "none": 1.0}[scaling]
-    params = [p for p in model.parameters() if p.requires_grad]
     wd = float(o.get("weight_decay", 0.0))
+    if hasattr(model, "param_groups"):  # ViT methods: no decay on biases, norms, tokens, position embeddings
+        params: Any = model.param_groups(wd)
+    else:
+        params = [p for p in model.parameters() if p.requires_grad]
     if o["name"] == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=float(o.get("momentum", 0.9)), weight_decay=wd)
     if o["name"] == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+        betas = tuple(o.get("betas", (0.9, 0.999)))
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd, betas=betas)
     raise ValueError(f"unknown optimizer {o['name']!r}; use sgd or adamw")
 
 
@@ -187,7 +191,8 @@ def _metadata(recipe: dict[str, Any], model: SSLMethod, epochs_done: int) -> dic
         "recipe": recipe["name"],
         "epochs": str(epochs_done),
         "input_size": str(recipe["input_size"]),
-        "timm_kwargs": "{}",
+        "img_size": str(cfg["img_size"]) if cfg.get("img_size") else None,
+        "timm_kwargs": json.dumps(cfg.get("timm_kwargs") or {}),
     }
 
 
@@ -328,6 +333,9 @@ def train(
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             model.before_optimizer_step(epoch)
+            if r["optimizer"].get("clip_grad"):
+                scaler.unscale_(opt)
+                nn.utils.clip_grad_norm_(model.parameters(), float(r["optimizer"]["clip_grad"]))
             scaler.step(opt)
             scaler.update()
             sched.step()

@@ -72,3 +72,8 @@ __all__ = [
     "ViewTransform",
     "random_rotation_transform",
 ]
+
+# Transforms of the masked-modelling methods (issue 4).
+from sslhub.transforms.vit import AIMTransform, MAETransform, MSNTransform, MSNViewTransform  # noqa: E402
+
+__all__ += ["AIMTransform", "MAETransform", "MSNTransform", "MSNViewTransform"]

@@ -1,8 +1,7 @@
 """Building blocks shared by all augmentation pipelines.
 
-Every pipeline works on a PIL image, a (C, H, W) tensor or a batch (N, C, H, W) of tensors. Batches
-are augmented sample by sample (independent random parameters per image) and converted to float and
-normalised in one vectorised step.
+Every pipeline works on a PIL image, a (C, H, W) tensor or a batch (N, C, H, W) of RGB tensors. Batches
+get independent random parameters per image but are processed with vectorised operations.
 """
 
 from __future__ import annotations
@@ -15,6 +14,8 @@ from PIL.Image import Image
 from torch import Tensor
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
+
+from sslhub.transforms.batched import apply_batched
 
 ImageInput = Union[Image, Tensor]
 Normalize = Union[None, dict[str, list[float]]]
@@ -40,16 +41,23 @@ class ViewTransform:
     def __init__(self, ops: Sequence[Callable[[Any], Any]], normalize: Normalize = IMAGENET_NORMALIZE) -> None:
         self.ops = list(ops)
         self.normalize = normalize
-        self.transform = v2.Compose(self.ops)
+        # v2.Compose rejects an empty list (every op may have been left out at probability 0).
+        self.transform = v2.Compose(self.ops) if self.ops else v2.Identity()
 
     def __call__(self, image: ImageInput) -> Tensor:
-        """Returns a float32 view: (C, h, w) for one image, (N, C, h, w) for a batch."""
-        if isinstance(image, Tensor) and image.ndim == 4:
-            # Per-sample random parameters; all outputs share one size (crops resize to a fixed size).
-            out = torch.stack([_to_plain_tensor(self.transform(img)) for img in image])
+        """Returns a float32 view: (C, h, w) for one image, (N, C, h, w) for a batch.
+
+        PIL images run the torchvision pipeline; tensors (uint8 in 0..255 or float in [0, 1], one image or
+        a batch) run the vectorised engine of :mod:`sslhub.transforms.batched` with per-sample randomness.
+        """
+        if isinstance(image, Tensor):
+            batch = image.as_subclass(Tensor)
+            single = batch.ndim == 3
+            batch = TF.to_dtype(batch.unsqueeze(0) if single else batch, torch.float32, scale=True)
+            out = apply_batched(self.ops, batch)
+            out = out[0] if single else out
         else:
-            out = _to_plain_tensor(self.transform(image))
-        out = TF.to_dtype(out, torch.float32, scale=True)
+            out = TF.to_dtype(_to_plain_tensor(self.transform(image)), torch.float32, scale=True)
         if self.normalize:
             out = TF.normalize(out, mean=self.normalize["mean"], std=self.normalize["std"])
         return out

@@ -31,10 +31,11 @@ def _to_plain_tensor(image: Any) -> Tensor:
 
 
 class ViewTransform:
-    """One augmentation pipeline producing one view: ``ops`` per image, then float + normalisation.
+    """One augmentation pipeline producing one view: ``ops``, then float conversion and normalisation.
 
     Args:
-        ops: Callables applied in order to a PIL image or a (C, H, W) tensor.
+        ops: Callables applied in order to a PIL image; for tensors the same op objects configure the
+            vectorised batch engine (ops it does not know run per sample on float images in [0, 1]).
         normalize: ``{"mean": [...], "std": [...]}`` or None to skip normalisation.
     """
 

@@ -4,7 +4,7 @@ The op objects of a pipeline (torchvision v2 transforms plus :mod:`sslhub.transf
 single definition of the augmentation: PIL images run them directly, while :func:`apply_batched`
 interprets them on a float batch (N, C, H, W) in [0, 1] with one set of random parameters per sample,
 drawn from torch's CPU generator (reproducible with ``torch.manual_seed`` on any device). Unknown ops fall
-back to a per-sample loop.
+back to a per-sample loop on float images in [0, 1]. RGB input is assumed.
 
 Differences to the per-image path: crops are resampled with ``roi_align`` (bilinear; downscaling averages
 several samples per output pixel instead of torchvision's antialias filter), the blur uses one kernel

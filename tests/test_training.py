@@ -213,3 +213,15 @@ def test_torchrun_two_processes_ddp(tmp_path):
     rows = (out / "metrics.jsonl").read_text().splitlines()
     assert len(rows) == 1 and json.loads(rows[0])["step"] == 2  # one writer, 2 steps of 2x8 images
     assert sslhub.load_pretrained(out / "model.safetensors").num_features == 32
+
+
+def test_every_recipe_transform_makes_views_of_its_input_size():
+    """The trainer builds each recipe's transform at the recipe's size (also two-view ones like BYOL/TiCo)."""
+    from sslhub.training.trainer import _build_transform
+
+    images = torch.randint(0, 256, (2, 3, 48, 48), dtype=torch.uint8)
+    for template in sorted({n.split("-")[0] for n in list_recipes()}):
+        name = next(n for n in list_recipes(f"{template}-*"))
+        r = get_recipe(name)
+        views = _build_transform(r)(images)
+        assert tuple(views[0].shape) == (2, 3, r["input_size"], r["input_size"]), name

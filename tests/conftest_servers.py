@@ -131,6 +131,18 @@ http {{
         return p
 
     def log(self, uri_suffix: str | None = None) -> list[LogEntry]:
+        # nginx writes the access-log line after the response has gone out, so a client can be faster than the
+        # log: wait until two reads 50 ms apart agree (at most ~1 s).
+        previous = None
+        for _ in range(20):
+            time.sleep(0.05)
+            current = self._read_log(uri_suffix)
+            if current == previous and current:
+                return current
+            previous = current
+        return previous or []
+
+    def _read_log(self, uri_suffix: str | None = None) -> list[LogEntry]:
         entries = []
         if self.access_log.exists():
             for line in self.access_log.read_text().splitlines():

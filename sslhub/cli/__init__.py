@@ -41,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
     if not args.verbose:  # one line per HTTP request from huggingface_hub's client is noise at INFO
-        for name in ("httpx", "httpx2", "httpcore", "urllib3"):
+        for name in ("httpx", "httpx2", "httpcore"):
             logging.getLogger(name).setLevel(logging.WARNING)
     try:
         return int(args.func(args) or 0)

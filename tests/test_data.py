@@ -3,6 +3,7 @@ fast uint8 decoder (against PIL and torchvision.transforms.v2)."""
 
 from __future__ import annotations
 
+from shared_data import shared_data  # noqa: E402
 import io
 import logging
 import shutil
@@ -24,7 +25,7 @@ from sslhub.data import (
     read_image_uint8,
 )
 
-TINY = Path("/work/shared/data/cifar10_tiny")
+TINY = shared_data("cifar10_tiny")
 
 
 @pytest.fixture(autouse=True, scope="module")

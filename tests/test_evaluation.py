@@ -3,6 +3,7 @@ embeddings against lightly.utils.io, linear probe / finetuning on data with a kn
 
 from __future__ import annotations
 
+from shared_data import shared_data  # noqa: E402
 import csv
 import json
 import shutil
@@ -31,7 +32,7 @@ from sslhub.evaluation import (
     write_lightly_csv,
 )
 
-TINY = Path("/work/shared/data/cifar10_tiny")
+TINY = shared_data("cifar10_tiny")
 RESULT_KEYS = {"metric", "value", "dataset", "split", "protocol", "weights"}
 
 

@@ -3,6 +3,7 @@ lightly's output; the vectorised uint8 batch path matches torchvision/lightly op
 
 from __future__ import annotations
 
+from shared_data import shared_data  # noqa: E402
 import inspect
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import sslhub.transforms as ours  # noqa: E402
 from sslhub.transforms import batched  # noqa: E402
 
 ATOL = 1e-5
-DATA = Path("/work/shared/data/cifar10_tiny/train")
+DATA = shared_data("cifar10_tiny") / "train"
 
 MULTI = [
     "SimCLRTransform", "MoCoV1Transform", "MoCoV2Transform", "DenseCLTransform", "SimSiamTransform",

@@ -121,8 +121,8 @@ def load_torch_file(path: str | os.PathLike) -> Any:
             raise CheckpointError(
                 f"{path} contains pickled Python objects other than tensors ({detail or 'unsupported global'}). "
                 "sslhub never unpickles untrusted data. If you trust the file's origin, re-save its tensors in a "
-                "trusted environment: sd = torch.load(path, weights_only=False)['state_dict']; "
-                "safetensors.torch.save_file(sd, 'model.safetensors'), then load that file."
+                "trusted environment (read it with torch's weights_only=False, then "
+                "safetensors.torch.save_file(checkpoint['state_dict'], 'model.safetensors')) and load that file."
             ) from None
         raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({msg.splitlines()[0]})") from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, AttributeError, KeyError) as e:

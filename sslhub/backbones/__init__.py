@@ -170,5 +170,9 @@ def create_backbone(
             cfg["timm_kwargs"] = dict(timm_kwargs)
     # timm reads pretrained_cfg itself, so merge rather than replace for timm models.
     old = getattr(model, "pretrained_cfg", None)
+    if isinstance(old, dict):
+        # These describe timm's own published weights, not ours (built with pretrained=False): drop them.
+        old = {k: v for k, v in old.items() if k not in ("url", "hf_hub_id", "hf_hub_filename", "tag", "license",
+                                                         "file", "source", "paper_ids", "paper_name", "origin_url")}  # fmt: skip
     model.pretrained_cfg = {**old, **cfg} if isinstance(old, dict) else cfg
     return model

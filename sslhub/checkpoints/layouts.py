@@ -252,13 +252,22 @@ _INFER = {
 }
 
 
-def _components(sd: Mapping[str, Any], prefix: str) -> list[str]:
+_ROOT_BACKBONE_GROUPS = {  # top-level names of a backbone saved without prefix
+    "resnet_generator": set(),  # numeric groups ("0".."7"), excluded below
+    "torchvision_resnet": {"conv1", "bn1", "layer1", "layer2", "layer3", "layer4"},
+    "timm": {"cls_token", "pos_embed", "patch_embed", "blocks", "norm", "fc_norm", "reg_token", "mask_token"},
+    "torchvision_vit": {"class_token", "conv_proj", "encoder"},
+}
+
+
+def _components(sd: Mapping[str, Any], prefix: str, family: str | None = None) -> list[str]:
     """Top-level groups of keys other than the chosen backbone (heads, momentum copies, classifiers...)."""
     out: set[str] = set()
+    root = _ROOT_BACKBONE_GROUPS.get(family or "", set())
     for k in sd:
         if prefix and k.startswith(prefix):
             continue
-        if not prefix and "." not in k:
+        if not prefix and ("." not in k or k.split(".")[0].isdigit() or k.split(".")[0] in root):
             continue
         parts = k.split(".")
         # Worker files carry a one-component prefix (``model.``): report ``model.projection_head``.
@@ -365,7 +374,7 @@ def detect(
         layout = "lightly-benchmark"
     else:
         layout = "state-dict"
-    components = _components(sd, chosen)
+    components = _components(sd, chosen, found.get(chosen))
     return Detected(
         layout=layout,
         prefix=chosen,

@@ -222,6 +222,9 @@ def load_backbone_state(
         **{k: v for k, v in meta.items() if k.startswith("source_")},
         **_preprocessing(spec, det.layout),
     }
+    if meta.get("input_size", "").isdigit():  # sslhub runs record the size they trained at
+        size = int(meta["input_size"])
+        metadata["input_size"] = (3, size, size)
     state = BackboneState(sub, spec, metadata)
     return state
 

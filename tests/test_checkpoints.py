@@ -325,3 +325,17 @@ def test_vit_tokens_and_avg_pool_without_cls_token(tmp_path):
         assert torch.equal(tokens(x), aim.forward_features(x)) and tokens(x).shape == (2, 4, 192)
     with pytest.raises(CheckpointError, match="tokens"):
         sslhub.load_pretrained(lr.save_worker_ckpt(lr.worker_model("resnet-9", 0.0625, 8, 8), tmp_path / "w.ckpt"), features="tokens")
+
+
+def test_bare_backbone_to_ckpt_gets_the_worker_prefix(tmp_path):
+    """A published ResNetGenerator backbone (no prefix) converts to a .ckpt that Lightly's loader reads."""
+    model = lr.worker_model("resnet-18", 0.0625, 16, 16)
+    bare = {k[len("backbone."):]: v for k, v in model.state_dict().items()
+            if k.startswith("backbone.") and not k.startswith("backbone.7.")}  # fmt: skip
+    torch.save(bare, tmp_path / "bare.pth")
+    st = sslhub.convert(tmp_path / "bare.pth", tmp_path / "bare.safetensors")
+    ckpt = sslhub.convert(st, tmp_path / "back.ckpt")
+    assert all(k.startswith("model.backbone.") for k in torch.load(ckpt, weights_only=True)["state_dict"])
+    ref = lr.documented_worker_loader(ckpt, "resnet-18", 0.0625)
+    with torch.no_grad():
+        assert torch.equal(ref(X), sslhub.load_pretrained(st)(X))

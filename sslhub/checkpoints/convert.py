@@ -73,6 +73,22 @@ def sslhub_metadata(
     return meta
 
 
+def _worker_keys(sd: dict[str, torch.Tensor], meta: Mapping[str, str], where: str) -> dict[str, torch.Tensor]:
+    """A bare ResNetGenerator backbone (``0.weight``..., e.g. a published folder) goes into a ``.ckpt`` under the
+    Worker's ``model.backbone.`` prefix, so that Lightly's loaders read it; everything else is kept as it is."""
+    if meta.get("format") == "sslhub" and "backbone_prefix" in meta:
+        family, prefix = meta.get("family"), meta["backbone_prefix"]
+    else:
+        try:
+            det = detect(sd, where)
+        except CheckpointError:
+            return sd
+        family, prefix = det.spec.family, det.prefix
+    if family == "resnet_generator" and prefix == "":
+        return {f"model.backbone.{k}": v for k, v in sd.items()}
+    return sd
+
+
 def convert(
     src: str | os.PathLike,
     dst: str | os.PathLike,
@@ -86,7 +102,9 @@ def convert(
     The destination format follows its suffix: ``.safetensors`` (sslhub: every tensor plus a header with layout,
     architecture, width, num_ftrs, out_dim, method, source sha256 and sslhub version), ``.ckpt``
     (``{"state_dict": ...}`` as the Lightly Worker writes it, plus the Lightning bookkeeping that was kept) or
-    ``.pth``/``.pt``/``.bin`` (a plain state dict). ``.ckpt -> .safetensors -> .ckpt`` is bit-identical.
+    ``.pth``/``.pt``/``.bin`` (a plain state dict). A bare ResNetGenerator backbone (as published) gets the Worker's
+    ``model.backbone.`` prefix in a ``.ckpt`` so that Lightly's loaders accept it.
+    ``.ckpt -> .safetensors -> .ckpt`` is bit-identical.
 
     Args:
         src: anything :func:`sslhub.load_pretrained` accepts.
@@ -123,7 +141,7 @@ def convert(
             header["key_order"] = json.dumps(list(sd))
         save_safetensors(sd, dst, header)
     elif suffix == ".ckpt":
-        save_torch({"state_dict": {k: v.contiguous() for k, v in sd.items()}, **kept}, dst)
+        save_torch({"state_dict": {k: v.contiguous() for k, v in _worker_keys(sd, meta, where).items()}, **kept}, dst)
     else:
         save_torch({k: v.contiguous() for k, v in sd.items()}, dst)
     logger.info("wrote %s (%d tensors)", dst, len(sd))

@@ -149,8 +149,6 @@ def main() -> int:
 
 
 def run(out: Path, *, steps: int, width: float, batch_size: int) -> int:
-    from safetensors.torch import load_file
-
     from sslhub.hub.publish import publish
 
     name, input_size = "resnet-18", 32
@@ -183,13 +181,12 @@ def run(out: Path, *, steps: int, width: float, batch_size: int) -> int:
     files = sorted(p.name for p in hub.iterdir())
 
     # 4. Back to a Worker .ckpt. The published model.safetensors holds the backbone alone (indices 0-7, the
-    #    num_ftrs conv kept, no projection head) under keys without a prefix; the Worker's loaders expect them
-    #    under "model.backbone.", so add it. (No projection head: Lightly's documented loader, which drops the
+    #    num_ftrs conv kept, no projection head) under keys without a prefix; sslhub.convert puts them under the
+    #    Worker's "model.backbone." again. (No projection head: Lightly's documented loader, which drops the
     #    head anyway, reads it; the lightly CLI's strict loader, which wants the head, does not.)
     print("[4/5] published folder -> Worker .ckpt ...", flush=True)
-    tensors = load_file(hub / "model.safetensors")
-    worker_back = out / "checkpoint_from_hub.ckpt"
-    save_torch({"state_dict": {f"model.backbone.{k}": v for k, v in tensors.items()}}, worker_back)
+    worker_back = sslhub.convert(hub / "model.safetensors", out / "checkpoint_from_hub.ckpt", force=True)
+    assert all(k.startswith("model.backbone.") for k in torch.load(worker_back, weights_only=True)["state_dict"])
 
     # 5. Features of every file against the trained model in memory (the reference), on real photos.
     print("[5/5] comparing features on real images ...", flush=True)

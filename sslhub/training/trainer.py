@@ -9,6 +9,7 @@ weights as an uninterrupted one (CPU, deterministic mode).
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import math
@@ -27,7 +28,7 @@ from sslhub._version import __version__
 from sslhub.backbones import create_backbone
 from sslhub.checkpoints.io import atomic_path, load_torch_file, save_safetensors, save_torch
 from sslhub.data import ImageFolderDataset, collate_skip_invalid
-from sslhub.methods import SSLMethod, build_method
+from sslhub.methods import METHODS, SSLMethod, build_method
 from sslhub.recipes import apply_overrides, get_recipe
 
 logger = logging.getLogger(__name__)
@@ -58,8 +59,6 @@ def _build_transform(recipe: dict[str, Any]) -> Any:
     args = dict(spec.get("args") or {})
     cls = getattr(T, spec["name"])
     size = recipe["input_size"]
-    import inspect
-
     params = inspect.signature(cls).parameters
     if "input_size" in params and "input_size" not in args:
         args["input_size"] = size
@@ -84,10 +83,6 @@ def _build_model(recipe: dict[str, Any], gather: bool) -> SSLMethod:
         bb["num_ftrs"] = worker["num_ftrs"]
         kwargs.update(hidden_dim=worker["num_ftrs"], batch_norm=False)
     backbone = create_backbone(arch, **{k: v for k, v in bb.items() if v is not None})
-    import inspect
-
-    from sslhub.methods import METHODS
-
     if gather and "gather_distributed" in inspect.signature(METHODS[recipe["method"]]).parameters:
         kwargs["gather_distributed"] = True
     return build_method(recipe["method"], backbone, backbone.num_features, **kwargs)

@@ -148,7 +148,7 @@ def _embed(backbone: nn.Module, loader: DataLoader, device: torch.device) -> tup
 def _monitor(backbone: nn.Module, train_eval: DataLoader, val: DataLoader | None, device: torch.device,
              knn: dict[str, Any], num_classes: int) -> dict[str, float]:  # fmt: skip
     """kNN top-1 on the validation folder (when labelled) and the collapse monitor."""
-    from sslhub.evaluation.knn import knn_predict
+    from sslhub.evaluation.knn import knn_accuracy
 
     out: dict[str, float] = {}
     f_train, y_train = _embed(backbone, train_eval, device)
@@ -159,8 +159,9 @@ def _monitor(backbone: nn.Module, train_eval: DataLoader, val: DataLoader | None
     if val is not None and num_classes > 1 and (y_train >= 0).all():
         f_val, y_val = _embed(backbone, val, device)
         k = min(int(knn.get("k", 200)), len(f_train))
-        pred = knn_predict(nn.functional.normalize(f_val, dim=1), z.T, y_train, num_classes, knn_k=k, knn_t=float(knn.get("t", 0.1)))
-        out["knn_top1"] = float((pred[:, 0] == y_val).float().mean() * 100)
+        acc = knn_accuracy(z, y_train, f_val, y_val, k=k, t=float(knn.get("t", 0.1)), num_classes=num_classes,
+                           topk=(1,), device=device)  # fmt: skip
+        out["knn_top1"] = acc[1]
     return out
 
 

@@ -145,9 +145,13 @@ def read_safetensors_metadata(path: str | os.PathLike) -> dict[str, str]:
 
 
 def read_safetensors(
-    path: str | os.PathLike, *, prefix: str | None = None
+    path: str | os.PathLike, *, backbone_only: bool = False
 ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Read tensors (all, or only keys starting with ``prefix``) and the metadata of a safetensors file."""
+    """Read the tensors and the metadata of a safetensors file.
+
+    With ``backbone_only``, an sslhub file that names its ``backbone_prefix`` has only those tensors read (heads
+    and momentum copies are never touched); other files are read whole.
+    """
     from safetensors import safe_open
 
     path = Path(path)
@@ -155,7 +159,8 @@ def read_safetensors(
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = dict(f.metadata() or {})
-            keys = [k for k in f.keys() if prefix is None or k.startswith(prefix)]
+            prefix = meta.get("backbone_prefix") if backbone_only and meta.get("format") == "sslhub" else None
+            keys = [k for k in f.keys() if not prefix or k.startswith(prefix)]
             tensors = {k: f.get_tensor(k) for k in keys}
     except CheckpointError:
         raise

@@ -81,19 +81,21 @@ def _card_hints(source: str | os.PathLike) -> dict[str, Any]:
         return {}  # not a registry name: resolve_path reports what it is
 
 
-def read_checkpoint(path: str | os.PathLike, *, prefix: str | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, str]]:
+def read_checkpoint(
+    path: str | os.PathLike, *, backbone_only: bool = False
+) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, str]]:
     """Read any supported file: (state dict, other top-level entries, safetensors metadata).
 
-    With ``prefix`` only the keys under it are read from sslhub safetensors (the rest is never touched).
+    With ``backbone_only``, sslhub safetensors have only their backbone's tensors read (the rest is never touched).
     """
     path = Path(path)
     if path.is_dir() and (path / "model.safetensors").is_file():
         path = path / "model.safetensors"  # a published / run folder
     if path.is_file() and is_safetensors_file(path):
-        tensors, meta = read_safetensors(path, prefix=prefix)
+        tensors, meta = read_safetensors(path, backbone_only=backbone_only)
         extras = json.loads(meta["extras"]) if "extras" in meta else {}
         if not tensors:
-            raise CheckpointError(f"{path} holds no tensors{f' under {prefix!r}' if prefix else ''}")
+            raise CheckpointError(f"{path} holds no tensors")
         return tensors, extras, meta
     obj = load_torch_file(path)
     sd, extras = unwrap_checkpoint(obj, str(path))
@@ -182,15 +184,8 @@ def load_backbone_state(
     prefix = prefix if prefix is not None else hints.get("prefix")
     path = resolve_path(source)
     where = str(path)
-    # sslhub safetensors name their backbone prefix: read only those tensors.
-    meta_prefix = None
-    if path.is_file() and is_safetensors_file(path):
-        from sslhub.checkpoints.io import read_safetensors_metadata
-
-        meta0 = read_safetensors_metadata(path)
-        if meta0.get("format") == "sslhub" and "backbone_prefix" in meta0 and prefix is None:
-            meta_prefix = meta0["backbone_prefix"]
-    sd, extras, meta = read_checkpoint(path, prefix=meta_prefix or None)
+    # sslhub safetensors name their backbone prefix: unless another copy is asked for, read only those tensors.
+    sd, extras, meta = read_checkpoint(path, backbone_only=prefix is None)
     spec = _spec_from_metadata(meta) if prefix is None else None
     if spec is not None:
         chosen = meta.get("backbone_prefix", "")

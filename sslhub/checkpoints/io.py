@@ -30,7 +30,6 @@ __all__ = [
     "is_safetensors_file",
     "load_torch_file",
     "read_safetensors",
-    "read_safetensors_metadata",
     "save_safetensors",
     "save_torch",
     "sha256_file",
@@ -131,17 +130,6 @@ def load_torch_file(path: str | os.PathLike) -> Any:
             f"{path} is not a readable PyTorch checkpoint: it may be truncated or of another format ({first}). "
             "Download it again, or check that it is a .ckpt/.pth/.safetensors file."
         ) from None
-
-
-def read_safetensors_metadata(path: str | os.PathLike) -> dict[str, str]:
-    """The string metadata of a safetensors file (empty dict if none)."""
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            return dict(f.metadata() or {})
-    except Exception as e:  # safetensors raises its own error types
-        raise CheckpointError(f"{path} is not a valid safetensors file ({e}); it may be truncated") from None
 
 
 def read_safetensors(

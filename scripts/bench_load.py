@@ -3,7 +3,8 @@
 Prints medians of several runs and ratios:
   * load_pretrained(.ckpt) and load_pretrained(.safetensors) vs the documented Lightly Worker loader
     (target: >= 3x faster on the safetensors path);
-  * load_pretrained(.safetensors) vs bare safetensors.torch.load_file on the same file (target: <= 1.5x);
+  * load_pretrained(.safetensors) vs bare safetensors.torch.load_file on the same file (target: <= 1.5x), with
+    the architecture's skeleton cached (every load after the first in a process) and without (the first);
   * `import sslhub` over `import torch` (target: <= 150 ms).
 
 Usage: python scripts/bench_load.py [--repeats 7] [--name resnet-50] [--width 1]
@@ -61,6 +62,7 @@ def main() -> None:
     from safetensors.torch import load_file
 
     import sslhub
+    from sslhub.checkpoints.skeleton import clear_cache
 
     tmp = Path(tempfile.mkdtemp(prefix="sslhub-bench-"))
     model = lightly_refs.worker_model(args.name, args.width, num_ftrs=32, out_dim=128)
@@ -72,6 +74,8 @@ def main() -> None:
         "documented Lightly loader (.ckpt)": lambda: lightly_refs.documented_worker_loader(ckpt, args.name, args.width),
         "sslhub.load_pretrained(.ckpt)": lambda: sslhub.load_pretrained(ckpt),
         "sslhub.load_pretrained(.safetensors)": lambda: sslhub.load_pretrained(st),
+        # What the first load of an architecture in a process pays: the skeleton is built on the meta device.
+        "  same, skeleton not cached (1st load)": lambda: (clear_cache(), sslhub.load_pretrained(st)),
         "safetensors.torch.load_file (bare)": lambda: load_file(st),
     }
     t = {k: median_time(fn, args.repeats) for k, fn in rows.items()}

@@ -14,6 +14,7 @@ from torch import nn
 
 from sslhub.backbones import IMAGENET_MEAN, IMAGENET_STD, create_backbone, family_of
 from sslhub.checkpoints.io import CheckpointError, is_safetensors_file, load_torch_file, read_safetensors
+from sslhub.checkpoints.skeleton import assemble
 from sslhub.checkpoints.layouts import BackboneSpec, Detected, detect, strip_prefix, unwrap_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -225,8 +226,11 @@ def load_backbone_state(
 
 
 def build_from_state(state: BackboneState, *, keep_num_ftrs: bool = False, where: str = "checkpoint") -> nn.Module:
-    """Build the module on the meta device and assign the tensors (no random init), strictly."""
+    """Build the eval-mode module without random init and give it the tensors (no copies), strictly."""
     kwargs = state.spec.kwargs(keep_num_ftrs=keep_num_ftrs)
+    model = assemble(kwargs, state.state_dict)  # cached skeleton: the fast path
+    if model is not None:
+        return model
     model = create_backbone(meta=True, **kwargs)
     try:
         model.load_state_dict(state.state_dict, strict=True, assign=True)
@@ -248,7 +252,7 @@ def build_from_state(state: BackboneState, *, keep_num_ftrs: bool = False, where
     if leftovers:  # buffers that are not in state dicts (none for supported families); initialise them for real
         model = create_backbone(**kwargs)
         model.load_state_dict(state.state_dict, strict=True)
-    return model
+    return model.eval()
 
 
 def load_pretrained(
@@ -297,7 +301,8 @@ def load_pretrained(
     cfg.update({k: v for k, v in state.metadata.items() if v is not None and k not in ("components",)})
     cfg["features"] = features
     model.pretrained_cfg = cfg
-    model.eval()
+    if model.training:  # backbones come built in eval mode; the TokenFeatures wrapper does not
+        model.eval()
     if device is not None:
         model.to(device)
     logger.debug("loaded %s from %s (%s)", state.spec.describe(), state.metadata["source"], state.metadata["layout"])

@@ -345,3 +345,17 @@ def test_tiny_recipe_trains_and_loads_into_timm(tmp_path, name):
     if short in OTHER_COPY:  # the evaluation copy is the EMA teacher / target, not the trained student / anchor
         other = {k[len(OTHER_COPY[short]):]: v for k, v in tensors.items() if k.startswith(OTHER_COPY[short])}
         assert other.keys() == enc.keys() and any(not torch.equal(other[k], enc[k]) for k in enc)
+
+
+def test_dino_weight_decay_follows_the_cosine_schedule(tmp_path):
+    """DINO's weight decay goes 0.04 -> 0.4 (cosine over all steps); groups without decay stay at 0."""
+    from sslhub.checkpoints.io import load_torch_file
+
+    assert get_recipe("dino-vit-tiny-p4-32")["optimizer"]["weight_decay_end"] == 0.4
+    run = sslhub.train("dino-vit-tiny-p4-32", DATA, tmp_path / "run", epochs=2, max_steps_per_epoch=2, progress=False,
+                       device="cpu", overrides=[*SHRINK, "monitor_every=0"])  # fmt: skip
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    # 4 steps; the value applied at step i is 0.4 - 0.36 * (cos(pi * i / 3) + 1) / 2: step 1 -> 0.13, step 3 -> 0.4
+    assert [round(r["weight_decay"], 6) for r in rows] == [0.13, 0.4]
+    groups = load_torch_file(run / "checkpoints/last.ckpt")["optimizer"]["param_groups"]
+    assert sorted(g["weight_decay"] for g in groups) == pytest.approx([0.0, 0.4])

@@ -28,6 +28,7 @@ from sslhub._version import __version__
 from sslhub.backbones import create_backbone
 from sslhub.checkpoints.io import atomic_path, load_torch_file, save_safetensors, save_torch
 from sslhub.data import ImageFolderDataset, collate_skip_invalid
+from sslhub.heads.utils import cosine_schedule
 from sslhub.methods import METHODS, SSLMethod, build_method
 from sslhub.recipes import apply_overrides, get_recipe
 
@@ -99,6 +100,20 @@ def _lr_lambda(recipe: dict[str, Any], steps_per_epoch: int, epochs: int):
             return (step + 1) / warm
         p = (step - warm) / max(1, total - warm)
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, p)))
+
+    return fn
+
+
+def _weight_decay_schedule(recipe: dict[str, Any], total_steps: int):
+    """``optimizer.weight_decay_end`` turns on a cosine weight-decay schedule (DINO: 0.04 -> 0.4) for the groups
+    that decay at all; without it, ``None`` (constant weight decay)."""
+    o = recipe["optimizer"]
+    if o.get("weight_decay_end") is None:
+        return None
+    start, end = float(o.get("weight_decay", 0.0)), float(o["weight_decay_end"])
+
+    def fn(step: int) -> float:
+        return cosine_schedule(min(step, total_steps - 1), total_steps, start, end)
 
     return fn
 
@@ -294,6 +309,7 @@ def train(
     steps_per_epoch = len(loader) if max_steps_per_epoch is None else min(len(loader), max_steps_per_epoch)
     total_steps = steps_per_epoch * int(r["epochs"])
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(r, steps_per_epoch, int(r["epochs"])))
+    wd_at = _weight_decay_schedule(r, total_steps)
     scaler = torch.amp.GradScaler("cuda", enabled=dev.type == "cuda")
 
     start_epoch, step = 0, 0
@@ -341,6 +357,11 @@ def train(
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             model.before_optimizer_step(epoch)
+            if wd_at is not None:  # a function of the step only, so a resumed run continues it exactly
+                wd = wd_at(step)
+                for g in opt.param_groups:
+                    if g["weight_decay"] > 0:  # groups without decay (norms, biases, tokens) stay at 0
+                        g["weight_decay"] = wd
             if r["optimizer"].get("clip_grad"):
                 scaler.unscale_(opt)
                 nn.utils.clip_grad_norm_(model.parameters(), float(r["optimizer"]["clip_grad"]))
@@ -359,6 +380,8 @@ def train(
         if rank == 0:
             row: dict[str, Any] = {"epoch": epoch + 1, "step": step, "loss": sum(losses) / max(1, len(losses)),
                                    "lr": sched.get_last_lr()[0], "images_per_s": seen / elapsed, "time_s": elapsed}  # fmt: skip
+            if wd_at is not None:
+                row["weight_decay"] = max(g["weight_decay"] for g in opt.param_groups)
             every = int(r.get("monitor_every", 1) or 0)  # 0 switches the per-epoch kNN/std monitor off
             if every and ((epoch + 1) % every == 0 or epoch + 1 == int(r["epochs"])):
                 row.update(_monitor(model.eval_backbone, eval_loader, val_loader, dev, r.get("knn", {}), len(ds.classes)))

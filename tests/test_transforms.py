@@ -263,3 +263,21 @@ def test_standalone_ops_match_lightly_on_pil_and_tensors(name: str, kwargs: dict
     elif name == "RandomSolarization":  # lightly's solarization is PIL-only
         assert torch.equal(got, TF.pil_to_tensor(ref(image)))
     # (GaussianBlur: lightly's tensor path goes through PIL; ours is a true Gaussian, tested above.)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU: checks that no op makes the host wait")
+@pytest.mark.parametrize("name", MULTI)
+def test_batched_augmentation_on_the_gpu_never_waits_for_it(name: str, batch: torch.Tensor) -> None:
+    t = _make(ours, name, {})
+    x = batch.cuda()
+    t(x)  # first call: pinned host buffers and normalisation constants are set up
+    torch.cuda.synchronize()
+    torch.manual_seed(0)
+    torch.cuda.set_sync_debug_mode("error")  # any synchronising call (.item(), nonzero, pageable copy) raises
+    try:
+        views = t(x)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    torch.manual_seed(0)  # random parameters come from the CPU generator: the CPU run draws the same ones
+    for gpu, cpu in zip(views, t(batch), strict=True):
+        torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-3, rtol=0)

@@ -15,7 +15,7 @@ from torch import Tensor
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from sslhub.transforms.batched import apply_batched
+from sslhub.transforms.batched import apply_batched, to_device
 
 ImageInput = Union[Image, Tensor]
 Normalize = Union[None, dict[str, list[float]]]
@@ -44,6 +44,21 @@ class ViewTransform:
         self.normalize = normalize
         # v2.Compose rejects an empty list (every op may have been left out at probability 0).
         self.transform = v2.Compose(self.ops) if self.ops else v2.Identity()
+        self._norm: dict[tuple[torch.device, torch.dtype], tuple[Tensor, Tensor]] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_norm": {}}  # device tensors do not travel to DataLoader workers
+
+    def _normalize_batch(self, x: Tensor) -> Tensor:
+        """``TF.normalize`` without its host-device round trips (a copy of mean/std and a check of std per call)."""
+        key = (x.device, x.dtype)
+        if key not in self._norm:
+            mean, std = (torch.tensor(self.normalize[k], dtype=x.dtype).view(-1, 1, 1) for k in ("mean", "std"))
+            if (std == 0).any():
+                raise ValueError(f"std evaluated to zero after conversion to {x.dtype}, leading to division by zero.")
+            self._norm[key] = (to_device(mean, x.device), to_device(std, x.device))
+        mean, std = self._norm[key]
+        return x.sub(mean).div_(std)
 
     def __call__(self, image: ImageInput) -> Tensor:
         """Returns a float32 view: (C, h, w) for one image, (N, C, h, w) for a batch.
@@ -56,9 +71,10 @@ class ViewTransform:
             single = batch.ndim == 3
             batch = TF.to_dtype(batch.unsqueeze(0) if single else batch, torch.float32, scale=True)
             out = apply_batched(self.ops, batch)
-            out = out[0] if single else out
-        else:
-            out = TF.to_dtype(_to_plain_tensor(self.transform(image)), torch.float32, scale=True)
+            if self.normalize:
+                out = self._normalize_batch(out)
+            return out[0] if single else out
+        out = TF.to_dtype(_to_plain_tensor(self.transform(image)), torch.float32, scale=True)
         if self.normalize:
             out = TF.normalize(out, mean=self.normalize["mean"], std=self.normalize["std"])
         return out

@@ -6,6 +6,11 @@ interprets them on a float batch (N, C, H, W) in [0, 1] with one set of random p
 drawn from torch's CPU generator (reproducible with ``torch.manual_seed`` on any device). Unknown ops fall
 back to a per-sample loop on float images in [0, 1]. RGB input is assumed.
 
+On a GPU nothing here waits for the device: random parameters, masks and index sets are made on the CPU and
+sent with non-blocking copies from pinned memory (a copy from pageable memory, a ``nonzero`` or an ``.item()``
+on a device tensor would each stall the host until the GPU has drained its queue, so the host could not queue
+the next kernels while the GPU works).
+
 Differences to the per-image path: crops are resampled with ``roi_align`` (bilinear; downscaling averages
 several samples per output pixel instead of torchvision's antialias filter), the blur uses one kernel
 size per batch, and intermediate results are not rounded to uint8.
@@ -28,8 +33,16 @@ from sslhub.transforms.ops import GaussianBlur, RandomRotate, RandomSolarization
 _GRAY = (0.2989, 0.587, 0.114)  # torchvision's luma weights
 
 
-def _rand(n: int, device: torch.device) -> Tensor:
-    return torch.rand(n).to(device)
+def to_device(t: Tensor, device: torch.device) -> Tensor:
+    """``t`` (made on the CPU) on ``device`` without making the host wait for the device."""
+    if device.type == "cpu":
+        return t
+    return t.pin_memory().to(device, non_blocking=True)  # the caching host allocator keeps it alive until copied
+
+
+def _coin(n: int, p: float, device: torch.device) -> Tensor:
+    """Per-sample booleans on ``device``, true with probability ``p``."""
+    return to_device(torch.rand(n) < p, device)
 
 
 def _where(mask: Tensor, a: Tensor, b: Tensor) -> Tensor:
@@ -69,7 +82,7 @@ def resized_crop(x: Tensor, op: v2.RandomResizedCrop) -> Tensor:
     """Per-sample random resized crop of a float batch."""
     n, _, height, width = x.shape
     boxes = _crop_boxes(n, height, width, tuple(op.scale), tuple(op.ratio))
-    rois = torch.cat([torch.arange(n, dtype=boxes.dtype)[:, None], boxes], dim=1).to(x)
+    rois = to_device(torch.cat([torch.arange(n, dtype=boxes.dtype)[:, None], boxes], dim=1).to(x.dtype), x.device)
     # aligned=True: box edges are pixel edges, so an uncropped, unresized image is returned exactly.
     return roi_align(x, rois, output_size=tuple(op.size), spatial_scale=1.0, sampling_ratio=-1, aligned=True)
 
@@ -85,7 +98,8 @@ def _hue(x: Tensor, factor: Tensor) -> Tensor:
     hue = (hue / 6 + factor.view(-1, 1, 1)).remainder(1.0)
     sat = torch.where(maxc > 0, delta / torch.where(maxc > 0, maxc, torch.ones_like(maxc)), torch.zeros_like(maxc))
     # HSV -> RGB: channel value = v - v * s * clamp(min(k, 4 - k), 0, 1) with k = (n + 6h) mod 6, n = 5, 3, 1.
-    k = (torch.tensor([5.0, 3.0, 1.0], device=x.device).view(1, 3, 1, 1) + 6 * hue.unsqueeze(1)).remainder(6)
+    n_rgb = torch.arange(5.0, 0.0, -2.0, dtype=x.dtype, device=x.device)  # 5, 3, 1, made on the device: no copy
+    k = (n_rgb.view(1, 3, 1, 1) + 6 * hue.unsqueeze(1)).remainder(6)
     return maxc.unsqueeze(1) * (1 - sat.unsqueeze(1) * torch.minimum(k, 4 - k).clamp(0, 1))
 
 
@@ -98,11 +112,12 @@ def color_jitter(x: Tensor, jitter: v2.ColorJitter, p: float = 1.0) -> Tensor:
     """Per-sample ``ColorJitter`` (random factors and random order of the four adjustments), applied with
     probability ``p``."""
     n, device = x.shape[0], x.device
-    apply = _rand(n, device) < p if p < 1 else torch.ones(n, dtype=torch.bool, device=device)
-    order = torch.rand(n, 4).argsort(dim=1).to(device)  # a random permutation per sample
+    # Masks, permutations and index sets stay on the CPU (see the module docstring); factors go to the device.
+    apply = torch.rand(n) < p if p < 1 else torch.ones(n, dtype=torch.bool)
+    order = torch.rand(n, 4).argsort(dim=1)  # a random permutation per sample
 
     def factors(rng: Any) -> Tensor | None:
-        return None if rng is None else torch.empty(n).uniform_(rng[0], rng[1]).to(device)
+        return None if rng is None else to_device(torch.empty(n).uniform_(rng[0], rng[1]), device)
 
     params = [factors(jitter.brightness), factors(jitter.contrast), factors(jitter.saturation), factors(jitter.hue)]
     adjust: list[Callable[[Tensor, Tensor], Tensor]] = [
@@ -117,6 +132,7 @@ def color_jitter(x: Tensor, jitter: v2.ColorJitter, p: float = 1.0) -> Tensor:
                 continue
             idx = torch.nonzero(apply & (order[:, position] == fn_id)).flatten()
             if idx.numel():
+                idx = to_device(idx, device)
                 x = x.index_copy(0, idx, fn(x[idx], f[idx]))
     return x
 
@@ -124,12 +140,14 @@ def color_jitter(x: Tensor, jitter: v2.ColorJitter, p: float = 1.0) -> Tensor:
 def gaussian_blur(x: Tensor, op: GaussianBlur) -> Tensor:
     """Per-sample Gaussian blur (probability and sigma per sample; one kernel size for the batch)."""
     n, c, height, width = x.shape
-    idx = torch.nonzero(_rand(n, x.device) < op.prob).flatten() if op.prob < 1 else torch.arange(n, device=x.device)
+    idx = torch.nonzero(torch.rand(n) < op.prob).flatten() if op.prob < 1 else torch.arange(n)
     if idx.numel() == 0:
         return x
-    sigma = torch.empty(idx.numel()).uniform_(op.sigmas[0], op.sigmas[1]).to(x)
+    idx = to_device(idx, x.device)
+    sigma_cpu = torch.empty(idx.numel()).uniform_(op.sigmas[0], op.sigmas[1])
+    sigma = to_device(sigma_cpu.to(x.dtype), x.device)
     limit = 2 * min(height, width) - 1  # reflect padding needs radius < size
-    size = min(2 * math.ceil(3 * float(sigma.max())) + 1, limit if limit % 2 else limit - 1)
+    size = min(2 * math.ceil(3 * float(sigma_cpu.max())) + 1, limit if limit % 2 else limit - 1)
     radius = size // 2
     taps = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
     kernel = torch.exp(-0.5 * (taps / sigma[:, None]) ** 2)
@@ -152,20 +170,20 @@ def _apply_op(op: Any, x: Tensor) -> Tensor:
         return resized_crop(x, op)
     if isinstance(op, (v2.RandomHorizontalFlip, v2.RandomVerticalFlip)):
         dim = -1 if isinstance(op, v2.RandomHorizontalFlip) else -2
-        return _where(_rand(n, x.device) < op.p, x.flip(dim), x)
+        return _where(_coin(n, op.p, x.device), x.flip(dim), x)
     if isinstance(op, RandomRotate) and op.angle % 90 == 0 and (x.shape[-1] == x.shape[-2] or op.angle % 180 == 0):
-        return _where(_rand(n, x.device) < op.prob, torch.rot90(x, op.angle // 90, dims=(-2, -1)), x)
+        return _where(_coin(n, op.prob, x.device), torch.rot90(x, op.angle // 90, dims=(-2, -1)), x)
     if isinstance(op, v2.ColorJitter):
         return color_jitter(x, op)
     if isinstance(op, v2.RandomApply) and len(op.transforms) == 1 and isinstance(op.transforms[0], v2.ColorJitter):
         return color_jitter(x, op.transforms[0], p=op.p)
     if isinstance(op, v2.RandomGrayscale):
-        return _where(_rand(n, x.device) < op.p, _gray(x).expand_as(x), x)
+        return _where(_coin(n, op.p, x.device), _gray(x).expand_as(x), x)
     if isinstance(op, GaussianBlur):
         return gaussian_blur(x, op)
     if isinstance(op, RandomSolarization):
         solarized = torch.where(x >= op.threshold / 255, 1.0 - x, x)
-        return _where(_rand(n, x.device) < op.prob, solarized, x)
+        return _where(_coin(n, op.prob, x.device), solarized, x)
     if isinstance(op, v2.Compose):
         return apply_batched(op.transforms, x)
     return _per_sample(op, x)

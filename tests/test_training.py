@@ -111,11 +111,25 @@ def test_nan_loss_stops_with_step_and_keeps_last_good(tmp_path):
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(SimCLR, "forward", poisoned)
-        with pytest.raises(TrainingError, match=r"epoch 2, step 3 .*last good state is .*last\.ckpt"):
+        with pytest.raises(TrainingError, match=r"epoch 2, step 3;.*last good state is .*last\.ckpt"):
             train("simclr-resnet-9", DATA / "train", tmp_path / "run", epochs=2, overrides=TINY,
                   max_steps_per_epoch=2, progress=False)  # fmt: skip
     assert torch.load(tmp_path / "run/checkpoints/last.ckpt", weights_only=True)["epoch"] == 1
     assert not (tmp_path / "run" / "model.safetensors").exists()
+
+
+def test_loss_log_reports_the_first_non_finite_step_when_read():
+    """On a GPU the trainer reads losses back every few steps only; the first bad step is still the one named."""
+    from sslhub.training.trainer import _LossLog
+
+    log = _LossLog(torch.device("cpu"))
+    log.every = 3  # as on a GPU, where every step's read would stall the host
+    values = [1.0, 2.0, float("nan"), 4.0, float("inf"), 6.0]
+    seen = [log.add(torch.tensor(v), step) for step, v in enumerate(values, start=10)]
+    assert seen == [None, None, 12, None, None, 12]  # read at the 3rd and 6th add; the first bad step sticks
+    ok = _LossLog(torch.device("cpu"))
+    assert [ok.add(torch.tensor(v), s) for s, v in enumerate([1.0, 2.0])] == [None, None]
+    assert ok.read() is None and ok.mean == 1.5 and ok.last == 1.5
 
 
 def _free_port() -> int:

@@ -104,6 +104,51 @@ def _lr_lambda(recipe: dict[str, Any], steps_per_epoch: int, epochs: int):
     return fn
 
 
+class _LossLog:
+    """An epoch's losses without a host-device sync per step.
+
+    On a GPU, reading a loss (``.item()``, ``if not torch.isfinite(loss)``) makes the host wait until the device
+    has drained its queue, so the host cannot queue the next kernels meanwhile. The running sum and the first
+    non-finite step stay on the device and are read every ``every`` steps (every step on the CPU, where reading
+    is free). A non-finite loss on the GPU is seen up to ``every`` steps late; GradScaler skips those steps.
+    """
+
+    def __init__(self, device: torch.device, every: int = 25) -> None:
+        self.every = every if device.type == "cuda" else 1
+        self.total = torch.zeros((), dtype=torch.float64, device=device)
+        self.bad = torch.full((), -1, dtype=torch.long, device=device)  # first step with a non-finite loss
+        self.count = 0
+        self.last = float("nan")  # the running mean as last read back (for the progress bar)
+
+    def add(self, loss: torch.Tensor, step: int) -> int | None:
+        """Record the loss of ``step``; returns the first non-finite step once it has been read back."""
+        value = loss.detach().double()
+        self.total += value
+        self.bad = torch.where((self.bad < 0) & ~torch.isfinite(value), step, self.bad)
+        self.count += 1
+        if self.count % self.every == 0:
+            return self.read()
+        return None
+
+    def read(self) -> int | None:
+        """Sync now: update ``last`` and return the first non-finite step, if any."""
+        bad = int(self.bad)
+        self.last = float(self.total) / max(1, self.count)
+        return bad if bad >= 0 else None
+
+    @property
+    def mean(self) -> float:
+        return float(self.total) / max(1, self.count)
+
+
+def _nonfinite(step: int, epoch: int, ckpt_path: Path) -> TrainingError:
+    return TrainingError(
+        f"the loss is not finite at epoch {epoch + 1}, step {step}; training stopped. "
+        f"The last good state is {ckpt_path if ckpt_path.exists() else 'not written yet'}; "
+        "try a lower optimizer.lr (--set optimizer.lr=...) or a longer warmup"
+    )
+
+
 def _weight_decay_schedule(recipe: dict[str, Any], total_steps: int):
     """``optimizer.weight_decay_end`` turns on a cosine weight-decay schedule (DINO: 0.04 -> 0.4) for the groups
     that decay at all; without it, ``None`` (constant weight decay)."""
@@ -290,7 +335,8 @@ def train(
         sampler = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True)
     gen = torch.Generator()
     loader = DataLoader(ds, batch_size=batch_size, shuffle=sampler is None, sampler=sampler, generator=gen,
-                        drop_last=True, num_workers=num_workers, collate_fn=collate_skip_invalid)  # fmt: skip
+                        drop_last=True, num_workers=num_workers, collate_fn=collate_skip_invalid,
+                        pin_memory=dev.type == "cuda")  # pinned: the copy to the GPU does not block the host  # fmt: skip
     eval_ds = ImageFolderDataset(data, decode_size=size, verify=False)
     eval_loader = DataLoader(eval_ds, batch_size=256, collate_fn=collate_skip_invalid, num_workers=num_workers)
     val_loader = None
@@ -336,7 +382,7 @@ def train(
             sampler.set_epoch(epoch)
         gen.manual_seed(seed * 1000 + epoch)  # data order depends on (seed, epoch) only
         model.train()
-        t0, seen, losses = time.perf_counter(), 0, []
+        t0, seen, losses = time.perf_counter(), 0, _LossLog(dev)
         bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{r['epochs']}", disable=not progress or rank != 0, leave=False)
         for i, batch in enumerate(loader):
             if i >= steps_per_epoch:
@@ -348,12 +394,9 @@ def train(
                 views = [v.to(dev) for v in transform(images)]
             with torch.autocast(device_type=dev.type, dtype=torch.float16, enabled=dev.type == "cuda"):
                 loss = train_model(views, (step, total_steps, epoch))
-            if not torch.isfinite(loss):
-                raise TrainingError(
-                    f"loss is {loss.item()} at epoch {epoch + 1}, step {step} (batch {i}); training stopped. "
-                    f"The last good state is {ckpt_path if ckpt_path.exists() else 'not written yet'}; "
-                    "try a lower optimizer.lr (--set optimizer.lr=...) or a longer warmup"
-                )
+            bad = losses.add(loss, step)
+            if bad is not None:
+                raise _nonfinite(bad, epoch, ckpt_path)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             model.before_optimizer_step(epoch)
@@ -371,14 +414,17 @@ def train(
             model.after_step(step, total_steps)
             step += 1
             seen += images.shape[0] * world
-            losses.append(loss.item())
-            bar.set_postfix(loss=f"{losses[-1]:.3f}", lr=f"{sched.get_last_lr()[0]:.2e}",
-                            img_s=f"{seen / (time.perf_counter() - t0):.0f}")  # fmt: skip
+            if losses.count % losses.every == 0:  # values were just read back: no extra sync
+                bar.set_postfix(loss=f"{losses.last:.3f}", lr=f"{sched.get_last_lr()[0]:.2e}",
+                                img_s=f"{seen / (time.perf_counter() - t0):.0f}")  # fmt: skip
             bar.update(1)
+        bad = losses.read()
+        if bad is not None:
+            raise _nonfinite(bad, epoch, ckpt_path)
         bar.close()
         elapsed = time.perf_counter() - t0
         if rank == 0:
-            row: dict[str, Any] = {"epoch": epoch + 1, "step": step, "loss": sum(losses) / max(1, len(losses)),
+            row: dict[str, Any] = {"epoch": epoch + 1, "step": step, "loss": losses.mean,
                                    "lr": sched.get_last_lr()[0], "images_per_s": seen / elapsed, "time_s": elapsed}  # fmt: skip
             if wd_at is not None:
                 row["weight_decay"] = max(g["weight_decay"] for g in opt.param_groups)

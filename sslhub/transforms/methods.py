@@ -28,6 +28,15 @@ def _kwargs(local_vars: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in local_vars.items() if k not in ("self", "__class__")}
 
 
+_COMMON_ARGS = ("hf_prob", "vf_prob", "rr_prob", "rr_degrees", "cj_prob", "cj_strength", "cj_bright", "cj_contrast",
+                "cj_sat", "cj_hue", "random_gray_scale", "gaussian_blur", "sigmas")  # fmt: skip
+
+
+def _common_args(local_vars: dict[str, Any]) -> dict[str, Any]:
+    """The arguments every view transform passes on to :func:`_augment_ops` unchanged (a KeyError on a typo)."""
+    return {k: local_vars[k] for k in _COMMON_ARGS}
+
+
 def _augment_ops(
     *,
     crop: Callable[[Any], Any] | None,
@@ -93,22 +102,7 @@ class SimCLRViewTransform(ViewTransform):
         rr_degrees: Degrees = None,
         normalize: Normalize = IMAGENET_NORMALIZE,
     ) -> None:
-        ops = _augment_ops(
-            crop=_rrc(input_size, min_scale),
-            hf_prob=hf_prob,
-            vf_prob=vf_prob,
-            rr_prob=rr_prob,
-            rr_degrees=rr_degrees,
-            cj_prob=cj_prob,
-            cj_strength=cj_strength,
-            cj_bright=cj_bright,
-            cj_contrast=cj_contrast,
-            cj_sat=cj_sat,
-            cj_hue=cj_hue,
-            random_gray_scale=random_gray_scale,
-            gaussian_blur=gaussian_blur,
-            sigmas=sigmas,
-        )
+        ops = _augment_ops(crop=_rrc(input_size, min_scale), **_common_args(locals()))
         super().__init__(ops, normalize)
 
 
@@ -266,24 +260,8 @@ class VICRegViewTransform(ViewTransform):
         rr_degrees: Degrees = None,
         normalize: Normalize = IMAGENET_NORMALIZE,
     ) -> None:
-        ops = _augment_ops(
-            crop=_rrc(input_size, min_scale),
-            hf_prob=hf_prob,
-            vf_prob=vf_prob,
-            rr_prob=rr_prob,
-            rr_degrees=rr_degrees,
-            cj_prob=cj_prob,
-            cj_strength=cj_strength,
-            cj_bright=cj_bright,
-            cj_contrast=cj_contrast,
-            cj_sat=cj_sat,
-            cj_hue=cj_hue,
-            random_gray_scale=random_gray_scale,
-            gaussian_blur=gaussian_blur,
-            sigmas=sigmas,
-            solarize_prob=solarize_prob,
-            solarize_before_blur=True,
-        )
+        ops = _augment_ops(crop=_rrc(input_size, min_scale), solarize_prob=solarize_prob, solarize_before_blur=True,
+                           **_common_args(locals()))
         super().__init__(ops, normalize)
 
 
@@ -337,23 +315,8 @@ class _BYOLViewTransform(ViewTransform):
         rr_degrees: Degrees,
         normalize: Normalize,
     ) -> None:
-        ops = _augment_ops(
-            crop=_rrc(input_size, min_scale),
-            hf_prob=hf_prob,
-            vf_prob=vf_prob,
-            rr_prob=rr_prob,
-            rr_degrees=rr_degrees,
-            cj_prob=cj_prob,
-            cj_strength=cj_strength,
-            cj_bright=cj_bright,
-            cj_contrast=cj_contrast,
-            cj_sat=cj_sat,
-            cj_hue=cj_hue,
-            random_gray_scale=random_gray_scale,
-            gaussian_blur=gaussian_blur,
-            sigmas=sigmas,
-            solarize_prob=solarization_prob,
-        )
+        ops = _augment_ops(crop=_rrc(input_size, min_scale), solarize_prob=solarization_prob,
+                           **_common_args(locals()))
         super().__init__(ops, normalize)
 
 
@@ -452,22 +415,7 @@ class SwaVViewTransform(ViewTransform):
         sigmas: tuple[float, float] = (0.1, 2),
         normalize: Normalize = IMAGENET_NORMALIZE,
     ) -> None:
-        ops = _augment_ops(
-            crop=None,
-            hf_prob=hf_prob,
-            vf_prob=vf_prob,
-            rr_prob=rr_prob,
-            rr_degrees=rr_degrees,
-            cj_prob=cj_prob,
-            cj_strength=cj_strength,
-            cj_bright=cj_bright,
-            cj_contrast=cj_contrast,
-            cj_sat=cj_sat,
-            cj_hue=cj_hue,
-            random_gray_scale=random_gray_scale,
-            gaussian_blur=gaussian_blur,
-            sigmas=sigmas,
-        )
+        ops = _augment_ops(crop=None, **_common_args(locals()))
         super().__init__(ops, normalize)
 
 
@@ -537,23 +485,8 @@ class DINOViewTransform(ViewTransform):
         solarization_prob: float = 0.2,
         normalize: Normalize = IMAGENET_NORMALIZE,
     ) -> None:
-        ops = _augment_ops(
-            crop=_rrc(crop_size, crop_scale[0], crop_scale[1], bicubic=True),
-            hf_prob=hf_prob,
-            vf_prob=vf_prob,
-            rr_prob=rr_prob,
-            rr_degrees=rr_degrees,
-            cj_prob=cj_prob,
-            cj_strength=cj_strength,
-            cj_bright=cj_bright,
-            cj_contrast=cj_contrast,
-            cj_sat=cj_sat,
-            cj_hue=cj_hue,
-            random_gray_scale=random_gray_scale,
-            gaussian_blur=gaussian_blur,
-            sigmas=sigmas,
-            solarize_prob=solarization_prob,
-        )
+        ops = _augment_ops(crop=_rrc(crop_size, crop_scale[0], crop_scale[1], bicubic=True), solarize_prob=solarization_prob,
+                           **_common_args(locals()))
         super().__init__(ops, normalize)
 
 

@@ -13,7 +13,7 @@ from typing import Union
 from torchvision.transforms import v2
 
 from sslhub.transforms.base import IMAGENET_NORMALIZE, MultiViewTransform, Normalize, ViewTransform
-from sslhub.transforms.methods import _augment_ops
+from sslhub.transforms.methods import _augment_ops, _common_args
 
 __all__ = ["AIMTransform", "MAETransform", "MSNTransform", "MSNViewTransform"]
 
@@ -79,22 +79,8 @@ class MSNViewTransform(ViewTransform):
         vf_prob: float = 0.0,
         normalize: Normalize = IMAGENET_NORMALIZE,
     ) -> None:
-        ops = _augment_ops(
-            crop=v2.RandomResizedCrop(size=crop_size, scale=crop_scale),
-            hf_prob=hf_prob,
-            vf_prob=vf_prob,
-            rr_prob=0.0,
-            rr_degrees=None,
-            cj_prob=cj_prob,
-            cj_strength=cj_strength,
-            cj_bright=cj_bright,
-            cj_contrast=cj_contrast,
-            cj_sat=cj_sat,
-            cj_hue=cj_hue,
-            random_gray_scale=random_gray_scale,
-            gaussian_blur=gaussian_blur,
-            sigmas=sigmas,
-        )
+        rr_prob, rr_degrees = 0.0, None  # MSN views never rotate
+        ops = _augment_ops(crop=v2.RandomResizedCrop(size=crop_size, scale=crop_scale), **_common_args(locals()))
         super().__init__(ops, normalize)
 
 

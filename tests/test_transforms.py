@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from shared_data import shared_data  # noqa: E402
 import inspect
-from pathlib import Path
 
 import pytest
 import torch

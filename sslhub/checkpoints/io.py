@@ -9,18 +9,17 @@
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
 import logging
 import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 import torch
+
+from sslhub._files import atomic_path, sha256_file  # noqa: F401  (part of this module's API)
 
 logger = logging.getLogger(__name__)
 
@@ -38,31 +37,6 @@ __all__ = [
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be read or interpreted. The message names the file and what to do."""
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-@contextlib.contextmanager
-def atomic_path(dst: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to ``dst``; rename it onto ``dst`` only if the block succeeds."""
-    dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.replace(tmp_path, dst)
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
 
 
 def _numpy_safe_globals() -> list[Any]:

@@ -23,13 +23,13 @@ import json
 import logging
 import os
 import re
-import tempfile
 import time
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+from sslhub._files import sha256_file, write_json_atomic
 from sslhub._version import __version__
 
 logger = logging.getLogger(__name__)
@@ -49,7 +49,6 @@ ENV_HOME = "SSLHUB_HOME"
 ENV_OFFLINE = "SSLHUB_OFFLINE"
 _TRUE = ("1", "true", "yes", "on")
 _RETRY_STATUS = (408, 425, 429, 500, 502, 503, 504)
-_CHUNK = 1 << 20
 # small network reads: urllib3 drops the bytes of a read that a cut connection interrupts, so keep them few
 _NET_CHUNK = 1 << 16
 _MAX_BACKOFF = 30.0
@@ -122,25 +121,6 @@ def cache_path(url: str, filename: str | None = None) -> Path:
 
 # ----------------------------------------------------------------------------------------------------------------
 # small helpers (kept torch-free: this module is imported by the CLI and by every download process)
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(_CHUNK):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _write_json_atomic(path: Path, obj: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1, sort_keys=True)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -288,7 +268,7 @@ def _attempt(session: Any, url: str, paths: _Paths, *, timeout: Any, progress: b
                             "match) or the server ignores ranges; downloading it again from the start", shown)
             offset, mode = 0, "wb"
             etag = resp.headers.get("ETag")
-            _write_json_atomic(paths.part_meta, {
+            write_json_atomic(paths.part_meta, {
                 "url": shown,
                 # weak ETags may not be used for ranges (RFC 9110 13.1.5); fall back to Last-Modified
                 "etag": etag if etag and not etag.startswith("W/") else None,
@@ -343,9 +323,9 @@ def _cached_ok(paths: _Paths, sha256: str | None, size: int | None, shown: str) 
     meta = _read_json(paths.meta)
     if meta.get("sha256") == sha256 and meta.get("size") == paths.final.stat().st_size:
         return True
-    digest = _sha256_file(paths.final)  # no record (or another expected hash): hash the file once
+    digest = sha256_file(paths.final)  # no record (or another expected hash): hash the file once
     if digest == sha256:
-        _write_json_atomic(paths.meta, {**meta, "sha256": digest, "size": paths.final.stat().st_size})
+        write_json_atomic(paths.meta, {**meta, "sha256": digest, "size": paths.final.stat().st_size})
         return True
     logger.warning("%s: cached file %s has sha256 %s, expected %s; it will be downloaded again", shown, paths.final,
                    digest, sha256)
@@ -468,7 +448,7 @@ def _download_with_retries(url: str, paths: _Paths, shown: str, *, progress: boo
 
 def _verify_and_commit(paths: _Paths, url: str, *, sha256: str | None, size: int | None, shown: str) -> None:
     got_size = paths.part.stat().st_size
-    digest = _sha256_file(paths.part)
+    digest = sha256_file(paths.part)
     problem = None
     if size is not None and got_size != size:
         problem = f"size {got_size} bytes, expected {size}"
@@ -483,7 +463,7 @@ def _verify_and_commit(paths: _Paths, url: str, *, sha256: str | None, size: int
         )
     part_meta = _read_json(paths.part_meta)
     os.replace(paths.part, paths.final)
-    _write_json_atomic(paths.meta, {
+    write_json_atomic(paths.meta, {
         "url": redact_url(url),
         "sha256": digest,
         "size": got_size,

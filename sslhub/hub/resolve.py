@@ -8,7 +8,8 @@ import os
 from pathlib import Path
 
 from sslhub.hub.cards import Card
-from sslhub.hub.download import HashMismatchError, _sha256_file, fetch_url, redact_url
+from sslhub._files import sha256_file
+from sslhub.hub.download import HashMismatchError, fetch_url, redact_url
 from sslhub.hub.registry import get_card
 
 logger = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ def fetch_card(card: Card, *, progress: bool = True, force: bool = False) -> Pat
     if f.url.startswith("hf-hub:"):
         path = _hf(f.url)
         if f.sha256 is not None:
-            digest = _sha256_file(path)
+            digest = sha256_file(path)
             if digest != f.sha256:
                 raise HashMismatchError(f"{card.name}: {path} has sha256 {digest}, but the card says {f.sha256}; "
                                         "the Hub file is not the published one. Do not use it.")
@@ -77,7 +78,7 @@ def resolve_source(source: str, *, progress: bool = True, force: bool = False, s
         return fetch_url(s, sha256=sha256, progress=progress, force=force)
     if s.startswith("hf-hub:"):
         path = _hf(s)
-        if sha256 is not None and _sha256_file(path) != sha256.lower():
+        if sha256 is not None and sha256_file(path) != sha256.lower():
             raise HashMismatchError(f"{s}: {path} does not have the expected sha256 {sha256}")
         return path
     if s.startswith(("s3://", "gs://")):

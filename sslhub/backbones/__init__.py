@@ -4,7 +4,8 @@ Families (``family`` in the metadata, chosen from the architecture name):
 
 * ``resnet_generator``: Lightly's ``ResNetGenerator`` (``resnet-9`` ... ``resnet-152``, any float width).
 * ``torchvision_resnet``: ``torchvision.models.resnet18`` ... (``fc`` replaced by ``Identity``).
-* ``torchvision_vit``: ``torchvision.models.vit_b_16`` and friends (``heads`` replaced by ``Identity``).
+* ``torchvision_vit``: ``torchvision.models.vit_b_16`` and friends (``heads`` replaced by ``Identity``), optionally
+  with other ``VisionTransformer`` sizes (``patch_size``, ``num_layers``, ``num_heads``, ``hidden_dim``, ``mlp_dim``).
 * ``timm``: any ``timm`` model by name (``num_classes=0``), e.g. ``vit_small_patch16_224`` at any image size.
 
 Every module returned by :func:`create_backbone` carries ``num_features`` and ``pretrained_cfg`` (a dict with
@@ -31,6 +32,7 @@ __all__ = [
     "RESNET_GENERATOR_SPECS",
     "TORCHVISION_RESNETS",
     "TORCHVISION_VITS",
+    "TORCHVISION_VIT_SIZES",
     "ResNetGeneratorBackbone",
     "create_backbone",
     "family_of",
@@ -42,6 +44,15 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 TORCHVISION_RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 TORCHVISION_VITS = ("vit_b_16", "vit_b_32", "vit_l_16", "vit_l_32", "vit_h_14")
+# torchvision ViT name -> the ``VisionTransformer`` size arguments its builder passes (torchvision 0.15+).
+# ``create_backbone(<name>, **overrides)`` accepts any of these keys as overrides (e.g. CPU-sized test models).
+TORCHVISION_VIT_SIZES: dict[str, dict[str, int]] = {
+    "vit_b_16": {"patch_size": 16, "num_layers": 12, "num_heads": 12, "hidden_dim": 768, "mlp_dim": 3072},
+    "vit_b_32": {"patch_size": 32, "num_layers": 12, "num_heads": 12, "hidden_dim": 768, "mlp_dim": 3072},
+    "vit_l_16": {"patch_size": 16, "num_layers": 24, "num_heads": 16, "hidden_dim": 1024, "mlp_dim": 4096},
+    "vit_l_32": {"patch_size": 32, "num_layers": 24, "num_heads": 16, "hidden_dim": 1024, "mlp_dim": 4096},
+    "vit_h_14": {"patch_size": 14, "num_layers": 32, "num_heads": 16, "hidden_dim": 1280, "mlp_dim": 5120},
+}
 
 
 def family_of(arch: str) -> str:
@@ -93,6 +104,30 @@ def _maybe_meta(meta: bool, family: str) -> Iterator[None]:
             yield
 
 
+def _torchvision_vit(arch: str, img_size: int | None, overrides: dict[str, Any]) -> nn.Module:
+    """torchvision's ``arch`` (weights=None), or a ``VisionTransformer`` with some of its size arguments replaced."""
+    import torchvision
+
+    defaults = TORCHVISION_VIT_SIZES[arch]
+    unknown = sorted(set(overrides) - set(defaults))
+    if unknown:
+        raise ValueError(
+            f"{arch} is a torchvision ViT: it takes img_size and the size overrides {', '.join(defaults)}, "
+            f"not {', '.join(unknown)}"
+        )
+    if not overrides:
+        kwargs = {"image_size": img_size} if img_size else {}
+        return getattr(torchvision.models, arch)(weights=None, **kwargs)
+    size = {**defaults, **{k: int(v) for k, v in overrides.items()}}
+    image_size = img_size or 224
+    # torchvision checks these with bare asserts; say which argument to change instead
+    if image_size % size["patch_size"]:
+        raise ValueError(f"{arch}: img_size={image_size} is not a multiple of patch_size={size['patch_size']}")
+    if size["hidden_dim"] % size["num_heads"]:
+        raise ValueError(f"{arch}: hidden_dim={size['hidden_dim']} is not divisible by num_heads={size['num_heads']}")
+    return torchvision.models.VisionTransformer(image_size=image_size, **size)
+
+
 def create_backbone(
     arch: str,
     *,
@@ -111,7 +146,9 @@ def create_backbone(
         num_ftrs: ResNetGenerator only: keep the Worker's 1x1 ``num_ftrs`` conv (``backbone.7``).
         img_size: input size for ViTs (timm ``img_size``; torchvision ``image_size``).
         meta: skip random init (uninitialised or meta-device tensors); load weights with ``assign=True`` next.
-        timm_kwargs: passed to ``timm.create_model`` (e.g. ``init_values=1e-5``, ``global_pool="avg"``).
+        timm_kwargs: passed to ``timm.create_model`` (e.g. ``init_values=1e-5``, ``global_pool="avg"``); for
+            torchvision ViTs, overrides of the named architecture's ``VisionTransformer`` sizes (``patch_size``,
+            ``num_layers``, ``num_heads``, ``hidden_dim``, ``mlp_dim``), recorded in ``pretrained_cfg["timm_kwargs"]``.
     """
     family = family_of(arch)
     if family != "resnet_generator" and (width not in (None, 1, 1.0) or num_ftrs is not None):
@@ -137,14 +174,13 @@ def create_backbone(
             model.fc = nn.Identity()
             cfg["input_size"] = (3, 224, 224)
         elif family == "torchvision_vit":
-            import torchvision
-
-            kwargs = {"image_size": img_size} if img_size else {}
-            model = getattr(torchvision.models, arch)(weights=None, **kwargs)
+            model = _torchvision_vit(arch, img_size, timm_kwargs)
             model.num_features = model.hidden_dim
             model.heads = nn.Identity()
             size = img_size or 224
             cfg["input_size"] = (3, size, size)
+            # The size overrides travel in the same metadata field as timm's kwargs, so checkpoints rebuild it.
+            cfg["timm_kwargs"] = dict(timm_kwargs)
         else:
             import timm
 

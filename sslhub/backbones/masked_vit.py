@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 __all__ = [
+    "MaskedVisionTransformer",
     "MaskedCausalVisionTransformer",
     "MaskedVisionTransformerTIMM",
     "annotate_vit",
@@ -265,7 +266,58 @@ def _init_weights(module: nn.Module) -> None:
         nn.init.constant_(module.weight, 1.0)
 
 
-class MaskedVisionTransformerTIMM(nn.Module):
+class MaskedVisionTransformer(nn.Module):
+    """What the timm and torchvision masked ViTs share (Lightly's abstract ``MaskedVisionTransformer``): option
+    checks, gradient checkpointing and the token pipeline of :meth:`preprocess`. Subclasses hold ``vit`` and
+    ``mask_token`` and define ``images_to_tokens``, ``prepend_prefix_tokens`` and ``add_pos_embed``."""
+
+    mask_token: nn.Parameter
+    grad_checkpointing: bool = False
+
+    @staticmethod
+    def _check_options(weight_initialization: str, pos_embed_initialization: str) -> None:
+        if weight_initialization not in ("", "skip"):
+            raise ValueError(f"Invalid weight initialization method: '{weight_initialization}'. Valid options are: ['', 'skip'].")
+        if pos_embed_initialization not in ("learn", "sincos", "skip"):
+            raise ValueError(
+                f"Invalid positional embedding strategy: '{pos_embed_initialization}'. Valid options are: ['learn', 'sincos', 'skip']."
+            )
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute block activations in the backward pass (saves memory)."""
+        self.grad_checkpointing = enable
+
+    def images_to_tokens(self, images: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def prepend_prefix_tokens(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def add_pos_embed(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def preprocess(
+        self,
+        images: Tensor,
+        idx_mask: Optional[Tensor] = None,
+        idx_keep: Optional[Tensor] = None,
+        mask: Optional[Tensor] = None,
+    ) -> Tensor:
+        """Patch tokens with prefix tokens, masking and positional embeddings; then ``idx_keep`` selection."""
+        if idx_mask is not None and mask is not None:
+            raise ValueError("idx_mask and mask cannot both be set at the same time.")
+        tokens = self.prepend_prefix_tokens(self.images_to_tokens(images))
+        if idx_mask is not None:
+            tokens = mask_at_index(tokens, idx_mask, self.mask_token)
+        elif mask is not None:
+            tokens = mask_bool(tokens, mask, self.mask_token)
+        tokens = self.add_pos_embed(tokens)
+        if idx_keep is not None:
+            tokens = get_at_index(tokens, idx_keep)
+        return tokens
+
+
+class MaskedVisionTransformerTIMM(MaskedVisionTransformer):
     """A timm ViT (``self.vit``) with a ``mask_token``: Lightly's ``MaskedVisionTransformerTIMM``.
 
     Args:
@@ -289,14 +341,9 @@ class MaskedVisionTransformerTIMM(nn.Module):
         super().__init__()
         self.vit = vit
         self.mask_token = mask_token if mask_token is not None else nn.Parameter(torch.zeros(1, 1, vit.embed_dim))
-        if weight_initialization not in ("", "skip"):
-            raise ValueError(f"Invalid weight initialization method: '{weight_initialization}'. Valid options are: ['', 'skip'].")
+        self._check_options(weight_initialization, pos_embed_initialization)
         if weight_initialization != "skip":
             self._initialize_weights()
-        if pos_embed_initialization not in ("learn", "sincos", "skip"):
-            raise ValueError(
-                f"Invalid positional embedding strategy: '{pos_embed_initialization}'. Valid options are: ['learn', 'sincos', 'skip']."
-            )
         if vit.pos_embed is not None:
             if pos_embed_initialization == "sincos":
                 initialize_2d_sine_cosine_positional_embedding(vit.pos_embed, self._pos_prefix)
@@ -304,16 +351,11 @@ class MaskedVisionTransformerTIMM(nn.Module):
                 nn.init.trunc_normal_(vit.pos_embed, std=0.02)
                 vit.pos_embed.requires_grad = True
         self.antialias = antialias
-        self.grad_checkpointing = False
 
     @property
     def _pos_prefix(self) -> int:
         """Prefix tokens that have a positional embedding entry (none when ``no_embed_class``)."""
         return 0 if self.vit.no_embed_class else self.vit.num_prefix_tokens
-
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Recompute block activations in the backward pass (saves memory)."""
-        self.grad_checkpointing = enable
 
     @property
     def sequence_length(self) -> int:
@@ -352,26 +394,6 @@ class MaskedVisionTransformerTIMM(nn.Module):
         else:
             tokens = self.vit.blocks(tokens)
         return self.vit.norm(tokens)
-
-    def preprocess(
-        self,
-        images: Tensor,
-        idx_mask: Optional[Tensor] = None,
-        idx_keep: Optional[Tensor] = None,
-        mask: Optional[Tensor] = None,
-    ) -> Tensor:
-        """Patch tokens with prefix tokens, masking and positional embeddings; then ``idx_keep`` selection."""
-        if idx_mask is not None and mask is not None:
-            raise ValueError("idx_mask and mask cannot both be set at the same time.")
-        tokens = self.prepend_prefix_tokens(self.images_to_tokens(images))
-        if idx_mask is not None:
-            tokens = mask_at_index(tokens, idx_mask, self.mask_token)
-        elif mask is not None:
-            tokens = mask_bool(tokens, mask, self.mask_token)
-        tokens = self.add_pos_embed(tokens)
-        if idx_keep is not None:
-            tokens = get_at_index(tokens, idx_keep)
-        return tokens
 
     def images_to_tokens(self, images: Tensor) -> Tensor:
         """(batch, 3, H, W) -> patch tokens (batch, num_patches, dim)."""

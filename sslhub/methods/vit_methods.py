@@ -8,6 +8,12 @@ token live elsewhere) and MSN/PMSN (the EMA target encoder; the trained one is `
 into ``timm.create_model(arch, num_classes=0, img_size=..., **timm_kwargs)``; the ViT's ``pretrained_cfg``
 carries ``arch``/``img_size``/``timm_kwargs`` for the checkpoint metadata.
 
+With a torchvision ViT (``backbone.arch: vit_b_16`` ...), DINO, MAE, SimMIM, MSN and PMSN wrap it in
+:class:`~sslhub.backbones.masked_vit_torchvision.MaskedVisionTransformerTorchvision` instead: the keys under
+``backbone.vit.`` are then torchvision's (``heads`` = Identity) and ``timm_kwargs`` holds the size overrides
+(``patch_size``, ``num_layers`` ...) that ``create_backbone(arch, img_size=..., **timm_kwargs)`` rebuilds it
+with. AIM needs timm's ViT (prefix-causal attention).
+
 Parameters a method never uses in its loss (e.g. the encoder mask token of MAE) are frozen, so that every
 trainable parameter gets a gradient (DDP without ``find_unused_parameters``).
 
@@ -32,7 +38,8 @@ from sslhub.methods import METHODS, SSLMethod
 
 __all__ = ["AIM", "DINOViT", "MAE", "MSN", "PMSN", "SimMIM"]
 
-_NO_DECAY_NAMES = ("cls_token", "reg_token", "pos_embed", "mask_token")
+# timm names, then torchvision's (class_token, encoder.pos_embedding)
+_NO_DECAY_NAMES = ("cls_token", "reg_token", "pos_embed", "mask_token", "class_token", "pos_embedding")
 
 
 def _same_size_groups(views: list[Tensor]) -> list[list[Tensor]]:
@@ -72,24 +79,58 @@ class _ViTMethodBase(SSLMethod):
         return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+def _is_torchvision_vit(backbone: nn.Module) -> bool:
+    from sslhub.backbones import family_of
+
+    arch = (getattr(backbone, "pretrained_cfg", None) or {}).get("arch")
+    if isinstance(arch, str) and family_of(arch) == "torchvision_vit":
+        return True
+    from sslhub.backbones.masked_vit_torchvision import is_torchvision_vit
+
+    return is_torchvision_vit(backbone)
+
+
 class _MaskedViTMethod(_ViTMethodBase):
-    """``self.backbone`` = :class:`MaskedVisionTransformerTIMM` around the recipe's timm ViT (MAE init)."""
+    """``self.backbone`` = :class:`MaskedVisionTransformerTIMM` around the recipe's timm ViT, or
+    :class:`MaskedVisionTransformerTorchvision` around a torchvision ViT (MAE init either way).
+
+    Sets ``patch_size``, ``embed_dim``, ``num_prefix_tokens`` and ``num_patches`` (at the ViT's image size), which
+    the methods use instead of either library's attribute names.
+    """
 
     eval_prefix = "backbone.vit."
 
     def __init__(self, backbone: nn.Module, num_features: int, pos_embed: str = "sincos") -> None:
-        from sslhub.backbones.masked_vit import MaskedVisionTransformerTIMM, annotate_vit, require_timm_vit
+        if _is_torchvision_vit(backbone):
+            from sslhub.backbones.masked_vit_torchvision import MaskedVisionTransformerTorchvision, annotate_torchvision_vit
 
-        vit = annotate_vit(require_timm_vit(backbone, type(self).__name__))
+            tv = annotate_torchvision_vit(backbone)
+            super().__init__(tv, num_features)
+            self.backbone = MaskedVisionTransformerTorchvision(tv, pos_embed_initialization=pos_embed)
+            self.patch_size, self.embed_dim = int(tv.patch_size), int(tv.hidden_dim)
+            self.num_prefix_tokens, self.num_patches = 1, int(tv.seq_length) - 1
+            return
+        from timm.models.vision_transformer import VisionTransformer
+
+        from sslhub.backbones.masked_vit import MaskedVisionTransformerTIMM, annotate_vit
+
+        if not isinstance(backbone, VisionTransformer):
+            arch = (getattr(backbone, "pretrained_cfg", None) or {}).get("arch", type(backbone).__name__)
+            raise ValueError(
+                f"{type(self).__name__} needs a ViT backbone: a timm VisionTransformer (e.g. "
+                f"backbone.arch=vit_small_patch16_224) or a torchvision one (backbone.arch=vit_b_16), got {arch!r}"
+            )
+        vit = annotate_vit(backbone)
         super().__init__(vit, num_features)
         self.backbone = MaskedVisionTransformerTIMM(vit, pos_embed_initialization=pos_embed)
-        self.patch_size = int(vit.patch_embed.patch_size[0])
+        self.patch_size, self.embed_dim = int(vit.patch_embed.patch_size[0]), int(vit.embed_dim)
+        self.num_prefix_tokens, self.num_patches = int(vit.num_prefix_tokens), int(vit.patch_embed.num_patches)
 
     def _random_mask(self, images: Tensor, mask_ratio: float) -> tuple[Tensor, Tensor]:
         from sslhub.backbones.masked_vit import random_patch_mask
 
-        n_prefix = self.backbone.vit.num_prefix_tokens
-        return random_patch_mask(images.shape[0], _num_patches(images, self.patch_size), mask_ratio, n_prefix, images.device)
+        n = _num_patches(images, self.patch_size)
+        return random_patch_mask(images.shape[0], n, mask_ratio, self.num_prefix_tokens, images.device)
 
 
 class DINOViT(_MaskedViTMethod):
@@ -124,6 +165,19 @@ class DINOViT(_MaskedViTMethod):
     @staticmethod
     def _set_drop_path(masked_vit: nn.Module, rate: float) -> None:
         """Stochastic depth with timm's linear decay rule; parameter-free, so the state dict is unchanged."""
+        from sslhub.backbones.masked_vit_torchvision import is_torchvision_vit
+
+        if is_torchvision_vit(masked_vit.vit):
+            # torchvision's EncoderBlock has no drop-path slot: put it after the attention branch's dropout and
+            # at the end of the MLP branch (both run right before their residual additions).
+            from torchvision.ops import StochasticDepth
+
+            layers = list(masked_vit.vit.encoder.layers)
+            for layer, r in zip(layers, [rate * i / max(1, len(layers) - 1) for i in range(len(layers))]):
+                if r > 0:
+                    layer.dropout = nn.Sequential(layer.dropout, StochasticDepth(r, "row"))
+                    layer.mlp.append(StochasticDepth(r, "row"))
+            return
         from timm.layers import DropPath
 
         blocks = list(masked_vit.vit.blocks)
@@ -160,11 +214,10 @@ class MAE(_MaskedViTMethod):
                  pos_embed: str = "sincos") -> None:  # fmt: skip
         super().__init__(backbone, num_features, pos_embed)
         self.backbone.mask_token.requires_grad = False  # the encoder drops masked tokens; the decoder has its own
-        vit = self.backbone.vit
         self.mask_ratio = mask_ratio
-        self.decoder = MAEDecoderTIMM(num_patches=vit.patch_embed.num_patches, patch_size=self.patch_size,
-                                      embed_dim=vit.embed_dim, decoder_embed_dim=decoder_dim, decoder_depth=decoder_depth,
-                                      decoder_num_heads=decoder_num_heads, num_prefix_tokens=vit.num_prefix_tokens)  # fmt: skip
+        self.decoder = MAEDecoderTIMM(num_patches=self.num_patches, patch_size=self.patch_size,
+                                      embed_dim=self.embed_dim, decoder_embed_dim=decoder_dim, decoder_depth=decoder_depth,
+                                      decoder_num_heads=decoder_num_heads, num_prefix_tokens=self.num_prefix_tokens)  # fmt: skip
         self.criterion = MAELoss(norm_pix_loss=norm_pix_loss)
 
     def forward(self, views: list[Tensor], progress: tuple[int, int, int]) -> Tensor:
@@ -176,8 +229,7 @@ class MAE(_MaskedViTMethod):
         tokens = repeat_token(self.decoder.mask_token, (images.shape[0], self.decoder.decoder_pos_embed.shape[1]))
         tokens = set_at_index(tokens, idx_keep, encoded.type_as(tokens))
         predictions = self.decoder.predict(get_at_index(self.decoder.decode(tokens), idx_mask))
-        n_prefix = self.backbone.vit.num_prefix_tokens
-        target = get_at_index(patchify(images, self.patch_size), idx_mask - n_prefix)
+        target = get_at_index(patchify(images, self.patch_size), idx_mask - self.num_prefix_tokens)
         return self.criterion(predictions, target)
 
 
@@ -189,7 +241,7 @@ class SimMIM(_MaskedViTMethod):
                  pos_embed: str = "sincos") -> None:  # fmt: skip
         super().__init__(backbone, num_features, pos_embed)
         self.mask_ratio = mask_ratio
-        self.decoder = nn.Linear(self.backbone.vit.embed_dim, self.patch_size**2 * 3)
+        self.decoder = nn.Linear(self.embed_dim, self.patch_size**2 * 3)
         self.criterion = SimMIMLoss(norm_pix_loss=norm_pix_loss)
 
     def forward(self, views: list[Tensor], progress: tuple[int, int, int]) -> Tensor:
@@ -199,8 +251,8 @@ class SimMIM(_MaskedViTMethod):
         _, idx_mask = self._random_mask(images, self.mask_ratio)
         encoded = self.backbone.encode(images, idx_mask=idx_mask)
         predictions = self.decoder(get_at_index(encoded, idx_mask))
-        n_prefix = self.backbone.vit.num_prefix_tokens
-        return self.criterion(predictions, get_at_index(patchify(images, self.patch_size), idx_mask - n_prefix))
+        target = get_at_index(patchify(images, self.patch_size), idx_mask - self.num_prefix_tokens)
+        return self.criterion(predictions, target)
 
 
 class MSN(_MaskedViTMethod):
@@ -277,6 +329,13 @@ class AIM(_ViTMethodBase):
                  mlp_ratio: float = 4.0, norm_pix_loss: bool = True, shift: bool = True) -> None:  # fmt: skip
         from sslhub.backbones.masked_vit import annotate_vit, initialize_2d_sine_cosine_positional_embedding, require_timm_vit
 
+        if _is_torchvision_vit(backbone):
+            arch = (getattr(backbone, "pretrained_cfg", None) or {}).get("arch", "a torchvision ViT")
+            raise ValueError(
+                f"AIM needs timm's VisionTransformer (prefix-causal attention, no class token); {arch!r} is a "
+                "torchvision ViT, which has neither. Use a timm name, e.g. backbone.arch=vit_small_patch16_224 "
+                "with backbone.class_token=false, backbone.no_embed_class=true and backbone.global_pool=avg"
+            )
         vit = require_timm_vit(backbone, "AIM")
         if vit.num_prefix_tokens or not vit.no_embed_class:
             raise ValueError(

@@ -19,7 +19,17 @@ the test split against a bank of the training split, computed for both sides wit
 (``sslhub.evaluation.knn.knn_accuracy`` on features from one shared, un-augmented uint8 copy of the data).
 The random-init kNN baseline is always reported beside them.
 
-Targets (issue 3): sslhub >= 1.2x Lightly's throughput, kNN within 1.5 points of Lightly or better.
+Targets (issues 3 and 4): sslhub >= 1.2x Lightly's throughput, kNN within 1.5 points of Lightly or better.
+
+ViT methods (issue 4): ``dino_vit`` and ``mae`` train their CPU-sized recipes ``dino-vit-tiny-p4-32`` /
+``mae-vit-tiny-p4-32`` (timm ViT-Tiny, patch 4, 32 px; ``--backbone``/``--width`` apply to the ResNet methods
+only). Their Lightly side (``scripts/bench_lightly_vit.py``) is assembled from ``MaskedVisionTransformerTIMM``,
+``DINOProjectionHead`` + ``DINOLoss`` / ``MAEDecoderTIMM`` as in Lightly's ViT benchmarks; the loop adds what
+those recipes need: AdamW with the recipe's betas and sslhub's two parameter groups (no decay on norms, biases,
+tokens, positional embeddings), the recipe's cosine weight-decay schedule (DINO 0.04 -> 0.4, updated with
+``lightly.utils.optim.update_param_groups``), the student's last-layer freeze and the teacher-temperature warmup
+by epoch. kNN uses each method's evaluation encoder on both sides (DINO: the EMA teacher, MAE: the encoder),
+class-token features.
 
 Examples:
   # CPU smoke (minutes):
@@ -28,6 +38,9 @@ Examples:
   # GPU, full CIFAR-10 (archives extracted once into --data-root):
   python scripts/bench_vs_lightly.py --data cifar10 --epochs 10 --device cuda --workers 12 \\
       --methods simclr,moco,byol,simsiam,barlowtwins,vicreg --out runs/bench_cifar10_gpu
+  # ViT methods, CPU smoke:
+  python scripts/bench_vs_lightly.py --data cifar10_tiny --epochs 2 --batch-size 32 --methods dino_vit,mae \\
+      --device cpu --workers 0 --out runs/bench_vit_smoke
 
 Writes ``results.json`` and ``results.md`` to ``--out`` and prints the markdown table. Needs the ``lightly``
 test extra (lightly 1.6.0).
@@ -50,15 +63,17 @@ import sys
 import tarfile
 import tempfile
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_lightly_vit
 
 log = logging.getLogger("bench_vs_lightly")
 
@@ -217,22 +232,43 @@ def knn_top1(backbone: nn.Module, ev: EvalSet, device: torch.device, k: int, t: 
 
 
 def resolve_recipe(method: str, args: argparse.Namespace, batch_size: int) -> dict[str, Any]:
-    """The sslhub recipe ``<method>-<backbone>`` with the benchmark's settings; both sides train from it."""
+    """The sslhub recipe ``<method>-<backbone>`` with the benchmark's settings; both sides train from it.
+
+    ViT methods use their CPU-sized recipe (``dino-vit-tiny-p4-32``, ``mae-vit-tiny-p4-32``) whatever ``--backbone``/``--width``
+    say: the ViT's image and patch size and the multi-crop sizes are fixed by the recipe, so ``--input-size``
+    must equal the recipe's input size there."""
+    from bench_lightly_vit import VIT_RECIPES
+
     from sslhub.recipes import get_recipe
 
     overrides = [
         # The Worker variant (num_ftrs conv, head without BN) is sslhub-specific; benchmark the standard model.
         "worker=null",
-        f"input_size={args.input_size}",
         f"batch_size={batch_size}",
         f"seed={args.seed}",
         f"epochs={args.epochs}",
     ]
-    if args.backbone.startswith("resnet-"):
-        overrides.append(f"backbone.width={args.width}")
-    r = get_recipe(f"{method}-{args.backbone}", [*overrides, *args.set])
+    if method in VIT_RECIPES:
+        r = get_recipe(VIT_RECIPES[method], [*overrides, *args.set])
+        if int(r["input_size"]) != args.input_size:
+            raise SystemExit(f"{r['name']} trains at {r['input_size']} px (ViT img_size, crop sizes); run it with "
+                             f"--input-size {r['input_size']}, not {args.input_size}")  # fmt: skip
+    else:
+        overrides.append(f"input_size={args.input_size}")
+        if args.backbone.startswith("resnet-"):
+            overrides.append(f"backbone.width={args.width}")
+        r = get_recipe(f"{method}-{args.backbone}", [*overrides, *args.set])
     r.setdefault("load_size", r["input_size"])
     return r
+
+
+def backbone_label(recipe: dict[str, Any]) -> str:
+    """A short description of the recipe's backbone for the report (``resnet-18 width 0.125``,
+    ``vit_tiny_patch16_224 patch 4 img 32``)."""
+    bb = recipe["backbone"]
+    extra = [f"{k.replace('_size', '')} {v:g}" if isinstance(v, float) else f"{k.replace('_size', '')} {v}"
+             for k, v in bb.items() if k in ("width", "patch_size", "img_size") and v is not None]  # fmt: skip
+    return " ".join([bb["arch"], *extra])
 
 
 def method_kwargs(recipe: dict[str, Any]) -> dict[str, Any]:
@@ -246,7 +282,17 @@ def method_kwargs(recipe: dict[str, Any]) -> dict[str, Any]:
     return kw
 
 
-def sslhub_init_state(recipe: dict[str, Any]) -> dict[str, Tensor]:
+@dataclass
+class SslhubInit:
+    """What the Lightly side copies from sslhub's freshly built model."""
+
+    state: dict[str, Tensor]  # initial weights
+    eval_prefix: str  # state-dict prefix of the evaluation backbone (``backbone.``, ``backbone.vit.``)
+    # parameter names of each optimizer group, for methods that define ``param_groups`` (the ViT methods)
+    param_group_names: list[list[str]] | None = None
+
+
+def sslhub_init(recipe: dict[str, Any]) -> SslhubInit:
     """The model sslhub's trainer builds first (same seed, same builder calls as ``trainer._build_model``)."""
     from sslhub.backbones import create_backbone
     from sslhub.methods import build_method
@@ -257,7 +303,11 @@ def sslhub_init_state(recipe: dict[str, Any]) -> dict[str, Tensor]:
     arch = bb.pop("arch")
     backbone = create_backbone(arch, **{k: v for k, v in bb.items() if v is not None})
     model = build_method(recipe["method"], backbone, backbone.num_features, **(recipe.get("model") or {}))
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+    groups = None
+    if hasattr(model, "param_groups"):
+        names = {id(p): n for n, p in model.named_parameters()}
+        groups = [sorted(names[id(p)] for p in g["params"]) for g in model.param_groups(0.0)]
+    return SslhubInit({k: v.detach().clone() for k, v in model.state_dict().items()}, model.eval_prefix, groups)
 
 
 @contextlib.contextmanager
@@ -276,7 +326,8 @@ def trainer_transform_check(recipe: dict[str, Any]) -> Iterator[str | None]:
     size, load = int(recipe["input_size"]), int(recipe["load_size"])
     original = trainer._build_transform
     views = original(recipe)(torch.zeros(2, 3, load, load, dtype=torch.uint8))
-    if all(tuple(v.shape[-2:]) == (size, size) for v in views):
+    expected = expected_view_sizes(recipe)
+    if [v.shape[-1] for v in views] == expected[: len(views)] and all(v.shape[-2] == v.shape[-1] for v in views):
         yield None
         return
 
@@ -291,14 +342,27 @@ def trainer_transform_check(recipe: dict[str, Any]) -> Iterator[str | None]:
         trainer._build_transform = original
 
 
+def expected_view_sizes(recipe: dict[str, Any]) -> list[int]:
+    """Side of each view the recipe's transform should make: multi-crop (DINO) ``global_crop_size`` x 2 then
+    ``local_crop_size`` x ``n_local_views``; otherwise ``input_size`` for every view."""
+    args = recipe["transform"].get("args") or {}
+    if "global_crop_size" in args:
+        return [int(args["global_crop_size"])] * 2 + [int(args.get("local_crop_size", 0))] * int(args.get("n_local_views", 0))
+    return [int(recipe["input_size"])] * 16
+
+
 def build_multi_view(module: Any, spec: dict[str, Any], size: int) -> Any:
     """``spec['name']`` from ``module`` (``sslhub.transforms`` or ``lightly.transforms``) at ``size``.
 
     Classes taking ``input_size`` get it plus the recipe's args; BYOL-style classes get their two view
-    transforms, each built with ``input_size`` and the recipe's args."""
-    name, args = spec["name"], dict(spec.get("args") or {})
+    transforms, each built with ``input_size`` and the recipe's args; multi-crop classes (DINO) take their crop
+    sizes from the recipe's args. YAML lists become tuples (Lightly's signatures)."""
+    name = spec["name"]
+    args = {k: tuple(v) if isinstance(v, list) else v for k, v in (spec.get("args") or {}).items()}
     cls = getattr(module, name)
     params = inspect.signature(cls).parameters
+    if "global_crop_size" in params:
+        return cls(**args)
     if "input_size" in params:
         args.setdefault("input_size", size)
         return cls(**args)
@@ -455,7 +519,10 @@ class LSimSiam(LightlyModel):
                  pred_hidden_dim: int = 512, **_: Any) -> None:  # fmt: skip
         super().__init__()
         from lightly.loss import NegativeCosineSimilarity
-        from lightly.models.modules.heads import SimSiamPredictionHead, SimSiamProjectionHead
+        from lightly.models.modules.heads import (
+            SimSiamPredictionHead,
+            SimSiamProjectionHead,
+        )
 
         self.backbone = backbone
         self.projection_head = SimSiamProjectionHead(nf, hidden_dim or nf, out_dim)
@@ -507,7 +574,10 @@ class LNNCLR(LightlyModel):
         super().__init__()
         from lightly.loss import NTXentLoss
         from lightly.models.modules import NNMemoryBankModule
-        from lightly.models.modules.heads import NNCLRPredictionHead, NNCLRProjectionHead
+        from lightly.models.modules.heads import (
+            NNCLRPredictionHead,
+            NNCLRProjectionHead,
+        )
 
         self.backbone = backbone
         self.projection_head = NNCLRProjectionHead(nf, hidden_dim, out_dim)
@@ -535,6 +605,13 @@ LIGHTLY_METHODS: dict[str, Callable[..., LightlyModel]] = {
     "vicreg": LVICReg,
     "nnclr": LNNCLR,
 }
+
+def all_methods() -> list[str]:
+    """Method names the benchmark knows: the ResNet ones above and the ViT ones of ``bench_lightly_vit``."""
+    from bench_lightly_vit import VIT_METHODS
+
+    return [*LIGHTLY_METHODS, *VIT_METHODS]
+
 
 # Buffers that are data-dependent state, not initial weights (memory banks): never copied between sides.
 _NOT_COPIED = ("criterion", "memory_bank")
@@ -565,6 +642,13 @@ def copy_initial_weights(src: dict[str, Tensor], model: nn.Module) -> None:
     if missing:
         raise ValueError(f"no sslhub tensor for {missing[:4]}")
     model.load_state_dict(new, strict=False)
+    # Read back: every copied tensor must now equal sslhub's bit for bit (catches tensors that a module
+    # recomputes or re-initialises on load, and dtype casts).
+    after = model.state_dict()
+    differ = [k for k, v in new.items() if after[k].dtype != v.dtype or not torch.equal(after[k], v)]
+    if differ:
+        raise ValueError(f"copied initial weights differ after loading: {differ[:4]}")
+    log.info("copied %d initial tensors from sslhub's model into the Lightly model (read back equal)", len(new))
 
 
 # ------------------------------------------------------------------------------------------- training
@@ -621,16 +705,29 @@ def run_sslhub(recipe: dict[str, Any], train_dir: Path, run_dir: Path, args: arg
     return backbone, res
 
 
-def run_lightly(recipe: dict[str, Any], train_dir: Path, init: dict[str, Tensor] | None, args: argparse.Namespace,
+def check_param_groups(model: nn.Module, opt: torch.optim.Optimizer, expected: list[list[str]]) -> None:
+    """The Lightly side's optimizer groups must hold the parameters (by name) that sslhub's method puts in its
+    groups, so that weight decay falls on the same tensors."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    got = [sorted(names[id(p)] for p in g["params"]) for g in opt.param_groups]
+    if got != expected:
+        diff = [sorted(set(a) ^ set(b))[:6] for a, b in zip(got, expected)]
+        raise ValueError(f"Lightly side's parameter groups differ from sslhub's (sizes {[len(g) for g in got]} vs "
+                         f"{[len(g) for g in expected]}; differing names per group: {diff})")  # fmt: skip
+    log.info("parameter groups match sslhub's: %s tensors (decay, no decay)", [len(g) for g in got])
+
+
+def run_lightly(recipe: dict[str, Any], train_dir: Path, init: SslhubInit | None, args: argparse.Namespace,
                 device: torch.device, max_steps: int | None = None) -> tuple[nn.Module, SideResult]:  # fmt: skip
+    import lightly.transforms as LT
     import torchvision
     import torchvision.transforms as T
+    from bench_lightly_vit import VIT_METHODS, timm_vit_factory
     from lightly.models.utils import update_momentum
+    from lightly.utils.optim import update_param_groups
     from lightly.utils.scheduler import CosineWarmupScheduler, cosine_schedule
     from torch.utils.data import DataLoader
     from tqdm.auto import tqdm
-
-    import lightly.transforms as LT
 
     res = SideResult()
     t_start = time.perf_counter()
@@ -638,10 +735,14 @@ def run_lightly(recipe: dict[str, Any], train_dir: Path, init: dict[str, Tensor]
     torch.manual_seed(seed)
     random.seed(seed)
     bb = recipe["backbone"]
-    backbone, nf = lightly_backbone(bb["arch"], float(bb.get("width") or 1.0))
-    model = LIGHTLY_METHODS[recipe["method"]](backbone, nf, **method_kwargs(recipe))
+    model: nn.Module
+    if recipe["method"] in VIT_METHODS:
+        model = VIT_METHODS[recipe["method"]](timm_vit_factory(bb), **method_kwargs(recipe))
+    else:
+        backbone, nf = lightly_backbone(bb["arch"], float(bb.get("width") or 1.0))
+        model = LIGHTLY_METHODS[recipe["method"]](backbone, nf, **method_kwargs(recipe))
     if init is not None:
-        copy_initial_weights(init, model)
+        copy_initial_weights(init.state, model)
     model.to(device)
 
     # Same input to the augmentation as the trainer's decode (shorter side to load_size, center crop): a no-op for
@@ -657,14 +758,22 @@ def run_lightly(recipe: dict[str, Any], train_dir: Path, init: dict[str, Tensor]
     scale = {"linear": batch_size / float(o.get("reference_batch_size", 256)),
              "sqrt": math.sqrt(batch_size / float(o.get("reference_batch_size", 256))), "none": 1.0}  # fmt: skip
     lr = float(o["lr"]) * scale[o.get("lr_scaling", "linear")]
-    params = [p for p in model.parameters() if p.requires_grad]
     wd = float(o.get("weight_decay", 0.0))
+    # ViT methods: sslhub's two groups (no decay on norms, biases, tokens, positional embeddings).
+    params: Any = model.param_groups(wd) if hasattr(model, "param_groups") else [p for p in model.parameters() if p.requires_grad]
     if o["name"] == "sgd":
         opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=lr, momentum=float(o.get("momentum", 0.9)), weight_decay=wd)
     else:
-        opt = torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+        opt = torch.optim.AdamW(params, lr=lr, weight_decay=wd, betas=tuple(o.get("betas", (0.9, 0.999))))
+    if init is not None and init.param_group_names is not None:
+        check_param_groups(model, opt, init.param_group_names)
     steps_per_epoch = len(loader)
     total = steps_per_epoch * int(args.epochs)
+    # DINO's cosine weight-decay schedule (recipe optimizer.weight_decay_end), as in Lightly's ViT DINO benchmark:
+    # set on the decayed group before each optimizer step.
+    wd_end = o.get("weight_decay_end")
+    if wd_end is not None and not hasattr(model, "param_groups"):
+        raise SystemExit(f"{recipe['name']}: optimizer.weight_decay_end needs named parameter groups on the Lightly side")
     sch = recipe.get("schedule", {})
     warm = min(int(float(sch.get("warmup_epochs", 0)) * steps_per_epoch), total // 2)
     sched = CosineWarmupScheduler(opt, warmup_epochs=warm, max_epochs=total, end_value=float(sch.get("min_lr_ratio", 0.0)))
@@ -672,9 +781,12 @@ def run_lightly(recipe: dict[str, Any], train_dir: Path, init: dict[str, Tensor]
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
 
     step = 0
+    clip = float(o.get("clip_grad") or 0.0)
     for epoch in range(1 if max_steps else int(args.epochs)):
         model.train()
-        t0, seen, losses = time.perf_counter(), 0, []
+        model.current_epoch = epoch  # DINO: teacher-temperature warmup and last-layer freeze go by epoch
+        # As in Lightly's examples (total_loss += loss.detach()) and sslhub's trainer: no host-device sync per step.
+        t0, seen, total_loss, n_steps = time.perf_counter(), 0, torch.zeros((), dtype=torch.float64, device=device), 0
         bar = tqdm(loader, desc=f"lightly {recipe['method']} {epoch + 1}/{args.epochs}", disable=args.no_progress, leave=False)
         for i, (views, _) in enumerate(bar):
             if max_steps is not None and i >= max_steps:
@@ -686,19 +798,30 @@ def run_lightly(recipe: dict[str, Any], train_dir: Path, init: dict[str, Tensor]
                     update_momentum(online, target, m=m)
             with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
                 loss = model(views)
-            if not torch.isfinite(loss):
-                raise RuntimeError(f"lightly {recipe['method']}: loss {loss.item()} at epoch {epoch + 1}, step {step}")
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
+            if hasattr(model, "before_optimizer_step"):
+                model.before_optimizer_step()
+            if wd_end is not None:
+                wd_now = cosine_schedule(min(step, total - 1), total, wd, float(wd_end))
+                update_param_groups(opt, updates=[{"name": "decay", "weight_decay": wd_now}])
+            if clip:
+                scaler.unscale_(opt)
+                nn.utils.clip_grad_norm_(model.parameters(), clip)
             scaler.step(opt)
             scaler.update()
             sched.step()
             step += 1
             seen += views[0].shape[0]
-            losses.append(loss.item())  # syncs every step, as the trainer does
-            bar.set_postfix(loss=f"{losses[-1]:.3f}", img_s=f"{seen / (time.perf_counter() - t0):.0f}")
+            total_loss += loss.detach().double()
+            n_steps += 1
+            if not amp or n_steps % 25 == 0:  # read back as often as the trainer does (every 25 steps on a GPU)
+                bar.set_postfix(loss=f"{float(total_loss) / n_steps:.3f}", img_s=f"{seen / (time.perf_counter() - t0):.0f}")
+        mean_loss = float(total_loss) / max(1, n_steps)
         elapsed = time.perf_counter() - t0
-        res.epochs.append({"images": float(seen), "time_s": elapsed, "loss": sum(losses) / max(1, len(losses))})
+        if mean_loss != mean_loss or abs(mean_loss) == float("inf"):
+            raise RuntimeError(f"lightly {recipe['method']}: the mean loss of epoch {epoch + 1} is {mean_loss}")
+        res.epochs.append({"images": float(seen), "time_s": elapsed, "loss": mean_loss})
         log.info("lightly %s epoch %d: loss %.4g, %.0f img/s", recipe["method"], epoch + 1, res.epochs[-1]["loss"], seen / elapsed)
     res.summarise()
     res.wall_s = time.perf_counter() - t_start
@@ -744,16 +867,20 @@ def environment(device: torch.device) -> dict[str, Any]:
 
 def markdown(results: list[dict[str, Any]], config: dict[str, Any], env: dict[str, Any]) -> str:
     steady = config["epochs"] >= 2
+    by_backbone: dict[str, list[str]] = {}
+    for r in results:
+        by_backbone.setdefault(r["backbone"], []).append(r["method"])
+    backbones = (next(iter(by_backbone)) if len(by_backbone) == 1 else
+                 ", ".join(f"{b} ({', '.join(m)})" for b, m in by_backbone.items()))  # fmt: skip
     lines = [
-        f"Data {config['data']} ({config['num_train']} train / {config['num_test']} test images), "
-        f"{config['backbone']}" + (f" width {config['width']:g}" if config["backbone"].startswith("resnet-") else "")
-        + f", batch {config['batch_size']}, input {config['input_size']} px, {config['epochs']} epoch(s), "
-        f"seed {config['seed']}, {env['device']}{' ' + env['gpu'] if 'gpu' in env else ''}"
-        f"{' (AMP fp16 both sides)' if config['amp'] else ''}, {config['workers']} DataLoader workers, "
-        f"{env['cpus']} CPUs, {env['torch_threads']} torch threads, torch {env['torch']}, lightly {env['lightly']}.",
-        f"img/s: training loop only{', epochs >= 2' if steady else ' (epoch 1, includes DataLoader start-up)'}; "
-        f"kNN: top-1 % (k={config['knn_k']}, t={config['knn_t']}) on the test split, same code for both sides; "
-        f"targets: ratio >= {TARGET_SPEEDUP}, Δ kNN >= {TARGET_KNN_DELTA}.",
+        (f"Data {config['data']} ({config['num_train']} train / {config['num_test']} test images), {backbones}"
+         f", batch {config['batch_size']}, input {config['input_size']} px, {config['epochs']} epoch(s), "
+         f"seed {config['seed']}, {env['device']}{' ' + env['gpu'] if 'gpu' in env else ''}"
+         f"{' (AMP fp16 both sides)' if config['amp'] else ''}, {config['workers']} DataLoader workers, "
+         f"{env['cpus']} CPUs, {env['torch_threads']} torch threads, torch {env['torch']}, lightly {env['lightly']}."),
+        (f"img/s: training loop only{', epochs >= 2' if steady else ' (epoch 1, includes DataLoader start-up)'}; "
+         f"kNN: top-1 % (k={config['knn_k']}, t={config['knn_t']}) on the test split, same code for both sides; "
+         f"targets: ratio >= {TARGET_SPEEDUP}, Δ kNN >= {TARGET_KNN_DELTA}."),
         "",
         "| method | sslhub img/s | Lightly img/s | ratio | sslhub kNN | Lightly kNN | Δ kNN (pts) | random-init kNN | targets |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---|",
@@ -788,12 +915,14 @@ def write_atomic(path: Path, text: str) -> None:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog="\n".join(__doc__.splitlines()[1:]))  # fmt: skip
-    ap.add_argument("--methods", default=DEFAULT_METHODS, help=f"comma-separated, from {','.join(LIGHTLY_METHODS)}")
-    ap.add_argument("--backbone", default="resnet-18", help="resnet-9/18/34/50 (Lightly ResNetGenerator) or resnet18/34/50 (torchvision)")
-    ap.add_argument("--width", type=float, default=1.0, help="ResNetGenerator width")
+    ap.add_argument("--methods", default=DEFAULT_METHODS, help=f"comma-separated, from {','.join(all_methods())} "
+                    "(ViT methods: their *-vit-tiny-p4-32 recipe)")  # fmt: skip
+    ap.add_argument("--backbone", default="resnet-18", help="ResNet methods: resnet-9/18/34/50 (Lightly ResNetGenerator) "
+                    "or resnet18/34/50 (torchvision)")  # fmt: skip
+    ap.add_argument("--width", type=float, default=1.0, help="ResNetGenerator width (ResNet methods)")
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--batch-size", type=int, default=256)
-    ap.add_argument("--input-size", type=int, default=32)
+    ap.add_argument("--input-size", type=int, default=32, help="ResNet methods; ViT methods need their recipe's (32)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available); AMP fp16 on cuda for both sides")
     ap.add_argument("--data", default="cifar10_tiny", help=f"{'|'.join(DATASETS)}, or a folder with train/ and test/")
@@ -831,9 +960,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.workers is None:
         args.workers = 0 if device.type == "cpu" else min(8, len(os.sched_getaffinity(0)))
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    unknown = [m for m in methods if m not in LIGHTLY_METHODS]
+    unknown = [m for m in methods if m not in all_methods()]
     if unknown:
-        raise SystemExit(f"unknown method(s) {unknown}; choose from {sorted(LIGHTLY_METHODS)}")
+        raise SystemExit(f"unknown method(s) {unknown}; choose from {sorted(all_methods())}")
 
     train_dir, test_dir = prepare_data(args)
     log.info("training on %s, evaluating on %s", train_dir, test_dir)
@@ -847,12 +976,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.knn_k > n_train // 4:
         log.warning("k=%d neighbours out of a bank of %d images: the vote is close to the class frequencies, so kNN "
                     "accuracy says little here (use more training images or a smaller --knn-k)", args.knn_k, n_train)  # fmt: skip
-    out = Path(args.out or ROOT / "runs" / "bench_vs_lightly" / f"{Path(args.data).name}-{args.backbone}")
+    from bench_lightly_vit import VIT_RECIPES
+
+    only_vit = all(m in VIT_RECIPES for m in methods)
+    out_name = "vit-tiny-p4-32" if only_vit else args.backbone
+    out = Path(args.out or ROOT / "runs" / "bench_vs_lightly" / f"{Path(args.data).name}-{out_name}")
     work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="sslhub-bench-runs-"))
     env = environment(device)
     config = {
         "data": args.data, "train_dir": str(train_dir), "test_dir": str(test_dir), "num_train": n_train,
-        "num_test": len(ev.test_y), "backbone": args.backbone, "width": args.width, "batch_size": batch_size,
+        "num_test": len(ev.test_y), "backbone": None if only_vit else args.backbone, "width": args.width, "batch_size": batch_size,
         "input_size": args.input_size, "epochs": args.epochs, "seed": args.seed, "workers": args.workers,
         "amp": device.type == "cuda", "knn_k": args.knn_k, "knn_t": args.knn_t, "overrides": args.set,
         "shared_init": not args.independent_init, "command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
@@ -864,9 +997,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             recipe = resolve_recipe(method, args, batch_size)
             if i == 0 and args.warmup_steps > 0:
                 warmup(recipe, train_dir, work, args, device)
-            init = sslhub_init_state(recipe)
-            prefix = "backbone."
-            bb_state = {k[len(prefix):]: v for k, v in init.items() if k.startswith(prefix)}
+            init = sslhub_init(recipe)
+            prefix = init.eval_prefix  # the evaluation backbone: backbone. (ResNet), backbone.vit. (ViT)
+            bb_state = {k[len(prefix):]: v for k, v in init.state.items() if k.startswith(prefix)}
             key = f"{recipe['backbone']}|{sum(float(v.double().sum()) for v in bb_state.values()):.10e}"
             if key not in random_init:
                 from sslhub.backbones import create_backbone
@@ -894,7 +1027,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     torch.cuda.empty_cache()
             s, li = sides["sslhub"][1], sides["lightly"][1]
             results.append({
-                "method": method, "recipe": recipe["name"],
+                "method": method, "recipe": recipe["name"], "backbone": backbone_label(recipe),
                 "sslhub": asdict(s), "lightly": asdict(li),
                 "sslhub_headline_img_s": s.headline, "lightly_headline_img_s": li.headline,
                 "throughput_ratio": s.headline / li.headline if li.headline else float("nan"),

@@ -276,6 +276,28 @@ def test_finetune_learns_and_leaves_model_untouched(colour_folders: Path) -> Non
     assert (result["dataset"], result["split"], result["protocol"]["epochs"]) == (colour_folders.name, "val", 4)
 
 
+def test_layer_decay_scales_learning_rates_block_by_block(colour_folders: Path) -> None:
+    from sslhub.evaluation.finetuning import backbone_param_groups
+
+    torch.manual_seed(0)
+    vit = create_backbone("vit_tiny_patch16_224", img_size=16, patch_size=8, depth=3, embed_dim=32, num_heads=2)
+    groups = backbone_param_groups(vit, lr=1.0, weight_decay=0.05, layer_decay=0.5)
+    lr_of = {name: g["lr"] for g in groups for p in g["params"] for name, q in vit.named_parameters() if p is q}
+    wd_of = {name: g["weight_decay"] for g in groups for p in g["params"] for name, q in vit.named_parameters() if p is q}
+    assert set(lr_of) == {n for n, _ in vit.named_parameters()}  # every parameter in exactly one group...
+    assert sum(len(g["params"]) for g in groups) == len(list(vit.parameters()))
+    # ...the last block and final norm at the full rate, each block half the one above it, the embedding lowest
+    assert lr_of["norm.weight"] == 1.0
+    assert [lr_of[f"blocks.{i}.mlp.fc1.weight"] for i in range(3)] == [0.25, 0.5, 1.0]
+    assert lr_of["patch_embed.proj.weight"] == lr_of["cls_token"] == lr_of["pos_embed"] == 0.125
+    assert wd_of["blocks.0.mlp.fc1.weight"] == 0.05 and wd_of["blocks.0.mlp.fc1.bias"] == 0.0 and wd_of["pos_embed"] == 0.0
+    with pytest.raises(ValueError, match="layer_decay needs a timm model"):
+        backbone_param_groups(create_backbone("resnet-9", width=0.125), lr=1.0, weight_decay=0.0, layer_decay=0.5)
+    result = finetune_eval(vit, colour_folders / "train", colour_folders / "val", epochs=1, input_size=16,
+                           batch_size=16, device="cpu", num_workers=0, layer_decay=0.65)  # fmt: skip
+    assert result["protocol"]["layer_decay"] == 0.65 and 0.0 <= result["value"] <= 100.0
+
+
 # ------------------------------------------------------------------------------------------------- embed
 
 

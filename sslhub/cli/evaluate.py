@@ -63,6 +63,7 @@ def _eval(args: argparse.Namespace) -> int:
             lr=args.lr if args.lr is not None else 1e-3,
             weight_decay=args.weight_decay if args.weight_decay is not None else 1e-4,
             seed=args.seed,
+            layer_decay=args.layer_decay,
             **{**kw, "batch_size": args.batch_size or 64},
         )
     if args.json:
@@ -132,6 +133,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                 help=f"weight decay (default {0.0 if name == 'linear' else 1e-4})",
             )
             q.add_argument("--seed", type=int, default=0, help="seed for initialization and shuffling")
+            if name == "finetune":
+                q.add_argument("--layer-decay", type=float,
+                               help="layer-wise LR decay for timm ViTs, as MAE/SimMIM finetune (e.g. 0.65 for ViT-B)")  # fmt: skip
         q.set_defaults(func=_eval)
 
     p = sub.add_parser("embed", help="write embeddings of an image folder (Lightly CSV, .safetensors or .npy)")

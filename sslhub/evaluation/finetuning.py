@@ -29,7 +29,7 @@ from sslhub.evaluation.results import check_labels, make_result, topk_accuracy
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["finetune", "finetune_eval", "num_features_of"]
+__all__ = ["backbone_param_groups", "finetune", "finetune_eval", "num_features_of"]
 
 # Mild augmentation: a few epochs of finetuning do not need (and do not recover from) strong SSL augmentation.
 _MIN_CROP_SCALE = 0.5
@@ -95,6 +95,31 @@ def _recalibrate_bn(
     update_bn(batches, classifier)
 
 
+def backbone_param_groups(
+    backbone: nn.Module, lr: float, weight_decay: float, layer_decay: float | None = None
+) -> list[dict[str, Any]]:
+    """Optimizer groups for the backbone: one group at ``lr``, or with ``layer_decay`` the layer-wise learning-rate
+    decay of BEiT/MAE/SimMIM finetuning as timm implements it (``param_groups_layer_decay`` over the model's
+    ``group_matcher``): the last block and the final norm learn at ``lr``, each earlier block ``layer_decay`` times
+    slower than the one after it, the patch embedding and tokens slowest; no weight decay on biases, norms, tokens
+    and position embeddings. timm models only (load_pretrained returns timm ViTs for the ViT methods)."""
+    if layer_decay is None:
+        return [{"params": [p for p in backbone.parameters() if p.requires_grad], "lr": lr}]
+    net = getattr(backbone, "vit", backbone)  # TokenFeatures wraps the timm model
+    if not hasattr(net, "group_matcher"):
+        raise ValueError(
+            f"layer_decay needs a timm model that names its layers (group_matcher), e.g. a timm ViT; this backbone is "
+            f"a {type(net).__name__}. Leave layer_decay unset"
+        )
+    from timm.optim import param_groups_layer_decay
+
+    no_decay = net.no_weight_decay() if hasattr(net, "no_weight_decay") else ()
+    groups = param_groups_layer_decay(net, weight_decay=weight_decay, no_weight_decay_list=no_decay, layer_decay=layer_decay)
+    for g in groups:
+        g["lr"] = lr * g.pop("lr_scale", 1.0)
+    return groups
+
+
 def finetune(
     model: nn.Module,
     train: str | os.PathLike | ImageFolderDataset,
@@ -111,13 +136,16 @@ def finetune(
     num_workers: int | None = None,
     seed: int = 0,
     topk: Sequence[int] = (1, 5),
+    layer_decay: float | None = None,
 ) -> tuple[nn.Module, dict[int, float]]:
     """Finetune a copy of ``model`` with a new ``nn.Linear`` head; ``(classifier, val top-k in percent)``.
 
     Training images get a random resized crop (scale 0.5 to 1) and a horizontal flip; validation images the
     evaluation preprocessing (Resize + CenterCrop). AdamW with a cosine schedule; the backbone learns at
     ``lr * backbone_lr_scale`` so a few epochs adapt rather than overwrite the pretrained features. BatchNorm
-    running statistics are recomputed for the final weights on the (center-cropped) training images.
+    running statistics are recomputed for the final weights on the (center-cropped) training images. With
+    ``layer_decay`` (timm ViTs; MAE finetunes ViT-B with 0.65), earlier blocks learn more slowly still, see
+    :func:`backbone_param_groups`.
 
     ``model`` itself is not changed. The classifier maps images to logits and carries the backbone's
     ``pretrained_cfg`` (with ``num_classes`` and ``classes`` added).
@@ -154,13 +182,8 @@ def finetune(
         generator=torch.Generator().manual_seed(seed),
         pin_memory=dev.type == "cuda",
     )
-    opt = torch.optim.AdamW(
-        [
-            {"params": backbone.parameters(), "lr": lr * backbone_lr_scale},
-            {"params": head.parameters(), "lr": lr},
-        ],
-        weight_decay=weight_decay,
-    )
+    groups = backbone_param_groups(backbone, lr * backbone_lr_scale, weight_decay, layer_decay)
+    opt = torch.optim.AdamW([*groups, {"params": head.parameters(), "lr": lr}], weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs * len(loader)))
     normalize = normalize_batch(model)
     loss_fn = nn.CrossEntropyLoss()
@@ -215,6 +238,7 @@ def finetune_eval(
     dataset: str | None = None,
     split: str | None = None,
     weights: str | None = None,
+    layer_decay: float | None = None,
 ) -> dict[str, Any]:
     """Finetuning top-1 as a result dict; arguments as :func:`finetune` and :func:`~sslhub.evaluation.knn_eval`."""
     train_ds = as_image_folder(train)
@@ -234,6 +258,7 @@ def finetune_eval(
         crop_pct=crop_pct,
         num_workers=num_workers,
         seed=seed,
+        layer_decay=layer_decay,
     )
     default_name, default_split = dataset_name_split(val_ds.root)
     protocol = {
@@ -241,6 +266,7 @@ def finetune_eval(
         "optimizer": "adamw",
         "lr": lr,
         "backbone_lr_scale": backbone_lr_scale,
+        "layer_decay": layer_decay,
         "weight_decay": weight_decay,
         "batch_size": batch_size,
         "schedule": "cosine",

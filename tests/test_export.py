@@ -3,6 +3,7 @@ Detectron2's documented naming convention, and compared with the sslhub module o
 
 from __future__ import annotations
 
+import json
 import pickle
 import re
 from pathlib import Path
@@ -18,7 +19,8 @@ from torch import nn
 import sslhub
 from sslhub.backbones import create_backbone
 from sslhub.cli import main
-from sslhub.export import ExportError
+from sslhub.checkpoints.io import save_safetensors
+from sslhub.export import ExportError, export_checkpoint
 
 X = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
 X224 = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(1))
@@ -275,20 +277,53 @@ def test_vit_exports_torchvision_timm_and_back(tv_vit, tmp_path):
 
 
 def test_timm_models_without_torchvision_twin_are_refused(tmp_path):
-    for arch in ("vit_tiny_patch16_224", "resnet10t"):
-        src = tmp_path / f"{arch}.pth"
-        torch.save(timm.create_model(arch, num_classes=0).state_dict(), src)
-        with pytest.raises(ExportError, match="torchvision") as e:
-            sslhub.export(src, "torchvision", tmp_path / f"{arch}_tv.pth", arch=arch)
-        assert "timm" in str(e.value)
-        with pytest.raises(ExportError, match="Detectron2"):
-            sslhub.export(src, "detectron2", tmp_path / f"{arch}.pkl", arch=arch)
-        # ... while the timm export of the same file works and loads strictly
-        out = sslhub.export(src, "timm", tmp_path / f"{arch}.safetensors", arch=arch)
-        timm.create_model(arch, num_classes=0, checkpoint_path=str(out))
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        ["vit_tiny_patch16_224.pth", "resnet10t.pth", "vit_tiny_patch16_224.safetensors", "resnet10t.safetensors"]
-    )
+    arch = "resnet10t"  # deep stem, avg-pool shortcut: no torchvision or Detectron2 ResNet computes this
+    src = tmp_path / f"{arch}.pth"
+    torch.save(timm.create_model(arch, num_classes=0).state_dict(), src)
+    with pytest.raises(ExportError, match="torchvision") as e:
+        sslhub.export(src, "torchvision", tmp_path / f"{arch}_tv.pth", arch=arch)
+    assert "timm" in str(e.value)
+    with pytest.raises(ExportError, match="Detectron2"):
+        sslhub.export(src, "detectron2", tmp_path / f"{arch}.pkl", arch=arch)
+    # ... while the timm export of the same file works and loads strictly
+    out = sslhub.export(src, "timm", tmp_path / f"{arch}.safetensors", arch=arch)
+    timm.create_model(arch, num_classes=0, checkpoint_path=str(out))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f"{arch}.pth", f"{arch}.safetensors"])
+
+
+def test_vit_sizes_without_a_torchvision_builder_export_as_vision_transformer(tmp_path):
+    """A timm ViT-Tiny, and a torchvision ViT built with other sizes (sslhub's *-vit_b_16-tiny-* recipes), go to
+    torchvision.models.VisionTransformer(...) with every size argument, and the torchvision one to timm as well."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 32, 32)
+    tiny = timm.create_model("vit_tiny_patch16_224", num_classes=0, img_size=32, patch_size=4).eval()
+    src = tmp_path / "tiny.pth"
+    torch.save(tiny.state_dict(), src)
+    res = export_checkpoint(src, "torchvision", tmp_path / "tiny_tv.pth", arch="vit_tiny_patch16_224")
+    size = dict(image_size=32, patch_size=4, num_layers=12, num_heads=3, hidden_dim=192, mlp_dim=768)
+    assert (res.arch, res.kwargs) == ("VisionTransformer", size)
+    assert "torchvision.models.VisionTransformer(image_size=32" in res.usage
+    tv = torchvision.models.VisionTransformer(**size)
+    missing = tv.load_state_dict(_load_torch(res.path), strict=False).missing_keys
+    assert sorted(missing) == ["heads.head.bias", "heads.head.weight"]
+    tv.heads = nn.Identity()
+    with torch.no_grad():
+        _close(tv.eval()(x), tiny(x))
+
+    sizes = dict(patch_size=4, num_layers=2, num_heads=2, hidden_dim=64, mlp_dim=128)
+    model = _randomize_norms(create_backbone("vit_b_16", img_size=32, **sizes), 1).eval()
+    st = tmp_path / "tv_custom.safetensors"
+    save_safetensors(model.state_dict(), st, {"format": "sslhub", "family": "torchvision_vit", "arch": "vit_b_16",
+                                              "img_size": "32", "timm_kwargs": json.dumps(sizes), "backbone_prefix": ""})  # fmt: skip
+    res = export_checkpoint(st, "torchvision", tmp_path / "custom_tv.pth")
+    assert (res.arch, res.kwargs) == ("VisionTransformer", {"image_size": 32, **sizes})
+    sd = _load_torch(res.path)
+    assert sd.keys() == model.state_dict().keys() and all(torch.equal(sd[k], v) for k, v in model.state_dict().items())
+    res = export_checkpoint(st, "timm", tmp_path / "custom_timm.safetensors")
+    assert res.arch == "vit_base_patch16_224"
+    tm = timm.create_model(res.arch, num_classes=0, checkpoint_path=str(res.path), **res.kwargs).eval()
+    with torch.no_grad():
+        _close(tm(x), model(x))
 
 
 # --- refusals and file handling -----------------------------------------------------------------------------------

@@ -2,8 +2,10 @@
 
 See :func:`sslhub.export.api.export`. Targets:
 
-* ``torchvision``: state dict for ``torchvision.models.resnetXX()`` / ``vit_b_16()`` (only the classifier missing);
-  also loads into ``fasterrcnn_resnet50_fpn(...).backbone.body`` for ResNet-50.
+* ``torchvision``: state dict for ``torchvision.models.resnetXX()`` / ``vit_b_16()`` (only the classifier missing),
+  or ``VisionTransformer(image_size=..., patch_size=..., ...)`` for ViT sizes without a named builder (plain timm
+  ViTs such as ViT-Tiny, torchvision ViTs built with other sizes); also loads into
+  ``fasterrcnn_resnet50_fpn(...).backbone.body`` for ResNet-50.
 * ``timm``: state dict for ``timm.create_model(arch, num_classes=0)`` (safetensors or ``.pth`` by suffix).
 * ``detectron2``: ``.pkl`` for ``DetectionCheckpointer`` and ``<out>.yaml`` with the config the weights need.
 """

@@ -18,7 +18,14 @@ import torch
 from torch import nn
 
 from sslhub._version import __version__
-from sslhub.backbones import IMAGENET_MEAN, IMAGENET_STD, TORCHVISION_RESNETS, create_backbone, family_of
+from sslhub.backbones import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    TORCHVISION_RESNETS,
+    TORCHVISION_VIT_SIZES,
+    create_backbone,
+    family_of,
+)
 from sslhub.checkpoints.io import atomic_path, save_safetensors, save_torch
 from sslhub.export.detectron2 import detectron2_config, detectron2_config_yaml, write_detectron2_pkl
 from sslhub.export.keys import (
@@ -34,14 +41,10 @@ __all__ = ["EXPORT_TARGETS", "ExportError", "ExportResult", "export", "export_ch
 
 EXPORT_TARGETS = ("torchvision", "timm", "detectron2")
 
-# torchvision ViT name -> (patch, hidden_dim, depth, heads, mlp_dim, timm name at 224 px)
-_VIT_ARCHS: dict[str, tuple[int, int, int, int, int, str]] = {
-    "vit_b_16": (16, 768, 12, 12, 3072, "vit_base_patch16_224"),
-    "vit_b_32": (32, 768, 12, 12, 3072, "vit_base_patch32_224"),
-    "vit_l_16": (16, 1024, 24, 16, 4096, "vit_large_patch16_224"),
-    "vit_l_32": (32, 1024, 24, 16, 4096, "vit_large_patch32_224"),
-    "vit_h_14": (14, 1280, 32, 16, 5120, "vit_huge_patch14_224"),
-}
+# torchvision ViT name -> the timm model with the same shapes (sizes: sslhub.backbones.TORCHVISION_VIT_SIZES)
+_TIMM_NAMES = {"vit_b_16": "vit_base_patch16_224", "vit_b_32": "vit_base_patch32_224", "vit_l_16": "vit_large_patch16_224",
+               "vit_l_32": "vit_large_patch32_224", "vit_h_14": "vit_huge_patch14_224"}  # fmt: skip
+_TV_VIT_CLASS = "VisionTransformer"  # torchvision.models.VisionTransformer: any other size
 
 _GENERATOR_REFUSAL = (
     "{arch} is a Lightly ResNetGenerator backbone (3x3 stride-1 stem, trained input BatchNorm, no max-pool, "
@@ -195,13 +198,12 @@ def _to_torchvision(
         _check_loads_torchvision(source.arch, {}, sd, head="fc.")
         return source.arch, {}, dict(sd)
     if source.family == "torchvision_vit":
-        kwargs = _tv_vit_kwargs(source.arch, sd)
-        _check_loads_torchvision(source.arch, kwargs, sd, head="heads.")
-        return source.arch, kwargs, dict(sd)
+        tv_arch, kwargs = _tv_vit_target(source, sd)
+        _check_loads_torchvision(tv_arch, kwargs, sd, head="heads.")
+        return tv_arch, kwargs, dict(sd)
     if source.family == "timm":
-        tv_arch, image_size = _timm_vit_as_torchvision(source)
+        tv_arch, kwargs = _timm_vit_as_torchvision(source)
         converted = timm_vit_to_torchvision(sd)
-        kwargs = {"image_size": image_size} if image_size != 224 else {}
         _check_loads_torchvision(tv_arch, kwargs, converted, head="heads.")
         return tv_arch, kwargs, converted
     raise ExportError(f"no torchvision layout for backbone family {source.family!r} ({source.arch})")
@@ -220,9 +222,13 @@ def _to_timm(sd: Mapping[str, torch.Tensor], source: _Source) -> tuple[str, dict
         _check_loads_timm(source.arch, {}, sd)
         return source.arch, {}, dict(sd)
     if source.family == "torchvision_vit":
-        timm_arch = _VIT_ARCHS[source.arch][5]
-        image_size = _tv_vit_kwargs(source.arch, sd).get("image_size", 224)
-        kwargs = {"img_size": image_size} if image_size != 224 else {}
+        timm_arch = _TIMM_NAMES[source.arch]
+        size = {**TORCHVISION_VIT_SIZES[source.arch], **source.timm_kwargs}
+        image_size = _tv_vit_image_size(size["patch_size"], sd)
+        kwargs: dict[str, Any] = {"img_size": image_size} if image_size != 224 else {}
+        if source.timm_kwargs:  # other sizes than the named model: timm takes them as overrides of its arguments
+            kwargs.update(patch_size=size["patch_size"], embed_dim=size["hidden_dim"], depth=size["num_layers"],
+                          num_heads=size["num_heads"], mlp_ratio=size["mlp_dim"] / size["hidden_dim"])  # fmt: skip
         converted = torchvision_vit_to_timm(sd)
         _check_loads_timm(timm_arch, kwargs, converted)
         return timm_arch, kwargs, converted
@@ -341,7 +347,8 @@ def _check_loads_torchvision(
 ) -> None:
     import torchvision
 
-    model = _meta(lambda: getattr(torchvision.models, arch)(weights=None, **kwargs))
+    build = getattr(torchvision.models, arch)
+    model = _meta(lambda: build(**kwargs) if arch == _TV_VIT_CLASS else build(weights=None, **kwargs))
     _load_report(model, sd, head, f"torchvision.models.{arch}({_fmt_kwargs(kwargs)})")
 
 
@@ -361,17 +368,23 @@ def _is_plain_timm_resnet(source: _Source) -> bool:
     return source.family == "timm" and source.arch in TORCHVISION_RESNETS and not source.timm_kwargs
 
 
-def _tv_vit_kwargs(arch: str, sd: Mapping[str, torch.Tensor]) -> dict[str, Any]:
-    """``image_size`` for a torchvision ViT, read from the position embedding (224 needs no argument)."""
-    patch = _VIT_ARCHS[arch][0]
+def _tv_vit_image_size(patch: int, sd: Mapping[str, torch.Tensor]) -> int:
+    """A torchvision ViT's image size, read from its position embedding (224 when it has none)."""
     pos = sd.get("encoder.pos_embedding")
-    if pos is None:
-        return {}
-    grid = math.isqrt(pos.shape[1] - 1)
-    return {"image_size": grid * patch} if grid * patch != 224 else {}
+    return 224 if pos is None else math.isqrt(pos.shape[1] - 1) * patch
 
 
-def _timm_vit_as_torchvision(source: _Source) -> tuple[str, int]:
+def _tv_vit_target(source: _Source, sd: Mapping[str, torch.Tensor]) -> tuple[str, dict[str, Any]]:
+    """The named torchvision builder (``image_size`` only when not 224), or ``VisionTransformer`` with every size
+    argument when the model was built with other sizes than its named architecture."""
+    size = {**TORCHVISION_VIT_SIZES[source.arch], **source.timm_kwargs}
+    image_size = _tv_vit_image_size(size["patch_size"], sd)
+    if source.timm_kwargs:
+        return _TV_VIT_CLASS, {"image_size": image_size, **size}
+    return source.arch, ({"image_size": image_size} if image_size != 224 else {})
+
+
+def _timm_vit_as_torchvision(source: _Source) -> tuple[str, dict[str, Any]]:
     """The torchvision ViT that computes exactly what this timm model computes, or an error saying what differs."""
     from timm.layers import Mlp, PatchEmbed
     from timm.models.vision_transformer import Block, VisionTransformer
@@ -380,7 +393,7 @@ def _timm_vit_as_torchvision(source: _Source) -> tuple[str, int]:
     if not isinstance(model, VisionTransformer):
         raise ExportError(
             f"{source.arch} has no torchvision equivalent (only timm ResNets resnet18..152 and plain ViTs "
-            "matching vit_b_16/b_32/l_16/l_32/h_14 do); export it to timm instead"
+            "do); export it to timm instead"
         )
     reasons: list[str] = []
 
@@ -421,14 +434,13 @@ def _timm_vit_as_torchvision(source: _Source) -> tuple[str, int]:
             break
         dims = (blk.attn.num_heads, blk.mlp.fc1.out_features)
     if not reasons and dims is not None:
-        key = (patch[0], model.embed_dim, len(model.blocks), *dims)
-        for tv_arch, (*shape, _) in _VIT_ARCHS.items():
-            if tuple(shape) == key:
-                return tv_arch, int(img[0])
-        reasons.append(
-            f"(patch, dim, depth, heads, mlp) = {key} matches none of torchvision's "
-            + ", ".join(f"{a} {tuple(v[:5])}" for a, v in _VIT_ARCHS.items())
-        )
+        size = dict(patch_size=patch[0], num_layers=len(model.blocks), num_heads=dims[0], hidden_dim=model.embed_dim,
+                    mlp_dim=dims[1])  # fmt: skip
+        image_size = int(img[0])
+        for tv_arch, tv_size in TORCHVISION_VIT_SIZES.items():
+            if tv_size == size:
+                return tv_arch, ({"image_size": image_size} if image_size != 224 else {})
+        return _TV_VIT_CLASS, {"image_size": image_size, **size}  # a size torchvision has no builder for
     raise ExportError(
         f"{source.arch} cannot be expressed as a torchvision ViT: " + "; ".join(reasons) + ". Export it to timm instead"
     )
@@ -495,7 +507,7 @@ def _usage(to: str, arch: str, kwargs: Mapping[str, Any], out: Path) -> str:
         else f"torch.load({str(out)!r}, weights_only=True)"
     )
     if to == "torchvision":
-        head = "heads" if arch.startswith("vit") else "fc"
+        head = "heads" if arch.startswith("vit") or arch == _TV_VIT_CLASS else "fc"
         return (
             f"m = torchvision.models.{arch}({_fmt_kwargs(kwargs)}); m.load_state_dict({reader}, strict=False)"
             f"  # only {head}.* missing; set m.{head} = torch.nn.Identity() for features"

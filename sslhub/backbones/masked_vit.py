@@ -271,17 +271,42 @@ class MaskedVisionTransformer(nn.Module):
     checks, gradient checkpointing and the token pipeline of :meth:`preprocess`. Subclasses hold ``vit`` and
     ``mask_token`` and define ``images_to_tokens``, ``prepend_prefix_tokens`` and ``add_pos_embed``."""
 
-    mask_token: nn.Parameter
-    grad_checkpointing: bool = False
-
-    @staticmethod
-    def _check_options(weight_initialization: str, pos_embed_initialization: str) -> None:
+    def __init__(
+        self,
+        vit: nn.Module,
+        dim: int,
+        mask_token: Optional[nn.Parameter],
+        weight_initialization: str,
+        antialias: bool,
+        pos_embed_initialization: str,
+    ) -> None:
+        super().__init__()
         if weight_initialization not in ("", "skip"):
             raise ValueError(f"Invalid weight initialization method: '{weight_initialization}'. Valid options are: ['', 'skip'].")
         if pos_embed_initialization not in ("learn", "sincos", "skip"):
             raise ValueError(
                 f"Invalid positional embedding strategy: '{pos_embed_initialization}'. Valid options are: ['learn', 'sincos', 'skip']."
             )
+        self.vit = vit
+        self.mask_token = mask_token if mask_token is not None else nn.Parameter(torch.zeros(1, 1, dim))
+        if weight_initialization != "skip":
+            self._initialize_weights()
+        pos, num_prefix = self._pos_embedding()
+        if pos is not None:  # in this order (weights, then positions), as Lightly draws its random numbers
+            if pos_embed_initialization == "sincos":
+                initialize_2d_sine_cosine_positional_embedding(pos, num_prefix)
+            elif pos_embed_initialization == "learn":
+                nn.init.trunc_normal_(pos, std=0.02)
+                pos.requires_grad = True
+        self.antialias = antialias
+        self.grad_checkpointing = False
+
+    def _initialize_weights(self) -> None:
+        raise NotImplementedError
+
+    def _pos_embedding(self) -> tuple[Optional[nn.Parameter], int]:
+        """The positional embedding parameter (or None) and how many prefix tokens it covers."""
+        raise NotImplementedError
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute block activations in the backward pass (saves memory)."""
@@ -338,19 +363,10 @@ class MaskedVisionTransformerTIMM(MaskedVisionTransformer):
         antialias: bool = True,
         pos_embed_initialization: str = "sincos",
     ) -> None:
-        super().__init__()
-        self.vit = vit
-        self.mask_token = mask_token if mask_token is not None else nn.Parameter(torch.zeros(1, 1, vit.embed_dim))
-        self._check_options(weight_initialization, pos_embed_initialization)
-        if weight_initialization != "skip":
-            self._initialize_weights()
-        if vit.pos_embed is not None:
-            if pos_embed_initialization == "sincos":
-                initialize_2d_sine_cosine_positional_embedding(vit.pos_embed, self._pos_prefix)
-            elif pos_embed_initialization == "learn":
-                nn.init.trunc_normal_(vit.pos_embed, std=0.02)
-                vit.pos_embed.requires_grad = True
-        self.antialias = antialias
+        super().__init__(vit, vit.embed_dim, mask_token, weight_initialization, antialias, pos_embed_initialization)
+
+    def _pos_embedding(self) -> tuple[Optional[nn.Parameter], int]:
+        return self.vit.pos_embed, self._pos_prefix
 
     @property
     def _pos_prefix(self) -> int:

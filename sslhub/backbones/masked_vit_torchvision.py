@@ -21,7 +21,7 @@ from torch.utils.checkpoint import checkpoint
 from torchvision.models.vision_transformer import VisionTransformer
 
 from sslhub.backbones import IMAGENET_MEAN, IMAGENET_STD, TORCHVISION_VIT_SIZES
-from sslhub.backbones.masked_vit import MaskedVisionTransformer, initialize_2d_sine_cosine_positional_embedding
+from sslhub.backbones.masked_vit import MaskedVisionTransformer
 
 __all__ = [
     "MaskedVisionTransformerTorchvision",
@@ -114,19 +114,10 @@ class MaskedVisionTransformerTorchvision(MaskedVisionTransformer):
         antialias: bool = True,
         pos_embed_initialization: str = "sincos",
     ) -> None:
-        super().__init__()
-        self.vit = vit
-        self.mask_token = mask_token if mask_token is not None else nn.Parameter(torch.zeros(1, 1, vit.hidden_dim))
-        self._check_options(weight_initialization, pos_embed_initialization)
-        if weight_initialization != "skip":
-            self._initialize_weights()
-        pos = vit.encoder.pos_embedding
-        if pos_embed_initialization == "sincos":
-            initialize_2d_sine_cosine_positional_embedding(pos, num_prefix_tokens=1)  # the class token
-        elif pos_embed_initialization == "learn":
-            nn.init.trunc_normal_(pos, std=0.02)
-            pos.requires_grad = True
-        self.antialias = antialias
+        super().__init__(vit, vit.hidden_dim, mask_token, weight_initialization, antialias, pos_embed_initialization)
+
+    def _pos_embedding(self) -> tuple[Optional[nn.Parameter], int]:
+        return self.vit.encoder.pos_embedding, 1  # covers the class token
 
     @property
     def sequence_length(self) -> int:

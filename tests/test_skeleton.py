@@ -108,3 +108,13 @@ def test_modules_with_extra_tensor_state_are_not_copied_structurally():
     assert skeleton._plan(nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))) is not None
     for mod in (WithTensorAttr(), WithNonPersistent(), tied):
         assert skeleton._plan(mod) is None
+
+
+def test_nested_attributes_are_copied_too():
+    """Configs nest (timm ViTs keep their kwargs in pretrained_cfg); a copy must not share the inner dicts."""
+    kwargs = {"arch": "vit_tiny_patch16_224", "img_size": 16, "patch_size": 8, "depth": 1}
+    sd = create_backbone(**kwargs).state_dict()
+    a, b = skeleton.assemble(kwargs, sd), skeleton.assemble(kwargs, sd)
+    assert a is not None and b is not None and "timm_kwargs" in a.pretrained_cfg
+    a.pretrained_cfg["timm_kwargs"]["changed"] = True
+    assert "changed" not in b.pretrained_cfg["timm_kwargs"]

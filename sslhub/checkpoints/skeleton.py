@@ -2,10 +2,10 @@
 
 Constructing a ResNet-50 runs ~540 ``nn.Module.__init__`` calls, and ``load_state_dict`` walks the tree once
 more; together they cost twice as much as reading the weights. Instead, the module tree is built once per
-architecture without random init and stripped of its tensors (a *skeleton*, cached), and each load makes a structural copy of it (new module
-objects with their own attribute dicts, nothing constructed) and puts the loaded tensors straight into the
-copies' ``_parameters`` / ``_buffers`` after checking names and shapes, which is what
-``load_state_dict(strict=True, assign=True)`` would check.
+architecture without random init and stripped of its tensors (a *skeleton*, cached), and each load makes a
+structural copy of it (new module objects with their own attribute dicts, nothing constructed) and puts the
+loaded tensors straight into the copies' ``_parameters`` / ``_buffers`` after checking names and shapes, which is
+what ``load_state_dict(strict=True, assign=True)`` would check.
 
 Only skeletons whose state lives entirely in persistent parameters and buffers qualify (no plain tensor
 attributes, no non-persistent buffers, no hooks); :func:`assemble` returns ``None`` for the others and the
@@ -14,6 +14,7 @@ caller takes the ordinary path.
 
 from __future__ import annotations
 
+import copy
 import json
 import threading
 from collections import OrderedDict
@@ -137,8 +138,8 @@ def assemble(kwargs: Mapping[str, Any], state_dict: Mapping[str, torch.Tensor]) 
     new = [object.__new__(type(n.module)) for n in skel.nodes]
     for obj, node in zip(new, skel.nodes):
         d = node.module.__dict__.copy()
-        for k in node.containers:
-            d[k] = d[k].copy()
+        for k in node.containers:  # torch's own (parameters, buffers, hooks) are flat; others (configs) may nest
+            d[k] = d[k].copy() if k.startswith("_") else copy.deepcopy(d[k])
         d["_modules"] = {n: None if j is None else new[j] for n, j in node.children}
         d["training"] = False
         obj.__dict__.update(d)

@@ -37,6 +37,8 @@ def to_device(t: Tensor, device: torch.device) -> Tensor:
     """``t`` (made on the CPU) on ``device`` without making the host wait for the device."""
     if device.type == "cpu":
         return t
+    if device.type != "cuda":
+        return t.to(device)  # other accelerators: a plain copy (pinning is CUDA's)
     return t.pin_memory().to(device, non_blocking=True)  # the caching host allocator keeps it alive until copied
 
 

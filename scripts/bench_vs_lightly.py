@@ -693,7 +693,8 @@ def run_sslhub(recipe: dict[str, Any], train_dir: Path, run_dir: Path, args: arg
             log.warning("%s", note)
             res.notes.append(note)
         train(recipe, train_dir, run_dir, epochs=1 if max_steps else args.epochs, device=str(device),
-              num_workers=args.workers, max_steps_per_epoch=max_steps, progress=not args.no_progress)  # fmt: skip
+              num_workers=args.workers, max_steps_per_epoch=max_steps, progress=not args.no_progress,
+              augment_on=args.augment_on)  # fmt: skip
     res.wall_s = time.perf_counter() - t0
     # The trainer times each epoch's loop without its kNN/collapse monitor: images_per_s * time_s = images.
     for line in (run_dir / "metrics.jsonl").read_text().splitlines():
@@ -877,7 +878,7 @@ def markdown(results: list[dict[str, Any]], config: dict[str, Any], env: dict[st
          f", batch {config['batch_size']}, input {config['input_size']} px, {config['epochs']} epoch(s), "
          f"seed {config['seed']}, {env['device']}{' ' + env['gpu'] if 'gpu' in env else ''}"
          f"{' (AMP fp16 both sides)' if config['amp'] else ''}, {config['workers']} DataLoader workers, "
-         f"{env['cpus']} CPUs, {env['torch_threads']} torch threads, torch {env['torch']}, lightly {env['lightly']}."),
+         f"sslhub augments on: {config.get('augment_on', 'auto')}, {env['cpus']} CPUs, {env['torch_threads']} torch threads, torch {env['torch']}, lightly {env['lightly']}."),
         (f"img/s: training loop only{', epochs >= 2' if steady else ' (epoch 1, includes DataLoader start-up)'}; "
          f"kNN: top-1 % (k={config['knn_k']}, t={config['knn_t']}) on the test split, same code for both sides; "
          f"targets: ratio >= {TARGET_SPEEDUP}, Δ kNN >= {TARGET_KNN_DELTA}."),
@@ -935,6 +936,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--threads", type=int, default=None,
                     help="torch intra-op threads of the main process, both sides (default: torch's, one per core). "
                     "With many DataLoader workers on a GPU machine the default oversubscribes the cores")  # fmt: skip
+    ap.add_argument("--augment-on", choices=["auto", "workers", "device"], default="auto",
+                    help="sslhub side: where the batched augmentation runs (trainer default auto: the DataLoader "
+                         "workers on CPU, the GPU on cuda)")
     ap.add_argument("--knn-k", type=int, default=200)
     ap.add_argument("--knn-t", type=float, default=0.1)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="recipe override for both sides (repeatable)")
@@ -987,6 +991,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "data": args.data, "train_dir": str(train_dir), "test_dir": str(test_dir), "num_train": n_train,
         "num_test": len(ev.test_y), "backbone": None if only_vit else args.backbone, "width": args.width, "batch_size": batch_size,
         "input_size": args.input_size, "epochs": args.epochs, "seed": args.seed, "workers": args.workers,
+        "augment_on": args.augment_on,
         "amp": device.type == "cuda", "knn_k": args.knn_k, "knn_t": args.knn_t, "overrides": args.set,
         "shared_init": not args.independent_init, "command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
     }  # fmt: skip

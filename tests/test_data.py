@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 
 from sslhub.data import (
+    AugmentingCollate,
     DatasetError,
     ImageFolderDataset,
     UnreadableImageError,
@@ -147,6 +148,34 @@ def test_corrupt_file_tolerated_at_load_time(
     assert images.shape == (10, 3, 16, 16) and images.dtype == torch.uint8
     assert "dog/bad_pixels.png" not in names and len(names) == 10
     assert collate_skip_invalid([None, None]) is None
+
+
+def test_augmenting_collate_in_workers_equals_the_transform_on_the_collated_batch(messy_folder: Path) -> None:
+    from sslhub.transforms import SimCLRTransform
+
+    transform = SimCLRTransform(input_size=16)
+    ds = ImageFolderDataset(messy_folder, decode_size=24)
+    items = [ds[i] for i in range(len(ds))]
+    assert None in items  # the truncated file: dropped by the collate, as collate_skip_invalid does
+    collate = AugmentingCollate(transform)
+    torch.manual_seed(3)
+    views, labels, names = collate(items)
+    torch.manual_seed(3)
+    images, ref_labels, ref_names = collate_skip_invalid(items)
+    ref = transform(images)
+    assert len(views) == 2 and views[0].shape == (len(ref_names), 3, 16, 16) and views[0].dtype == torch.float32
+    assert all(torch.equal(a, b) for a, b in zip(views, ref))
+    assert torch.equal(labels, ref_labels) and names == ref_names
+    assert collate([None]) is None
+    # in DataLoader workers (the transform is pickled there): every batch has its views, reproducibly per seed
+    runs = []
+    for _ in range(2):
+        loader = torch.utils.data.DataLoader(ds, batch_size=4, num_workers=2, collate_fn=collate,
+                                             generator=torch.Generator().manual_seed(5))  # fmt: skip
+        runs.append([b for b in loader if b is not None])
+    assert sum(len(b[2]) for b in runs[0]) == len(ref_names)
+    for a, b in zip(*runs):
+        assert all(torch.equal(x, y) for x, y in zip(a[0], b[0]))
 
 
 def test_missing_and_empty_folders_name_the_folder(tmp_path: Path) -> None:

@@ -68,9 +68,11 @@ def test_simclr_worker_checkpoint_loads_in_lightly(tmp_path):
         assert torch.equal(sslhub.load_pretrained(ckpt, features="embedding")(x), cli.backbone(x).flatten(1))
 
 
-def test_resume_after_interruption_gives_same_weights(tmp_path):
+@pytest.mark.parametrize("workers", [0, 2])  # 2: augmentation runs in the DataLoader workers
+def test_resume_after_interruption_gives_same_weights(tmp_path, workers):
     over = TINY + ["model.out_dim=8"]
-    kw = dict(overrides=over, max_steps_per_epoch=2, progress=False, deterministic=True, device="cpu")
+    kw = dict(overrides=over, max_steps_per_epoch=2, progress=False, deterministic=True, device="cpu",
+              num_workers=workers)  # fmt: skip
     full = train("simclr-resnet-9", DATA / "train", tmp_path / "full", epochs=3, **kw)
     # "kill" after epoch 2: run 2 epochs of a 3-epoch schedule by stopping inside epoch 3
     part = tmp_path / "part"
@@ -98,6 +100,24 @@ def test_resume_after_interruption_gives_same_weights(tmp_path):
     for k in a:
         assert torch.equal(a[k], b[k]), k
     torch.use_deterministic_algorithms(False)
+    import yaml
+
+    assert yaml.safe_load((full / "config.yaml").read_text())["augment_on"] == ("workers" if workers else "device")
+
+
+def test_augmentation_place_is_checked_and_both_places_train(tmp_path):
+    kw = dict(overrides=TINY + ["model.out_dim=8"], epochs=1, max_steps_per_epoch=2, progress=False, device="cpu")
+    with pytest.raises(ValueError, match="needs DataLoader workers"):
+        train("simclr-resnet-9", DATA / "train", tmp_path / "a", augment_on="workers", **kw)
+    with pytest.raises(ValueError, match="use 'auto', 'workers' or 'device'"):
+        train("simclr-resnet-9", DATA / "train", tmp_path / "a", augment_on="gpu", **kw)
+    losses = {}
+    for place in ("workers", "device"):
+        run = train("simclr-resnet-9", DATA / "train", tmp_path / place, num_workers=2, augment_on=place, **kw)
+        losses[place] = json.loads((run / "metrics.jsonl").read_text())["loss"]
+    # same initial weights and data order, different augmentation draws: close losses, not equal ones
+    assert losses["workers"] != losses["device"]
+    assert abs(losses["workers"] - losses["device"]) < 0.5
 
 
 def test_nan_loss_stops_with_step_and_keeps_last_good(tmp_path):

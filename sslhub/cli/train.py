@@ -10,7 +10,7 @@ def _train(args: argparse.Namespace) -> int:
 
     run = train(args.recipe, args.data, args.out, val=args.val, epochs=args.epochs, overrides=args.set or (),
                 resume=args.resume, device=args.device, num_workers=args.workers, deterministic=args.deterministic,
-                max_steps_per_epoch=args.max_steps)  # fmt: skip
+                max_steps_per_epoch=args.max_steps, augment_on=args.augment_on)  # fmt: skip
     print(f"run written to {run}")
     return 0
 
@@ -39,6 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoints/last.ckpt")
     p.add_argument("--device", help="cpu or cuda (default: cuda if available)")
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    p.add_argument("--augment-on", choices=("auto", "workers", "device"), default="auto",
+                   help="where batched augmentation runs (default auto: in the workers on CPU, on the GPU otherwise)")
     p.add_argument("--deterministic", action="store_true", help="deterministic algorithms (reproducible resume)")
     p.add_argument("--max-steps", type=int, help="cap steps per epoch (smoke tests)")
     p.set_defaults(func=_train)

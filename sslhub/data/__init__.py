@@ -9,10 +9,11 @@
 from __future__ import annotations
 
 from sslhub.data.decode import UnreadableImageError, decode_batch, read_image_uint8
-from sslhub.data.folder import IMG_EXTENSIONS, DatasetError, ImageFolderDataset, collate_skip_invalid
+from sslhub.data.folder import IMG_EXTENSIONS, AugmentingCollate, DatasetError, ImageFolderDataset, collate_skip_invalid
 
 __all__ = [
     "IMG_EXTENSIONS",
+    "AugmentingCollate",
     "DatasetError",
     "ImageFolderDataset",
     "UnreadableImageError",

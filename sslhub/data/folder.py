@@ -18,7 +18,7 @@ from sslhub.data.decode import UnreadableImageError, read_image_uint8
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["IMG_EXTENSIONS", "DatasetError", "ImageFolderDataset", "collate_skip_invalid"]
+__all__ = ["IMG_EXTENSIONS", "AugmentingCollate", "DatasetError", "ImageFolderDataset", "collate_skip_invalid"]
 
 # Same list as lightly.data._helpers.IMG_EXTENSIONS, so that both see the same files in a folder.
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -225,3 +225,26 @@ def collate_skip_invalid(batch: Sequence[Any]) -> Any:
     if not kept:
         return None
     return default_collate(kept)
+
+
+class AugmentingCollate:
+    """``collate_fn`` that augments the whole batch where it is collated: :func:`collate_skip_invalid`, then
+    ``transform`` on the ``uint8`` image batch (sslhub transforms accept batches and draw per-sample randomness).
+
+    With DataLoader workers this moves the batched augmentation off the training process, so it runs in
+    parallel with the model step instead of before it. Returns ``(views, labels, filenames)``, ``views`` being
+    the transform's output, or ``None`` when no item of the batch could be read.
+    """
+
+    def __init__(self, transform: Callable[[Any], Any]) -> None:
+        self.transform = transform
+
+    def __call__(self, batch: Sequence[Any]) -> Any:
+        import torch
+
+        collated = collate_skip_invalid(batch)
+        if collated is None:
+            return None
+        images, *rest = collated
+        with torch.no_grad():
+            return (self.transform(images), *rest)

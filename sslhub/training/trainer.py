@@ -1,8 +1,9 @@
 """The training loop: plain PyTorch, one CPU, one GPU, or many under ``torchrun`` (DDP).
 
-Images are decoded once per item to ``uint8`` tensors by the DataLoader and augmented as a batch on the
-device by the recipe's transform (``sslhub.transforms`` accept uint8 batches), which is where the time goes on
-CPU. State for ``--resume`` is written atomically after every epoch; data order depends only on (seed, epoch)
+Images are decoded once per item to ``uint8`` tensors by the DataLoader and augmented as a batch by the
+recipe's transform (``sslhub.transforms`` accept uint8 batches, with per-sample randomness): on the GPU, or,
+on a CPU device with DataLoader workers, in the workers as each batch is collated, so that augmentation (where
+the time goes on CPU) overlaps the model step. State for ``--resume`` is written atomically after every epoch; data order depends only on (seed, epoch)
 and the RNG state travels in the checkpoint, so an interrupted run resumed from ``last.ckpt`` ends with the same
 weights as an uninterrupted one (CPU, deterministic mode).
 """
@@ -27,7 +28,7 @@ from torch.utils.data import DataLoader
 from sslhub._version import __version__
 from sslhub.backbones import create_backbone
 from sslhub.checkpoints.io import atomic_path, load_torch_file, save_safetensors, save_torch
-from sslhub.data import ImageFolderDataset, collate_skip_invalid
+from sslhub.data import AugmentingCollate, ImageFolderDataset, collate_skip_invalid
 from sslhub.heads.utils import cosine_schedule
 from sslhub.methods import METHODS, SSLMethod, build_method
 from sslhub.recipes import apply_overrides, get_recipe
@@ -282,6 +283,7 @@ def train(
     deterministic: bool = False,
     max_steps_per_epoch: int | None = None,
     progress: bool = True,
+    augment_on: str = "auto",
 ) -> Path:
     """Train a recipe on a folder of images and write a run directory.
 
@@ -297,6 +299,10 @@ def train(
         device: ``cpu``/``cuda``; default cuda when available.
         deterministic: ``torch.use_deterministic_algorithms(True)`` (reproducible resume on CPU).
         max_steps_per_epoch: cap steps per epoch (smoke tests).
+        augment_on: where the batched augmentation runs: ``"workers"`` (in the DataLoader workers, as each
+            batch is collated, in parallel with the model step; needs ``num_workers > 0``), ``"device"`` (in the
+            training process on ``device``, e.g. on the GPU), or ``"auto"``: workers on a CPU device when there
+            are workers, else the device.
 
     Returns:
         The run directory.
@@ -321,6 +327,14 @@ def train(
     if deterministic:
         torch.use_deterministic_algorithms(True)
 
+    if augment_on not in ("auto", "workers", "device"):
+        raise ValueError(f"augment_on={augment_on!r}: use 'auto', 'workers' or 'device'")
+    if augment_on == "workers" and num_workers == 0:
+        raise ValueError("augment_on='workers' needs DataLoader workers (num_workers > 0); use 'device' or 'auto'")
+    # On a CPU device, augmenting in the main process serialises it with the model step; in the workers it
+    # overlaps. On a GPU the batch is augmented there unless asked otherwise (fast, and CPU cores stay free).
+    in_workers = augment_on == "workers" or (augment_on == "auto" and num_workers > 0 and dev.type == "cpu")
+    transform = _build_transform(r)
     size = int(r["input_size"])
     load_size = int(r.get("load_size", size))
     ds = ImageFolderDataset(data, decode_size=load_size)
@@ -335,7 +349,8 @@ def train(
         sampler = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True)
     gen = torch.Generator()
     loader = DataLoader(ds, batch_size=batch_size, shuffle=sampler is None, sampler=sampler, generator=gen,
-                        drop_last=True, num_workers=num_workers, collate_fn=collate_skip_invalid,
+                        drop_last=True, num_workers=num_workers,
+                        collate_fn=AugmentingCollate(transform) if in_workers else collate_skip_invalid,
                         pin_memory=dev.type == "cuda")  # pinned: the copy to the GPU does not block the host  # fmt: skip
     eval_ds = ImageFolderDataset(data, decode_size=size, verify=False)
     eval_loader = DataLoader(eval_ds, batch_size=256, collate_fn=collate_skip_invalid, num_workers=num_workers)
@@ -350,7 +365,6 @@ def train(
     train_model: nn.Module = model
     if world > 1:
         train_model = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
-    transform = _build_transform(r)
     opt = _optimizer(r, model, batch_size * world)
     steps_per_epoch = len(loader) if max_steps_per_epoch is None else min(len(loader), max_steps_per_epoch)
     total_steps = steps_per_epoch * int(r["epochs"])
@@ -372,7 +386,8 @@ def train(
         out.mkdir(parents=True, exist_ok=True)
         with atomic_path(out / "config.yaml") as tmp:
             tmp.write_text(yaml.safe_dump({"recipe": r, "seed": seed, "world_size": world, "data": str(data),
-                                           "val": str(val) if val else None, "sslhub_version": __version__},
+                                           "val": str(val) if val else None, "sslhub_version": __version__,
+                                           "augment_on": "workers" if in_workers else "device"},
                                           sort_keys=False))  # fmt: skip
     from tqdm.auto import tqdm
 
@@ -389,9 +404,12 @@ def train(
                 break
             if batch is None:
                 continue
-            images = batch[0].to(dev, non_blocking=True)
-            with torch.no_grad():
-                views = [v.to(dev) for v in transform(images)]
+            if in_workers:
+                views = [v.to(dev, non_blocking=True) for v in batch[0]]
+            else:
+                images = batch[0].to(dev, non_blocking=True)
+                with torch.no_grad():
+                    views = [v.to(dev) for v in transform(images)]
             with torch.autocast(device_type=dev.type, dtype=torch.float16, enabled=dev.type == "cuda"):
                 loss = train_model(views, (step, total_steps, epoch))
             bad = losses.add(loss, step)
@@ -413,7 +431,7 @@ def train(
             sched.step()
             model.after_step(step, total_steps)
             step += 1
-            seen += images.shape[0] * world
+            seen += batch[1].shape[0] * world
             if losses.count % losses.every == 0:  # values were just read back: no extra sync
                 bar.set_postfix(loss=f"{losses.last:.3f}", lr=f"{sched.get_last_lr()[0]:.2e}",
                                 img_s=f"{seen / (time.perf_counter() - t0):.0f}")  # fmt: skip

@@ -161,6 +161,23 @@ def test_create_backbone_torchvision_vit_size_overrides():
         create_backbone("vit_b_16", hidden_dim=60, num_heads=8, meta=True)
 
 
+def test_plain_custom_torchvision_vit_state_dict_error_gives_the_call_that_loads_it(tmp_path):
+    ref = _reference_vit().eval()
+    path = tmp_path / "custom_vit.pth"
+    torch.save(ref.state_dict(), path)
+    with pytest.raises(sslhub.CheckpointError, match="attention heads is not in the tensors") as info:
+        sslhub.load_pretrained(path)
+    msg = str(info.value)
+    assert str(path) in msg
+    call = msg[msg.index("sslhub.create_backbone(") : msg.index(".load_state_dict")]
+    call = call.replace("<heads>", str(SIZES["num_heads"]))
+    model = eval(call, {"sslhub": sslhub})  # the advice, followed literally
+    model.load_state_dict(torch.load(path, weights_only=True), strict=True)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(model.eval()(x), ref(x))
+
+
 def test_annotate_names_hand_built_torchvision_vits():
     vit = torchvision.models.VisionTransformer(image_size=32, **SIZES)  # built by hand: no pretrained_cfg
     annotate_torchvision_vit(vit)

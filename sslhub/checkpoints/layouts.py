@@ -233,14 +233,18 @@ def _infer_torchvision_vit(sub: Mapping[str, torch.Tensor], where: str) -> Backb
     dim, patch = proj.shape[0], proj.shape[2]
     depth = _count(sub, r"^encoder\.layers\.encoder_layer_(\d+)\.")
     arch = _TV_VITS.get((dim, depth, patch))
-    if arch is None:
-        raise CheckpointError(
-            f"{where}: a torchvision ViT (hidden {dim}, {depth} layers, patch {patch}) matches none of "
-            f"{', '.join(_TV_VITS.values())}; pass arch="
-        )
     seq = sub["encoder.pos_embedding"].shape[1] - 1
     grid = math.isqrt(seq)
     img = grid * patch if grid * grid == seq else None
+    if arch is None:
+        mlp = sub["encoder.layers.encoder_layer_0.mlp.0.weight"].shape[0]
+        raise CheckpointError(
+            f"{where}: a torchvision ViT (hidden {dim}, {depth} layers, patch {patch}, MLP {mlp}) matches none of "
+            f"{', '.join(_TV_VITS.values())}, and its number of attention heads is not in the tensors. Build it "
+            f"and load the state dict: sslhub.create_backbone('vit_b_16', img_size={img or 224}, patch_size={patch}, "
+            f"num_layers={depth}, num_heads=<heads>, hidden_dim={dim}, mlp_dim={mlp}).load_state_dict(...); "
+            "sslhub's own .safetensors files record the sizes and load directly"
+        )
     return BackboneSpec("torchvision_vit", arch, img_size=img if img != 224 else None)
 
 

@@ -68,11 +68,12 @@ def test_simclr_worker_checkpoint_loads_in_lightly(tmp_path):
         assert torch.equal(sslhub.load_pretrained(ckpt, features="embedding")(x), cli.backbone(x).flatten(1))
 
 
-@pytest.mark.parametrize("workers", [0, 2])  # 2: augmentation runs in the DataLoader workers
-def test_resume_after_interruption_gives_same_weights(tmp_path, workers):
+# 2 workers: "auto" augments in them (recreated each epoch); "device": they only decode and persist across epochs
+@pytest.mark.parametrize("workers,place", [(0, "auto"), (2, "auto"), (2, "device")])
+def test_resume_after_interruption_gives_same_weights(tmp_path, workers, place):
     over = TINY + ["model.out_dim=8"]
     kw = dict(overrides=over, max_steps_per_epoch=2, progress=False, deterministic=True, device="cpu",
-              num_workers=workers)  # fmt: skip
+              num_workers=workers, augment_on=place)  # fmt: skip
     full = train("simclr-resnet-9", DATA / "train", tmp_path / "full", epochs=3, **kw)
     # "kill" after epoch 2: run 2 epochs of a 3-epoch schedule by stopping inside epoch 3
     part = tmp_path / "part"
@@ -102,7 +103,8 @@ def test_resume_after_interruption_gives_same_weights(tmp_path, workers):
     torch.use_deterministic_algorithms(False)
     import yaml
 
-    assert yaml.safe_load((full / "config.yaml").read_text())["augment_on"] == ("workers" if workers else "device")
+    expected = "workers" if workers and place == "auto" else "device"
+    assert yaml.safe_load((full / "config.yaml").read_text())["augment_on"] == expected
 
 
 def test_augmentation_place_is_checked_and_both_places_train(tmp_path):

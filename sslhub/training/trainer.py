@@ -23,7 +23,7 @@ from typing import Any, Iterable
 import torch
 import yaml
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, RandomSampler
 
 from sslhub._version import __version__
 from sslhub.backbones import create_backbone
@@ -342,16 +342,21 @@ def train(
     if len(ds) < batch_size * world:
         batch_size = max(2, len(ds) // world)
         logger.warning("%s has %d images, fewer than the batch size; using batch_size=%d", data, len(ds), batch_size)
-    sampler = None
+    gen = torch.Generator()  # data order: reseeded every epoch
+    sampler: Any = RandomSampler(ds, generator=gen)
     if world > 1:
         from torch.utils.data.distributed import DistributedSampler
 
         sampler = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True)
-    gen = torch.Generator()
-    loader = DataLoader(ds, batch_size=batch_size, shuffle=sampler is None, sampler=sampler, generator=gen,
+    worker_gen = torch.Generator()  # the workers' seeds, apart from the order: persistent workers draw none later
+    loader = DataLoader(ds, batch_size=batch_size, sampler=sampler, generator=worker_gen,
                         drop_last=True, num_workers=num_workers,
                         collate_fn=AugmentingCollate(transform) if in_workers else collate_skip_invalid,
-                        pin_memory=dev.type == "cuda")  # pinned: the copy to the GPU does not block the host  # fmt: skip
+                        pin_memory=dev.type == "cuda",  # pinned: the copy to the GPU does not block the host
+                        # Workers that only decode are deterministic, so they can live across epochs (no restart of
+                        # every worker each epoch). Augmenting workers are recreated per epoch: their RNG is seeded
+                        # from (seed, epoch) at creation, which keeps a resumed run identical.
+                        persistent_workers=num_workers > 0 and not in_workers)  # fmt: skip
     eval_ds = ImageFolderDataset(data, decode_size=size, verify=False)
     eval_loader = DataLoader(eval_ds, batch_size=256, collate_fn=collate_skip_invalid, num_workers=num_workers)
     val_loader = None
@@ -393,9 +398,10 @@ def train(
 
     metrics_file = out / "metrics.jsonl"
     for epoch in range(start_epoch, int(r["epochs"])):
-        if sampler is not None:
+        if world > 1:
             sampler.set_epoch(epoch)
         gen.manual_seed(seed * 1000 + epoch)  # data order depends on (seed, epoch) only
+        worker_gen.manual_seed(seed * 1000 + epoch + 1)  # so do the seeds of workers created this epoch
         model.train()
         t0, seen, losses = time.perf_counter(), 0, _LossLog(dev)
         bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{r['epochs']}", disable=not progress or rank != 0, leave=False)

@@ -3,9 +3,10 @@
 Images are decoded once per item to ``uint8`` tensors by the DataLoader and augmented as a batch by the
 recipe's transform (``sslhub.transforms`` accept uint8 batches, with per-sample randomness): on the GPU, or,
 on a CPU device with DataLoader workers, in the workers as each batch is collated, so that augmentation (where
-the time goes on CPU) overlaps the model step. State for ``--resume`` is written atomically after every epoch; data order depends only on (seed, epoch)
-and the RNG state travels in the checkpoint, so an interrupted run resumed from ``last.ckpt`` ends with the same
-weights as an uninterrupted one (CPU, deterministic mode).
+the time goes on CPU) overlaps the model step. State for ``--resume`` is written atomically after every epoch;
+data order and worker seeds depend only on (seed, epoch) and the RNG state travels in the checkpoint, so an
+interrupted run resumed from ``last.ckpt`` ends with the same weights as an uninterrupted one (CPU,
+deterministic mode).
 """
 
 from __future__ import annotations

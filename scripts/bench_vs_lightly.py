@@ -991,7 +991,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "data": args.data, "train_dir": str(train_dir), "test_dir": str(test_dir), "num_train": n_train,
         "num_test": len(ev.test_y), "backbone": None if only_vit else args.backbone, "width": args.width, "batch_size": batch_size,
         "input_size": args.input_size, "epochs": args.epochs, "seed": args.seed, "workers": args.workers,
-        "augment_on": args.augment_on,
+        "augment_on": args.augment_on if args.augment_on != "auto" else  # as the trainer resolves it
+            ("workers" if device.type == "cpu" and args.workers > 0 else "device"),
         "amp": device.type == "cuda", "knn_k": args.knn_k, "knn_t": args.knn_t, "overrides": args.set,
         "shared_init": not args.independent_init, "command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
     }  # fmt: skip

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
 from PIL import Image
 from torch.utils.data import Dataset
 from tqdm import tqdm
@@ -240,8 +241,6 @@ class AugmentingCollate:
         self.transform = transform
 
     def __call__(self, batch: Sequence[Any]) -> Any:
-        import torch
-
         collated = collate_skip_invalid(batch)
         if collated is None:
             return None

@@ -344,11 +344,13 @@ def train(
         batch_size = max(2, len(ds) // world)
         logger.warning("%s has %d images, fewer than the batch size; using batch_size=%d", data, len(ds), batch_size)
     gen = torch.Generator()  # data order: reseeded every epoch
-    sampler: Any = RandomSampler(ds, generator=gen)
+    sampler: Any
     if world > 1:
         from torch.utils.data.distributed import DistributedSampler
 
         sampler = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True)
+    else:
+        sampler = RandomSampler(ds, generator=gen)
     worker_gen = torch.Generator()  # the workers' seeds, apart from the order: persistent workers draw none later
     loader = DataLoader(ds, batch_size=batch_size, sampler=sampler, generator=worker_gen,
                         drop_last=True, num_workers=num_workers,

@@ -1,16 +1,39 @@
-"""File helpers shared by every layer; torch-free, so the download path and the CLI stay light to import."""
+"""File helpers shared by every layer; torch-free, so the download path and the CLI stay light to import.
+
+Every output sslhub writes goes through :func:`atomic_path`: the bytes go to a temporary file in the destination
+folder, which is flushed to disk and renamed onto the destination only when complete. A crash (even ``kill -9``)
+leaves the destination absent or whole, never half-written. Temporary files are named
+``.<name>.sslhub-tmp-<host>-<pid>-<random>`` so that the next write into the same folder (by any command) finds the
+ones a killed process left and removes them: those of a process of this host that no longer runs, and any older
+than :data:`STALE_AFTER_S`.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import json
+import logging
 import os
-import tempfile
+import re
+import secrets
+import socket
+import stat
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
-__all__ = ["atomic_path", "sha256_file", "write_json_atomic"]
+from sslhub.errors import disk_full_errno, write_failed
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["STALE_AFTER_S", "TMP_TAG", "atomic_path", "clean_stale_temps", "sha256_file", "write_json_atomic"]
+
+TMP_TAG = ".sslhub-tmp-"
+# A writer on another host (a shared folder) or in another pid namespace cannot be asked whether it still runs;
+# its temporary file is only removed once it is this old.
+STALE_AFTER_S = 6 * 3600
+_TMP_RE = re.compile(r"^\..+\.sslhub-tmp-([0-9a-f]{4})-(\d+)-[0-9a-f]{8}$")
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -22,20 +45,125 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def _host_tag() -> str:
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:4]
+
+
+def temp_path(dst: str | os.PathLike) -> Path:
+    """A fresh temporary name next to ``dst`` in the pattern :func:`clean_stale_temps` recognises."""
+    dst = Path(dst)
+    return dst.with_name(f".{dst.name}{TMP_TAG}{_host_tag()}-{os.getpid()}-{secrets.token_hex(4)}")
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    except OSError:
+        return True
+    return True
+
+
+def clean_stale_temps(folder: str | os.PathLike, *, max_age_s: float = STALE_AFTER_S) -> list[Path]:
+    """Remove the temporary files that killed sslhub processes left in ``folder``; return what was removed.
+
+    A temporary file is stale when the process that made it (same host) no longer runs, or when it is older than
+    ``max_age_s``. Files of running writers and every other file are left alone. Never raises.
+    """
+    removed: list[Path] = []
+    host, now = _host_tag(), time.time()
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        m = _TMP_RE.match(entry.name)
+        if not m:
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+            if not stat.S_ISREG(st.st_mode):
+                continue
+            dead = m.group(1) == host and not _pid_alive(int(m.group(2)))
+            if dead or now - st.st_mtime > max_age_s:
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except OSError:
+            continue
+    if removed:
+        logger.info("removed %d temporary file(s) left by an interrupted run in %s", len(removed), folder)
+    return removed
+
+
+def _umask() -> int:
+    try:  # Linux: read it without changing it (os.umask() sets it, which races with other threads)
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def output_mode(dst: str | os.PathLike) -> int:
+    """The mode an output gets: that of the file it replaces, else what the umask gives a new file."""
+    try:
+        return stat.S_IMODE(os.stat(dst).st_mode)
+    except OSError:
+        return 0o666 & ~_umask()
+
+
+def _commit(tmp: Path, dst: Path) -> None:
+    os.chmod(tmp, output_mode(dst))
+    fd = os.open(tmp, os.O_RDONLY)
+    try:  # on disk before the rename, so that a power cut cannot leave an empty file under the final name
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, dst)
+
+
 @contextlib.contextmanager
 def atomic_path(dst: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to ``dst``; rename it onto ``dst`` only if the block succeeds."""
+    """Yield a temporary path next to ``dst``; rename it onto ``dst`` only if the block succeeds.
+
+    The temporary file exists (empty) when the block starts. On any failure it is removed and ``dst`` is left as
+    it was; a full disk or the file size limit raises :class:`sslhub.errors.DiskFullError` naming ``dst``, whatever
+    the writer raised (``OSError``, torch's zip writer, safetensors). The output gets the mode of the file it
+    replaces, else ``0o666 & ~umask`` as a file made by ``open()`` would.
+    """
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    clean_stale_temps(dst.parent)
+    tmp = temp_path(dst)
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     try:
-        yield tmp_path
-        os.replace(tmp_path, dst)
+        yield tmp
+        _commit(tmp, dst)
+    except Exception as e:
+        code = disk_full_errno(e)
+        _unlink_quiet(tmp)
+        if code is not None:
+            raise write_failed(dst, code) from None
+        raise
     finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+        _unlink_quiet(tmp)
+
+
+def _unlink_quiet(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError as e:  # pragma: no cover - e.g. the folder became read-only meanwhile
+        logger.warning("could not remove the temporary file %s: %s", path, e)
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:

@@ -245,11 +245,11 @@ def test_bad_inputs_get_clear_errors(tmp_path):
     (tmp_path / "folder").mkdir()
     cases = {
         "trunc.ckpt": "truncated",
-        "text.ckpt": "not a readable PyTorch checkpoint",
+        "text.ckpt": "is a text file, not a checkpoint",
         "empty.ckpt": "empty",
         "nosd.ckpt": "empty state dict",
         "noweights.ckpt": "no state dict of tensors",
-        "trunc.safetensors": "not a valid safetensors",
+        "trunc.safetensors": "it is truncated",
         "folder": "is a directory",
         "missing.ckpt": "no such file",
     }

@@ -20,6 +20,7 @@ from typing import Any, Mapping
 import torch
 
 from sslhub._files import atomic_path, sha256_file  # noqa: F401  (part of this module's API)
+from sslhub.errors import SslhubError
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ __all__ = [
 ]
 
 
-class CheckpointError(ValueError):
+class CheckpointError(SslhubError, ValueError):
     """A checkpoint that cannot be read or interpreted. The message names the file and what to do."""
 
 
@@ -74,6 +75,23 @@ def _check_file(path: Path) -> None:
         raise CheckpointError(f"{path} is empty (0 bytes); the download or copy did not finish")
 
 
+def _raise_if_not_a_checkpoint(path: Path) -> None:
+    """On a failed read: raise the message for what the file really is (HTML, LFS pointer, truncated...), if known."""
+    from sslhub.checkpoints.sniff import describe, safetensors_problem, sniff
+
+    try:
+        kind = sniff(path)
+        problem = describe(path)
+        if problem is None and kind == "unknown":
+            problem = safetensors_problem(path) if path.suffix == ".safetensors" else None
+            problem = problem or (f"{path} is not a checkpoint: its first bytes match no known format (safetensors, "
+                                  "torch.save zip or pickle); check that it is the weights file and is not corrupt")
+    except OSError:
+        problem = None
+    if problem:
+        raise CheckpointError(problem) from None
+
+
 def load_torch_file(path: str | os.PathLike) -> Any:
     """``torch.load(path, weights_only=True, map_location='cpu')`` with clear errors.
 
@@ -88,6 +106,7 @@ def load_torch_file(path: str | os.PathLike) -> Any:
         with torch.serialization.safe_globals(_numpy_safe_globals()):
             return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:
+        _raise_if_not_a_checkpoint(path)
         msg = str(e)
         if "Weights only load failed" in msg or "Unsupported global" in msg or "unsupported" in msg.lower():
             detail = next((line.strip() for line in msg.splitlines() if "GLOBAL" in line or "global" in line), "")
@@ -98,7 +117,10 @@ def load_torch_file(path: str | os.PathLike) -> Any:
                 "safetensors.torch.save_file(checkpoint['state_dict'], 'model.safetensors')) and load that file."
             ) from None
         raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({msg.splitlines()[0]})") from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, AttributeError, KeyError) as e:
+    except PermissionError:
+        raise CheckpointError(f"{path}: permission denied; check the permissions of the file") from None
+    except Exception as e:  # torch.load raises many types (IndexError, EOFError, RuntimeError...) for bad bytes
+        _raise_if_not_a_checkpoint(path)
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise CheckpointError(
             f"{path} is not a readable PyTorch checkpoint: it may be truncated or of another format ({first}). "
@@ -127,6 +149,7 @@ def read_safetensors(
     except CheckpointError:
         raise
     except Exception as e:
+        _raise_if_not_a_checkpoint(path)
         raise CheckpointError(f"{path} is not a valid safetensors file ({e}); it may be truncated") from None
     return tensors, meta
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
+import signal
 import sys
 from typing import Sequence
 
@@ -26,11 +28,36 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sslhub", description="Model zoo and checkpoint hub for SSL vision models.")
     parser.add_argument("--version", action="version", version=f"sslhub {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of any error (or SSLHUB_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in _COMMAND_MODULES:
         importlib.import_module(f"sslhub.cli.{name}").register(sub)
+    _add_debug_everywhere(parser)
     return parser
+
+
+def _add_debug_everywhere(parser: argparse.ArgumentParser) -> None:
+    """Accept ``--debug`` after the command too (``sslhub convert ... --debug``), in every subcommand."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for p in set(action.choices.values()):
+                if "--debug" not in p._option_string_actions:
+                    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+                _add_debug_everywhere(p)
+
+
+def _stdout_closed() -> bool:
+    """True when stdout is a pipe whose reader went away (``sslhub recipes | head``)."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # the interpreter flushes stdout again at exit; point it at /dev/null so that this stays quiet
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return True
+    except (OSError, ValueError):
+        return False
+    return False
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -43,14 +70,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.verbose:  # one line per HTTP request from huggingface_hub's client is noise at INFO
         for name in ("httpx", "httpx2", "httpcore"):
             logging.getLogger(name).setLevel(logging.WARNING)
+    from sslhub.cli.errors import EXPECTED, debug_enabled, report
+
+    debug = debug_enabled(getattr(args, "debug", False))
+    if hasattr(signal, "SIGXFSZ"):  # over `ulimit -f`, writes fail with EFBIG (reported) instead of killing us
+        try:
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        except ValueError:  # main() called from a thread other than the main one
+            pass
     try:
-        return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as e:
-        # Library errors already name the file and what to do; show them without a traceback.
-        if args.verbose:
-            raise
-        print(f"sslhub {args.command}: error: {e}", file=sys.stderr)
-        return 2
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not as noise at interpreter exit
+        return code
+    except BrokenPipeError as e:
+        if _stdout_closed():
+            return 141  # 128 + SIGPIPE, what a shell reports for a reader that stopped early
+        return report(e, args.command, debug)
+    except KeyboardInterrupt:
+        print(f"sslhub {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except EXPECTED as e:
+        return report(e, args.command, debug)
+    # anything else is a bug: Python prints its traceback
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -32,6 +32,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from sslhub.errors import SslhubError
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["UnreadableImageError", "decode_batch", "read_image_uint8"]
@@ -41,7 +43,7 @@ __all__ = ["UnreadableImageError", "decode_batch", "read_image_uint8"]
 _DRAFT_MIN_BYTES = 64 * 1024
 
 
-class UnreadableImageError(ValueError):
+class UnreadableImageError(SslhubError, ValueError):
     """An image file that cannot be decoded (truncated, corrupt, or not an image). The message names the file."""
 
 

@@ -16,6 +16,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from sslhub.data.decode import UnreadableImageError, read_image_uint8
+from sslhub.errors import SslhubError
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tif
 _PROGRESS_MIN_FILES = 5000
 
 
-class DatasetError(ValueError):
+class DatasetError(SslhubError, ValueError):
     """A dataset folder that cannot be used (missing, empty, classes that do not match). Names the folder."""
 
 

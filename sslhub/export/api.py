@@ -27,6 +27,7 @@ from sslhub.backbones import (
     family_of,
 )
 from sslhub.checkpoints.io import atomic_path, save_safetensors, save_torch
+from sslhub.errors import SslhubError
 from sslhub.export.detectron2 import detectron2_config, detectron2_config_yaml, write_detectron2_pkl
 from sslhub.export.keys import (
     KeyMappingError,
@@ -55,7 +56,7 @@ _GENERATOR_REFUSAL = (
 )
 
 
-class ExportError(ValueError):
+class ExportError(SslhubError, ValueError):
     """An export that cannot be done; the message names the file and what to do instead."""
 
 

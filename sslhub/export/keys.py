@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from typing import Callable, Mapping, TypeVar
 
+from sslhub.errors import SslhubError
+
 __all__ = [
     "KeyMappingError",
     "timm_vit_to_torchvision",
@@ -19,7 +21,7 @@ __all__ = [
 T = TypeVar("T")
 
 
-class KeyMappingError(ValueError):
+class KeyMappingError(SslhubError, ValueError):
     """A state dict has a key that the conversion has no rule for."""
 
 

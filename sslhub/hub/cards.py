@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from sslhub.errors import SslhubError
+
 __all__ = [
     "LAYOUTS",
     "METRIC_TASKS",
@@ -43,7 +45,7 @@ SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 URL_RE = re.compile(r"^(https?://[^\s]+|hf-hub:[^\s]+)$")
 
 
-class CardError(ValueError):
+class CardError(SslhubError, ValueError):
     """A model card that does not follow the schema. The message names the file and the field."""
 
 

@@ -31,6 +31,7 @@ from typing import Any, Iterable
 
 from sslhub._files import sha256_file, write_json_atomic
 from sslhub._version import __version__
+from sslhub.errors import SslhubError
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ _NET_CHUNK = 1 << 16
 _MAX_BACKOFF = 30.0
 
 
-class DownloadError(ValueError):
+class DownloadError(SslhubError, ValueError):
     """A download that failed. The message names the URL (without its query string) and what to do."""
 
 

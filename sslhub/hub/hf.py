@@ -14,6 +14,8 @@ import logging
 import os
 from pathlib import Path
 
+from sslhub.errors import SslhubError
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["CONFIG_NAME", "WEIGHTS_NAME", "HfHubError", "hf_hub_resolve", "parse_hf_hub_id"]
@@ -24,7 +26,7 @@ CONFIG_NAME = "config.json"
 _TRUE = ("1", "true", "yes", "on")
 
 
-class HfHubError(ValueError):
+class HfHubError(SslhubError, ValueError):
     """A Hugging Face Hub repo or file that cannot be fetched. The message names the repo and what to do."""
 
 

@@ -30,6 +30,7 @@ from sslhub._version import __version__
 from sslhub.backbones import create_backbone
 from sslhub.checkpoints.io import atomic_path, load_torch_file, save_safetensors, save_torch
 from sslhub.data import AugmentingCollate, ImageFolderDataset, collate_skip_invalid
+from sslhub.errors import SslhubError
 from sslhub.heads.utils import cosine_schedule
 from sslhub.methods import METHODS, SSLMethod, build_method
 from sslhub.recipes import apply_overrides, get_recipe
@@ -39,7 +40,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["TrainingError", "train"]
 
 
-class TrainingError(RuntimeError):
+class TrainingError(SslhubError, RuntimeError):
     """Training stopped (non-finite loss, bad data); the message says where and what was kept."""
 
 

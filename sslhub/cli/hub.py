@@ -26,7 +26,8 @@ def _row(card: Any) -> dict[str, str]:
         "KNN": _top1(card, "knn"),
         "FINETUNE": _top1(card, "finetune"),
         "REPORTED BY": ", ".join(reporters) or "-",
-        "SHA256": "verified" if card.weights.verified else "unknown",
+        # verified: against the card's sha256; first use: only against the digest recorded at the first download
+        "SHA256": "verified" if card.weights.verified else "first use",
     }
 
 
@@ -73,7 +74,9 @@ def format_card(card: Any) -> str:
         for u in f.mirrors:
             lines.append(f"      mirror  {u}")
         lines.append(f"      size    {f.size if f.size is not None else unk}")
-        lines.append(f"      sha256  {f.sha256 or 'unknown (downloads are unverified)'}")
+        tofu = ("unknown (downloads are unverified); the first download is trusted and its sha256 recorded, later "
+                "uses are checked against it")
+        lines.append(f"      sha256  {f.sha256 or tofu}")
     lines.append(f"  layout        {card.source.layout}" + (f", backbone prefix {card.source.prefix!r}"
                                                              if card.source.prefix else ""))
     if card.source.code:
@@ -125,7 +128,8 @@ def _card(args: argparse.Namespace) -> int:
 def _fetch(args: argparse.Namespace) -> int:
     from sslhub.hub import resolve_source
 
-    path = resolve_source(args.source, progress=not args.quiet, force=args.force, sha256=args.sha256)
+    path = resolve_source(args.source, progress=not args.quiet, force=args.force, sha256=args.sha256,
+                          verify=args.verify)
     print(path)
     return 0
 
@@ -145,12 +149,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--json", action="store_true", help="print the parsed card as JSON")
     p.set_defaults(func=_card)
 
-    p = sub.add_parser("fetch", help="download a weight into the cache (verified) and print its path",
+    p = sub.add_parser("fetch", help="download a weight into the cache (checked) and print its path",
                        description="SOURCE: a registry name, an http(s) URL (presigned S3/GCS read-URLs work), "
                                    "hf-hub:org/name[@rev]. Cache: $SSLHUB_HOME (default ~/.cache/sslhub); "
                                    "SSLHUB_OFFLINE=1 uses the cache only.")
     p.add_argument("source")
-    p.add_argument("--sha256", help="expected sha256 of a URL's file (registry names use their card's)")
+    p.add_argument("--sha256", help="pin the expected sha256 (a URL's file, or a registry name whose card has none)")
     p.add_argument("--force", action="store_true", help="download again even if cached")
+    p.add_argument("--verify", action="store_true",
+                   help="re-hash the cached file against its expected (or first-download) sha256")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_fetch)

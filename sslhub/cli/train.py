@@ -10,7 +10,7 @@ def _train(args: argparse.Namespace) -> int:
 
     run = train(args.recipe, args.data, args.out, val=args.val, epochs=args.epochs, overrides=args.set or (),
                 resume=args.resume, device=args.device, num_workers=args.workers, deterministic=args.deterministic,
-                max_steps_per_epoch=args.max_steps, augment_on=args.augment_on)  # fmt: skip
+                max_steps_per_epoch=args.max_steps, augment_on=args.augment_on, force=args.force)  # fmt: skip
     print(f"run written to {run}")
     return 0
 
@@ -36,7 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int)
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a recipe field (repeatable)")
-    p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoints/last.ckpt")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out with its saved config.yaml and checkpoints/last.ckpt")
+    p.add_argument("--force", action="store_true", help="replace the run that --out holds (its run files are deleted)")
     p.add_argument("--device", help="cpu or cuda (default: cuda if available)")
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     p.add_argument("--augment-on", choices=("auto", "workers", "device"), default="auto",

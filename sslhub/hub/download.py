@@ -6,11 +6,18 @@
   ``If-Range`` (the ETag, else Last-Modified, of the first response). A server whose file changed answers 200 with
   the whole new file, and the download starts over from it. Without a validator nothing is resumed.
 * Verification: the sha256 (and size, where known) is checked *before* the file is renamed into the cache; a
-  mismatch deletes the download and raises :class:`HashMismatchError`. Without a known sha256 a warning says the
-  file is unverified and prints its digest.
+  mismatch deletes the download and raises :class:`HashMismatchError`. Without a known sha256 the first download
+  is trusted (trust on first use, as a lock file pins what it first saw): a warning says the file is unverified and
+  prints its digest, and the digest, size and mtime are recorded next to the file (``<file>.sslhub.json``). Every
+  later use compares size and mtime with that record (cheap) and re-hashes the file when they differ;
+  ``verify=True`` (``sslhub fetch --verify``) always re-hashes. A cached file that does not match is never served:
+  it is deleted and downloaded again, and the new download must match the recorded digest (pass its sha256
+  explicitly to accept a file the publisher replaced). A file of a format that shows its own end (safetensors,
+  torch.save's zip) is checked to be whole, and an HTML page or a Git LFS pointer is never cached as weights.
 * Concurrency: a file lock (``filelock``) per cached file; a second process waits and then uses the finished file.
-* Failures: connection errors, timeouts, cut connections and 408/429/5xx answers are retried with exponential
-  backoff, resuming where the last attempt stopped.
+* Failures: timeouts, connections cut mid-transfer and 408/429/5xx answers are retried with exponential backoff,
+  resuming where the last attempt stopped. A refused connection and a host name that does not resolve (offline,
+  wrong URL) fail at once: retrying them only makes the user wait.
 * Offline: ``SSLHUB_OFFLINE=1`` uses the cache and fails clearly when the file is not there.
 * Presigned S3/GCS read-URLs: only ``GET`` with the URL exactly as given (never ``HEAD``, which the signature does
   not cover), and the query string (the signature) never appears in logs or error messages.
@@ -217,6 +224,41 @@ def _server_error(resp: Any, shown: str) -> str:
     return f"HTTP {resp.status_code} {resp.reason or ''} for {shown}{detail}.{hint}"
 
 
+def _unreachable(e: BaseException) -> str | None:
+    """Why a connection attempt cannot succeed on retry (refused, name does not resolve), else ``None``."""
+    import socket
+
+    seen: set[int] = set()
+    stack: list[Any] = [e]
+    while stack:
+        x = stack.pop()
+        if x is None or id(x) in seen:
+            continue
+        seen.add(id(x))
+        if isinstance(x, ConnectionRefusedError):
+            return "connection refused (no server listens there)"
+        if isinstance(x, socket.gaierror):
+            return "the host name does not resolve (offline, or a wrong host)"
+        if type(x).__name__ == "NameResolutionError":
+            return "the host name does not resolve (offline, or a wrong host)"
+        stack += [x.__cause__, x.__context__, getattr(x, "reason", None)]
+        stack += [a for a in getattr(x, "args", ()) if isinstance(a, BaseException)]
+    return None
+
+
+def _not_weights(paths: _Paths, shown: str, content_type: str) -> None:
+    """Refuse a body that is an HTML page or a Git LFS pointer (a login page, a raw link to an LFS file)."""
+    from sslhub.checkpoints.sniff import sniff
+
+    kind = sniff(paths.part)
+    if kind not in ("html", "lfs-pointer") and not (content_type.startswith("text/html") and kind == "text"):
+        return
+    _unlink(paths.part, paths.part_meta)
+    what = "a Git LFS pointer (use the LFS media URL)" if kind == "lfs-pointer" else (
+        "an HTML page (a login or error page, or an expired link?)")
+    raise DownloadError(f"{shown}: the server sent {what} instead of the file; nothing was cached. Check the URL")
+
+
 def _attempt(session: Any, url: str, paths: _Paths, *, timeout: Any, progress: bool, desc: str, shown: str) -> int:
     """Download (the rest of) ``url`` into ``paths.part``; return the number of bytes now in the part file."""
     import requests
@@ -237,6 +279,11 @@ def _attempt(session: Any, url: str, paths: _Paths, *, timeout: Any, progress: b
     try:
         resp = session.get(url, headers=headers, stream=True, timeout=timeout, allow_redirects=True)
     except (requests.ConnectionError, requests.Timeout) as e:
+        why = None if isinstance(e, requests.Timeout) else _unreachable(e)
+        if why:
+            host = urllib.parse.urlsplit(url).netloc.rpartition("@")[2]
+            raise DownloadError(f"{shown}: cannot connect to {host}: {why}. Check the network and the URL; "
+                                f"{ENV_OFFLINE}=1 uses cached files only") from None
         raise _Retryable(f"{type(e).__name__} while connecting") from None
 
     with resp:
@@ -295,6 +342,17 @@ def _attempt(session: Any, url: str, paths: _Paths, *, timeout: Any, progress: b
             bar.close()
         if total is not None and written != total:
             raise _Retryable(f"connection closed after {written} of {total} bytes")
+        _not_weights(paths, shown, resp.headers.get("Content-Type", ""))
+        from sslhub.checkpoints.sniff import is_complete
+
+        whole = is_complete(paths.part)
+        if whole is False:  # the server sent no length (or a wrong one): the format itself shows a missing end
+            _unlink(paths.part, paths.part_meta)
+            raise _Retryable(f"the file is truncated after {written} bytes (its own structure says so; the server "
+                             f"sent {'no length' if total is None else 'a wrong length'})", retry_after=0.0)
+        if total is None and whole is None:
+            logger.warning("%s: the server sent no length and the file's format cannot show its end, so a cut "
+                           "transfer would go unnoticed; check the digest below against the publisher's", shown)
         return written
 
 
@@ -312,24 +370,43 @@ def _content_range_total(value: str) -> int | None:
 # public entry point
 
 
-def _cached_ok(paths: _Paths, sha256: str | None, size: int | None, shown: str) -> bool:
+def _record(paths: _Paths, meta: dict[str, Any], **changes: Any) -> None:
+    st = paths.final.stat()
+    write_json_atomic(paths.meta, {**meta, **changes, "size": st.st_size, "mtime_ns": st.st_mtime_ns})
+
+
+def _cached_ok(paths: _Paths, sha256: str | None, size: int | None, shown: str, *, verify: bool = False) -> bool:
+    """True when the cached file may be served. A file that does not match what is expected of it (the given
+    sha256/size, else the record of its first download) is deleted, so that it is never served."""
     if not paths.final.is_file():
         return False
-    if size is not None and paths.final.stat().st_size != size:
-        logger.warning("%s: cached file %s has %d bytes, expected %d; it will be downloaded again", shown,
-                       paths.final, paths.final.stat().st_size, size)
-        return False
-    if sha256 is None:
-        return True
+    st = paths.final.stat()
     meta = _read_json(paths.meta)
-    if meta.get("sha256") == sha256 and meta.get("size") == paths.final.stat().st_size:
+    expected = sha256 or meta.get("sha256")
+    want_size = size if size is not None else (meta.get("size") if sha256 is None else None)
+    if want_size is not None and st.st_size != want_size:
+        logger.warning("%s: cached file %s has %d bytes, expected %d; it is deleted and downloaded again", shown,
+                       paths.final, st.st_size, want_size)
+        _unlink(paths.final)
+        return False
+    if expected is None:  # cached before records were kept: trust it now, as a first download would be
+        digest = sha256_file(paths.final)
+        _record(paths, meta, sha256=digest, verified=False, pinned="first use of the cached file")
+        logger.warning("UNVERIFIED: %s: cached %s has no recorded sha256; recorded %s now", shown, paths.final, digest)
         return True
-    digest = sha256_file(paths.final)  # no record (or another expected hash): hash the file once
-    if digest == sha256:
-        write_json_atomic(paths.meta, {**meta, "sha256": digest, "size": paths.final.stat().st_size})
+    unchanged = meta.get("sha256") == expected and meta.get("size") == st.st_size and meta.get("mtime_ns") == st.st_mtime_ns
+    if unchanged and not verify:
         return True
-    logger.warning("%s: cached file %s has sha256 %s, expected %s; it will be downloaded again", shown, paths.final,
-                   digest, sha256)
+    digest = sha256_file(paths.final)  # the file changed since it was recorded, or a check was asked for
+    if digest == expected:
+        verified = bool(meta.get("verified")) or (sha256 is not None)
+        _record(paths, meta, sha256=digest, verified=verified)
+        logger.info("%s: sha256 %s of %s matches %s", shown, digest, paths.final,
+                    "the expected one" if sha256 else f"its first download ({meta.get('downloaded', '?')})")
+        return True
+    logger.warning("%s: cached file %s has sha256 %s, expected %s (%s); it is deleted and downloaded again", shown,
+                   paths.final, digest, expected, "given" if sha256 else "recorded at its first download")
+    _unlink(paths.final)
     return False
 
 
@@ -342,6 +419,7 @@ def fetch_url(
     mirrors: Iterable[str] = (),
     label: str | None = None,
     force: bool = False,
+    verify: bool = False,
     progress: bool = True,
     retries: int = 5,
     backoff: float = 1.0,
@@ -352,12 +430,14 @@ def fetch_url(
     Args:
         url: ``http(s)://`` URL, used exactly as given (presigned S3/GCS read-URLs work unchanged).
         sha256: expected hex digest. Checked before the file enters the cache; a mismatch deletes the download and
-            raises :class:`HashMismatchError`. ``None`` downloads unverified and logs a warning with the digest.
+            raises :class:`HashMismatchError`. ``None``: the first download is trusted (a warning with its digest)
+            and its digest recorded; later downloads of the URL must match that record.
         size: expected size in bytes (checked like ``sha256``), if known.
         filename: name of the cached file (default: the last URL path component).
         mirrors: other URLs with the same content, tried in order when ``url`` fails (not on a hash mismatch).
         label: what to call the file in messages (e.g. a registry name); default the URL without query.
         force: download again even if the file is cached (the cached file is replaced only once verified).
+        verify: re-hash a cached file even when its size and mtime match the record.
         progress: show a tqdm progress bar (on terminals).
         retries: further attempts per URL after network errors, cut connections, 408/429/5xx.
         backoff: seconds before the first retry; doubled each time (at most 30 s).
@@ -377,7 +457,7 @@ def fetch_url(
     shown = label or redact_url(url)
     paths = _Paths(cache_path(url, filename))
 
-    if not force and _cached_ok(paths, sha256, size, shown):
+    if not force and _cached_ok(paths, sha256, size, shown, verify=verify):
         logger.debug("%s: using cached %s", shown, paths.final)
         return paths.final
     if is_offline():
@@ -388,7 +468,13 @@ def fetch_url(
 
     from filelock import FileLock, Timeout
 
-    paths.final.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        paths.final.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DownloadError(
+            f"cannot create the cache folder {paths.final.parent}: {e.strerror}. The cache root {sslhub_home()} (from "
+            f"${ENV_HOME}, else ~/.cache/sslhub) must be a folder you can write: set {ENV_HOME} to one"
+        ) from None
     lock = FileLock(str(paths.lock))
     try:
         lock.acquire(timeout=0)
@@ -397,8 +483,9 @@ def fetch_url(
         lock.acquire()
     try:
         # another process may have finished it while we waited for the lock
-        if not force and _cached_ok(paths, sha256, size, shown):
+        if not force and _cached_ok(paths, sha256, size, shown, verify=verify):
             return paths.final
+        pin = None if sha256 else _read_json(paths.meta).get("sha256")  # what the first download was
         if force:
             _unlink(paths.part, paths.part_meta)
         errors: list[str] = []
@@ -414,7 +501,8 @@ def fetch_url(
             except DownloadError as e:
                 errors.append(str(e))
                 continue
-            _verify_and_commit(paths, candidate, sha256=sha256, size=size, shown=cshown)
+            _verify_and_commit(paths, candidate, sha256=sha256, size=size, shown=cshown, pin=pin,
+                               pinned_at=_read_json(paths.meta).get("downloaded"))
             return paths.final
         raise DownloadError("; ".join(errors) if len(errors) == 1 else "all URLs failed: " + " | ".join(errors))
     finally:
@@ -447,7 +535,8 @@ def _download_with_retries(url: str, paths: _Paths, shown: str, *, progress: boo
                 time.sleep(delay)
 
 
-def _verify_and_commit(paths: _Paths, url: str, *, sha256: str | None, size: int | None, shown: str) -> None:
+def _verify_and_commit(paths: _Paths, url: str, *, sha256: str | None, size: int | None, shown: str,
+                       pin: str | None = None, pinned_at: str | None = None) -> None:
     got_size = paths.part.stat().st_size
     digest = sha256_file(paths.part)
     problem = None
@@ -462,22 +551,35 @@ def _verify_and_commit(paths: _Paths, url: str, *, sha256: str | None, size: int
             "serve a different or corrupted file: do not use it. If the publisher replaced the file on purpose, "
             "the card/checksum must be updated."
         )
+    if pin is not None and digest != pin:
+        _unlink(paths.part, paths.part_meta)
+        raise HashMismatchError(
+            f"{shown}: the server now sends a file with sha256 {digest}, but the first download ({pinned_at or '?'}) "
+            f"had {pin}; it was deleted and nothing was cached. If the publisher replaced the file on purpose, accept "
+            f"the new one explicitly: `sslhub fetch ... --sha256 {digest}` (sha256=...)."
+        )
     part_meta = _read_json(paths.part_meta)
     os.replace(paths.part, paths.final)
+    st = paths.final.stat()
     write_json_atomic(paths.meta, {
         "url": redact_url(url),
         "sha256": digest,
         "size": got_size,
+        "mtime_ns": st.st_mtime_ns,
         "verified": sha256 is not None,
+        "pinned": "expected sha256" if sha256 is not None else "first download",
         "etag": part_meta.get("etag"),
         "downloaded": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     })
     _unlink(paths.part_meta)
-    if sha256 is None:
+    if sha256 is None and pin is None:
         logger.warning(
             "UNVERIFIED download: %s has no known sha256, so its content could not be checked. Its sha256 is %s "
-            "(%d bytes); compare it with the publisher's, and add it to the card or pass sha256=... to verify.",
+            "(%d bytes); compare it with the publisher's, and add it to the card or pass sha256=... to verify. "
+            "Later uses of the cached file are checked against this digest.",
             shown, digest, got_size,
         )
+    elif sha256 is None:
+        logger.info("%s: sha256 matches the first download, cached at %s", shown, paths.final)
     else:
         logger.info("%s: sha256 verified, cached at %s", shown, paths.final)

@@ -38,11 +38,13 @@ def _hf(source: str) -> Path:
     return Path(hf_hub_resolve(repo_id, revision))
 
 
-def fetch_card(card: Card, *, progress: bool = True, force: bool = False) -> Path:
+def fetch_card(card: Card, *, progress: bool = True, force: bool = False, verify: bool = False) -> Path:
     """Download (or find in the cache) the weights file of ``card``, verified against its sha256 and size.
 
-    Cards with ``sha256: unknown`` download with an "UNVERIFIED" warning. ``hf-hub:`` URLs go through
-    huggingface_hub (its cache and offline mode), then the file is checked against the card's sha256 too.
+    Cards with ``sha256: unknown`` download with an "UNVERIFIED" warning; the first download's digest is recorded
+    and later uses are checked against it (:func:`sslhub.hub.download.fetch_url`). ``hf-hub:`` URLs go through
+    huggingface_hub (its cache and offline mode), then the file is checked against the card's sha256, if any.
+    ``verify`` re-hashes a cached file.
     """
     f = card.weights
     if f.url.startswith("hf-hub:"):
@@ -56,10 +58,11 @@ def fetch_card(card: Card, *, progress: bool = True, force: bool = False) -> Pat
             logger.warning("UNVERIFIED: %s has no known sha256 in its card; %s was not checked", card.name, path)
         return path
     return fetch_url(f.url, sha256=f.sha256, size=f.size, filename=f.filename, mirrors=f.mirrors, label=card.name,
-                     progress=progress, force=force)
+                     progress=progress, force=force, verify=verify)
 
 
-def resolve_source(source: str, *, progress: bool = True, force: bool = False, sha256: str | None = None) -> Path:
+def resolve_source(source: str, *, progress: bool = True, force: bool = False, sha256: str | None = None,
+                   verify: bool = False) -> Path:
     """Return a local file for ``source``, downloading it into the cache if needed.
 
     Args:
@@ -67,7 +70,8 @@ def resolve_source(source: str, *, progress: bool = True, force: bool = False, s
             string is never logged), ``hf-hub:org/name[@rev]`` (via huggingface_hub), or an existing path.
         progress: show download progress bars.
         force: download again even when cached (URLs and registry names).
-        sha256: expected digest for a URL or ``hf-hub:`` source (registry names use their card's).
+        sha256: expected digest: pins a URL's or ``hf-hub:`` file, or a registry name whose card has none.
+        verify: re-hash a cached download against its expected (or first-download) digest.
 
     Raises:
         ValueError: the source is none of the accepted forms (the message lists them); subclasses of it for
@@ -75,7 +79,7 @@ def resolve_source(source: str, *, progress: bool = True, force: bool = False, s
     """
     s = str(source).strip()
     if s.startswith(("http://", "https://")):
-        return fetch_url(s, sha256=sha256, progress=progress, force=force)
+        return fetch_url(s, sha256=sha256, progress=progress, force=force, verify=verify)
     if s.startswith("hf-hub:"):
         path = _hf(s)
         if sha256 is not None and sha256_file(path) != sha256.lower():
@@ -98,6 +102,6 @@ def resolve_source(source: str, *, progress: bool = True, force: bool = False, s
                 raise ValueError(f"{s}: sha256={sha256} contradicts the card's {card.weights.sha256}")
             files = tuple(dataclasses.replace(f, sha256=sha256.lower()) if f is card.weights else f for f in card.files)
             card = dataclasses.replace(card, files=files)
-        return fetch_card(card, progress=progress, force=force)
+        return fetch_card(card, progress=progress, force=force, verify=verify)
     raise ValueError(f"{redact_url(s) if '://' in s else s!r}: no such file, and not a recognised source. A source "
                      f"must be {ACCEPTED_FORMS}.")

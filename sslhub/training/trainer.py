@@ -33,7 +33,7 @@ from sslhub.data import AugmentingCollate, ImageFolderDataset, collate_skip_inva
 from sslhub.errors import SslhubError
 from sslhub.heads.utils import cosine_schedule
 from sslhub.methods import METHODS, SSLMethod, build_method
-from sslhub.recipes import apply_overrides, get_recipe
+from sslhub.training.run_dir import prepare_run_dir, recipe_for_run, restore_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -152,6 +152,20 @@ def _nonfinite(step: int, epoch: int, ckpt_path: Path) -> TrainingError:
     )
 
 
+def _check_weights(model: nn.Module, epoch: int, ckpt_path: Path) -> None:
+    """Raise if a weight or buffer is not finite (one host-device sync for all of them)."""
+    floats = [(k, t) for k, t in model.state_dict().items() if t.is_floating_point() and t.numel()]
+    if not floats or bool(torch.stack([torch.isfinite(t).all() for _, t in floats]).all()):
+        return
+    bad = [k for k, t in floats if not torch.isfinite(t).all()]
+    raise TrainingError(
+        f"after epoch {epoch + 1} {len(bad)} weight tensor(s) are not finite (first: {bad[0]}); training stopped and "
+        f"nothing of this epoch was saved. The last good state is "
+        f"{ckpt_path if ckpt_path.exists() else 'not written yet'}; try a lower optimizer.lr (--set "
+        "optimizer.lr=...), a longer warmup or optimizer.clip_grad"
+    )
+
+
 def _weight_decay_schedule(recipe: dict[str, Any], total_steps: int):
     """``optimizer.weight_decay_end`` turns on a cosine weight-decay schedule (DINO: 0.04 -> 0.4) for the groups
     that decay at all; without it, ``None`` (constant weight decay)."""
@@ -205,6 +219,9 @@ def _embed(backbone: nn.Module, loader: DataLoader, device: torch.device) -> tup
         feats.append(backbone(_normalize(x, IMAGENET_NORMALIZE["mean"], IMAGENET_NORMALIZE["std"])).flatten(1).float().cpu())
         labels.append(y)
     backbone.train(was)
+    if not feats:
+        raise TrainingError("no image of the monitoring folder could be read, so no embedding was computed; check "
+                            "the images (see the warnings above)")
     return torch.cat(feats), torch.cat(labels)
 
 
@@ -215,6 +232,8 @@ def _monitor(backbone: nn.Module, train_eval: DataLoader, val: DataLoader | None
 
     out: dict[str, float] = {}
     f_train, y_train = _embed(backbone, train_eval, device)
+    if not torch.isfinite(f_train).all():
+        raise TrainingError("the backbone's embeddings are not finite (NaN or inf)")
     z = nn.functional.normalize(f_train, dim=1)
     # std of l2-normalised embeddings: ~1/sqrt(D) when spread out, -> 0 when the representation collapses
     out["embedding_std"] = float(z.std(dim=0).mean())
@@ -286,6 +305,7 @@ def train(
     max_steps_per_epoch: int | None = None,
     progress: bool = True,
     augment_on: str = "auto",
+    force: bool = False,
 ) -> Path:
     """Train a recipe on a folder of images and write a run directory.
 
@@ -297,7 +317,9 @@ def train(
         val: labelled image folder for per-epoch kNN accuracy.
         epochs: overrides the recipe's epochs.
         overrides: ``key=value`` strings applied to the recipe.
-        resume: continue from ``out/checkpoints/last.ckpt``.
+        resume: continue the run in ``out``: its recipe from ``out/config.yaml`` (``overrides`` and ``epochs`` may
+            only change what :data:`sslhub.training.run_dir.RESUME_COMPATIBLE` allows), its state from
+            ``out/checkpoints/last.ckpt`` (a run killed before its first checkpoint starts over).
         device: ``cpu``/``cuda``; default cuda when available.
         deterministic: ``torch.use_deterministic_algorithms(True)`` (reproducible resume on CPU).
         max_steps_per_epoch: cap steps per epoch (smoke tests).
@@ -305,19 +327,30 @@ def train(
             batch is collated, in parallel with the model step; needs ``num_workers > 0``), ``"device"`` (in the
             training process on ``device``, e.g. on the GPU), or ``"auto"``: workers on a CPU device when there
             are workers, else the device.
+        force: replace the run that ``out`` holds (its run files are deleted). Without ``force`` or ``resume``, a
+            folder that holds a run is refused.
 
     Returns:
         The run directory.
+
+    Raises:
+        TrainingError: the run cannot give a sound result (non-finite loss, weights or embeddings; no optimizer
+            step because no batch of readable images); the last good checkpoint is kept.
+        RunDirError: ``out`` holds a run (without ``resume``/``force``), or a resume conflicts with its config.
     """
-    r = get_recipe(recipe, overrides) if isinstance(recipe, str) else apply_overrides(recipe, overrides)
-    if epochs is not None:
-        r["epochs"] = int(epochs)
+    out = Path(out)
     rank, world, local_rank = _dist()
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    prepare_run_dir(out, resume=resume, force=force, delete=rank == 0)
+    r = recipe_for_run(recipe, out, overrides=overrides, epochs=epochs, resume=resume)
+    try:
+        dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    except RuntimeError as e:
+        raise ValueError(f"--device {device!r}: {e}; use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: no CUDA device is available here; use --device cpu")
     if dev.type == "cuda" and world > 1:
         dev = torch.device("cuda", local_rank)
         torch.cuda.set_device(dev)
-    out = Path(out)
     ckpt_path = out / "checkpoints" / "last.ckpt"
     if dev.type == "cuda" and num_workers > 0:
         # measured on an H100 box: 16 main-process threads next to 12 loader workers made the small CPU ops of
@@ -382,15 +415,25 @@ def train(
     scaler = torch.amp.GradScaler("cuda", enabled=dev.type == "cuda")
 
     start_epoch, step = 0, 0
+    rows: list[dict[str, Any]] = []
+    metrics_file = out / "metrics.jsonl"
     if resume and ckpt_path.exists():
         state = load_torch_file(ckpt_path)
+        if int(state["epoch"]) > int(r["epochs"]):
+            raise ValueError(f"--epochs {r['epochs']}: the run in {out} has done {state['epoch']} epochs already; "
+                             "pass at least that many")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         _set_rng_state(state["rng"])
         start_epoch, step = int(state["epoch"]), int(state["global_step"])
+        if rank == 0:  # rows a killed run wrote after its last checkpoint go: they are computed again
+            rows = restore_metrics(metrics_file, state.get("metrics"), start_epoch)
         logger.info("resumed %s at epoch %d (step %d)", ckpt_path, start_epoch, step)
+    elif resume and rank == 0 and metrics_file.exists():
+        logger.info("%s has no checkpoint yet; the run starts over", out)
+        restore_metrics(metrics_file, [], 0)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         with atomic_path(out / "config.yaml") as tmp:
@@ -400,14 +443,13 @@ def train(
                                           sort_keys=False))  # fmt: skip
     from tqdm.auto import tqdm
 
-    metrics_file = out / "metrics.jsonl"
     for epoch in range(start_epoch, int(r["epochs"])):
         if world > 1:
             sampler.set_epoch(epoch)
         gen.manual_seed(seed * 1000 + epoch)  # data order depends on (seed, epoch) only
         worker_gen.manual_seed(seed * 1000 + epoch + 1)  # so do the seeds of workers created this epoch
         model.train()
-        t0, seen, losses = time.perf_counter(), 0, _LossLog(dev)
+        t0, seen, losses, first_step = time.perf_counter(), 0, _LossLog(dev), step
         bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{r['epochs']}", disable=not progress or rank != 0, leave=False)
         for i, batch in enumerate(loader):
             if i >= steps_per_epoch:
@@ -450,6 +492,13 @@ def train(
         if bad is not None:
             raise _nonfinite(bad, epoch, ckpt_path)
         bar.close()
+        if step == first_step:
+            raise TrainingError(
+                f"epoch {epoch + 1} made no optimizer step: no batch of {batch_size} readable images came out of "
+                f"{data} ({len(ds)} indexed, {ds.skipped} skipped as unreadable; files that fail to decode later are "
+                "skipped too, see the warnings above). Fix or remove the broken images, or lower batch_size"
+            )
+        _check_weights(model, epoch, ckpt_path)
         elapsed = time.perf_counter() - t0
         if rank == 0:
             row: dict[str, Any] = {"epoch": epoch + 1, "step": step, "loss": losses.mean,
@@ -459,16 +508,22 @@ def train(
             every = int(r.get("monitor_every", 1) or 0)  # 0 switches the per-epoch kNN/std monitor off
             if every and ((epoch + 1) % every == 0 or epoch + 1 == int(r["epochs"])):
                 row.update(_monitor(model.eval_backbone, eval_loader, val_loader, dev, r.get("knn", {}), len(ds.classes)))
-            if row.get("embedding_std_ratio", 1.0) < 0.02:
+            ratio = row.get("embedding_std_ratio")
+            if ratio is not None and not math.isfinite(ratio):
+                raise TrainingError(f"epoch {epoch + 1}: the embedding std ratio is {ratio}; the embeddings are "
+                                    f"broken. The last good state is {ckpt_path if ckpt_path.exists() else 'not written yet'}")
+            if ratio is not None and ratio < 0.02:
                 logger.warning("epoch %d: embedding std ratio %.3f is near 0: the representation may be collapsing",
                                epoch + 1, row["embedding_std_ratio"])  # fmt: skip
-            with open(metrics_file, "a") as f:
-                f.write(json.dumps(row) + "\n")
             logger.info("epoch %d: %s", epoch + 1, ", ".join(f"{k}={v:.4g}" for k, v in row.items() if isinstance(v, float)))
+            rows.append(row)
+            # The rows travel in the checkpoint, so a resume restores exactly the rows of the epochs it has.
             state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                      "scaler": scaler.state_dict(), "rng": _rng_state(), "epoch": epoch + 1, "global_step": step,
-                     "recipe": r["name"]}  # fmt: skip
+                     "recipe": r["name"], "metrics": rows}  # fmt: skip
             save_torch(state, ckpt_path)
+            with open(metrics_file, "a") as f:
+                f.write(json.dumps(row) + "\n")
     if rank == 0:
         sd = {k: v for k, v in model.state_dict().items() if not k.startswith("criterion.")}
         save_safetensors(sd, out / "model.safetensors", _metadata(r, model, int(r["epochs"])))

@@ -1,0 +1,155 @@
+"""The run directory of ``sslhub train``: one run per folder, resumed from its own saved config.
+
+* A folder that already holds a run is refused unless the run is resumed (``resume``) or replaced (``force``:
+  the run's files are deleted first, other files in the folder are left alone). Two runs never share a
+  ``metrics.jsonl`` or a checkpoint.
+* ``resume`` reads the recipe from the run's ``config.yaml``: the original ``--set`` flags are not needed again.
+  Overrides given on resume are checked against it. Allowed changes (:data:`RESUME_COMPATIBLE`) are those that
+  leave the steps already taken valid: more ``epochs`` (the cosine schedule then stretches over the new length from
+  the current step, as in Lightning), the monitor (``monitor_every``, ``knn.*``). Anything else (optimizer, batch
+  size, backbone, transform, seed, ...) would make the resumed run a different run, and is refused with a message
+  naming the key.
+* ``metrics.jsonl`` rows travel inside ``checkpoints/last.ckpt``; on resume the file is rewritten from the
+  checkpoint, so a killed and resumed run has exactly the rows of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from sslhub._files import atomic_path
+from sslhub.errors import SslhubError
+from sslhub.recipes import apply_overrides, get_recipe
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["RESUME_COMPATIBLE", "RUN_FILES", "RunDirError", "existing_run", "prepare_run_dir", "recipe_for_run",
+           "restore_metrics"]  # fmt: skip
+
+RUN_FILES = ("config.yaml", "metrics.jsonl", "checkpoints", "model.safetensors", "checkpoint.ckpt", "curves.png")
+# Recipe keys (dotted prefixes) that a resumed run may change.
+RESUME_COMPATIBLE = ("epochs", "monitor_every", "knn")
+
+
+class RunDirError(SslhubError, ValueError):
+    """The run directory does not fit the request (a run is there already, or a resume conflicts with it)."""
+
+
+def existing_run(out: str | Path) -> list[str]:
+    """The run files present in ``out`` (empty when it holds no run)."""
+    out = Path(out)
+    return [name for name in RUN_FILES if (out / name).exists()]
+
+
+def prepare_run_dir(out: str | Path, *, resume: bool, force: bool, delete: bool = True) -> None:
+    """Refuse to train into a folder that holds a run, unless it is resumed or replaced (``force``).
+
+    With ``force`` (and ``delete``, i.e. on the process that owns the folder) the run's files are removed.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise RunDirError(f"--out {out} is a file; pass a folder for the run")
+    if resume and force:
+        raise RunDirError("--resume and --force contradict each other: resume continues the run, force replaces it")
+    present = existing_run(out)
+    if not present or resume:
+        return
+    if not force:
+        raise RunDirError(
+            f"{out} already holds a run ({', '.join(present)}). Pass --resume to continue it, --force to replace it "
+            "(its run files are deleted), or choose another --out"
+        )
+    if delete:
+        logger.warning("--force: deleting the previous run in %s (%s)", out, ", ".join(present))
+        for name in present:
+            p = out / name
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(d, dict):
+        return {prefix: d}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_flatten(v, f"{prefix}{k}." if isinstance(v, dict) and v else f"{prefix}{k}"))
+    return out
+
+
+def _compatible(key: str) -> bool:
+    return any(key == c or key.startswith(c + ".") for c in RESUME_COMPATIBLE)
+
+
+def saved_config(out: str | Path) -> dict[str, Any] | None:
+    """The run's ``config.yaml``, or ``None`` when there is none."""
+    path = Path(out) / "config.yaml"
+    if not path.is_file():
+        return None
+    try:
+        cfg = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise RunDirError(f"{path} cannot be read ({e}); it is needed to resume. Restore it, or start a new run") from None
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("recipe"), dict):
+        raise RunDirError(f"{path} holds no recipe; it is needed to resume. Restore it, or start a new run")
+    return cfg
+
+
+def recipe_for_run(recipe: str | dict[str, Any], out: str | Path, *, overrides: Iterable[str] = (),
+                   epochs: int | None = None, resume: bool = False) -> dict[str, Any]:  # fmt: skip
+    """The resolved recipe a run trains: from ``recipe`` and ``overrides``, or on ``resume`` from the run's
+    ``config.yaml`` with the (compatible) overrides applied.
+
+    Raises:
+        RunDirError: on resume, a different recipe name or an override that conflicts with the saved config.
+    """
+    overrides = list(overrides)
+    cfg = saved_config(out) if resume else None
+    if cfg is None:
+        r = get_recipe(recipe, overrides) if isinstance(recipe, str) else apply_overrides(recipe, overrides)
+        if epochs is not None:
+            r["epochs"] = int(epochs)
+        return r
+    saved = cfg["recipe"]
+    name = recipe if isinstance(recipe, str) else recipe.get("name")
+    if name is not None and name != saved.get("name"):
+        raise RunDirError(
+            f"--resume: {out} is a run of {saved.get('name')!r}, not {name!r}. Resume it with its own recipe name, "
+            "or start a new run in another --out"
+        )
+    r = apply_overrides(saved if isinstance(recipe, str) else recipe, overrides)
+    if epochs is not None:
+        r["epochs"] = int(epochs)
+    old, new = _flatten(saved), _flatten(r)
+    for key in sorted(set(old) | set(new)):
+        if old.get(key) != new.get(key) and not _compatible(key):
+            raise RunDirError(
+                f"--resume: {key}={json.dumps(new.get(key))} conflicts with the run's config.yaml ({key}: "
+                f"{json.dumps(old.get(key))}); a resumed run keeps its recipe (only {', '.join(RESUME_COMPATIBLE)} "
+                "may change). Drop the --set, or start a new run (another --out, or --force) to change it"
+            )
+    return r
+
+
+def restore_metrics(metrics_file: Path, rows: list[dict[str, Any]] | None, done_epochs: int) -> list[dict[str, Any]]:
+    """Make ``metrics.jsonl`` hold exactly the rows of the epochs the checkpoint has (``rows``, as it saved them),
+    dropping those a killed run wrote after its last checkpoint; return the rows kept."""
+    if rows is None:  # a checkpoint from before rows travelled in it: keep the file's rows up to its epoch
+        by_epoch: dict[int, dict[str, Any]] = {}
+        if metrics_file.is_file():
+            for line in metrics_file.read_text().splitlines():
+                try:
+                    row = json.loads(line)
+                except ValueError:  # a line cut by the kill
+                    continue
+                if isinstance(row, dict) and isinstance(row.get("epoch"), int) and row["epoch"] <= done_epochs:
+                    by_epoch[row["epoch"]] = row
+        rows = [by_epoch[e] for e in sorted(by_epoch)]
+    rows = [r for r in rows if int(r.get("epoch", 0)) <= done_epochs]
+    with atomic_path(metrics_file) as tmp:
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return rows

@@ -50,6 +50,7 @@ TOP_LEVEL: dict[str, Key] = {
     "name": Key(STR, help="recipe name (set by the registry)"),
     "method": Key(STR, help="key of sslhub.methods.METHODS"),
     "paper": Key(STR, nullable=True),
+    "measured": Key(STR, nullable=True, help="what this recipe was measured at (shown by `sslhub recipes --table`)"),
     "input_size": Key(INT, "positive", help="training crop size in pixels"),
     "load_size": Key(INT, "positive", help="decode size before cropping (default input_size)"),
     "epochs": Key(INT, "at_least_1"),
@@ -57,6 +58,7 @@ TOP_LEVEL: dict[str, Key] = {
     "sync_batchnorm": Key(BOOL),
     "seed": Key(INT, "non_negative"),
     "monitor_every": Key(INT, "non_negative", help="kNN/std monitor every N epochs (0: off)"),
+    "monitor_random_init": Key(BOOL, help="measure the kNN of the untrained network once, before epoch 1"),
     "amp": Key(BOOL, nullable=True, help="mixed precision (default: on for CUDA, off on the CPU)"),
 }
 

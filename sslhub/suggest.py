@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Iterable, Sequence
 
-__all__ = ["METHOD_ALIASES", "did_you_mean", "natural_key", "natural_sorted", "normalize_name", "resolve_method_alias",
+__all__ = ["no_such_file", "METHOD_ALIASES", "did_you_mean", "natural_key", "natural_sorted", "normalize_name", "resolve_method_alias",
            "similar", "similar_files"]
 
 # Other spellings of a method name -> the name recipes and the registry use (one naming scheme, see sslhub.recipes).
@@ -95,3 +95,18 @@ def similar_files(path: str | os.PathLike, n: int = 5, suffixes: Sequence[str] =
         entries = [e for e in entries if e.is_dir() or e.suffix in suffixes]
     names = similar(p.name, [e.name for e in entries], n=n, cutoff=0.5)
     return [str(folder / e) if str(p.parent) not in ("", ".") else e for e in names]
+
+
+# Suffixes that make a string a file name, never a registry name (registry tags look like "lightly-in1k").
+FILE_SUFFIXES = (".ckpt", ".pth", ".pt", ".safetensors", ".bin", ".pkl", ".pickle", ".tar", ".npz", ".npy", ".json",
+                 ".yaml", ".csv", ".png")
+
+
+def no_such_file(path: str | os.PathLike, what: str = "file") -> str:
+    """``"PATH: no such file. Did you mean 'x.ckpt'?"``, with the closest names in its folder."""
+    close = similar_files(path)
+    hint = f". Did you mean {', '.join(repr(c) for c in close)}?" if close else "."
+    folder = Path(path).expanduser().parent
+    if not close and not folder.is_dir():
+        hint = f" (the folder {str(folder)!r} does not exist either)."
+    return f"{path}: no such {what}{hint}"

@@ -123,12 +123,15 @@ def _model_and_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--crop-pct", type=float, help="center-crop fraction (default 1.0 up to 64 px, else 0.875)")
     p.add_argument("--batch-size", type=int, help="images per step (default 256; 64 for finetune)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    p.add_argument("--num-workers", type=int, help="DataLoader workers (default: CPU cores - 1, at most 8)")
+    p.add_argument("--num-workers", "--workers", dest="num_workers", type=int, metavar="N",
+                   help="DataLoader workers (default: CPU cores - 1, at most 8)")
     p.add_argument("--force", action="store_true", help="replace an existing output file")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("eval", help="evaluate a backbone: kNN, linear probe or finetuning top-1")
+    p = sub.add_parser("eval", help="evaluate a backbone: kNN, linear probe or finetuning top-1",
+                       description="Evaluate a backbone on labelled image folders: kNN, linear probe or finetuning "
+                                   "top-1. `sslhub eval PROTOCOL --help` shows each protocol's options.")  # fmt: skip
     proto = p.add_subparsers(dest="protocol", metavar="PROTOCOL")
     proto.required = True
     helps = {
@@ -139,8 +142,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     for name, text in helps.items():
         q = proto.add_parser(name, help=text, description=text)
         _model_and_data_args(q)
-        q.add_argument("--train", required=True, help="training folder (<dir>/<class>/<image>)")
-        q.add_argument("--val", required=True, help="evaluation folder with the same class subfolders")
+        q.add_argument("--data", "--train", dest="train", required=True, metavar="DIR",
+                       help="labelled training folder (<dir>/<class>/<image>), as `sslhub train --data`")
+        q.add_argument("--val", required=True, metavar="DIR", help="evaluation folder with the same class subfolders")
         q.add_argument("--dataset", help="dataset name for the result (default: the val folder's parent name)")
         q.add_argument("--split", help="split name for the result (default: the val folder's name)")
         q.add_argument("--json", metavar="OUT", help="also write the result to this JSON file (sslhub publish "

@@ -704,7 +704,7 @@ def publish(
         config_text = _read_optional(out / CONFIG_NAME)
         write_readme = _readme_decision(existing, config_text, str(out), overwrite_readme, keep_readme)
         files, config = stage_files(source, out, write_readme=write_readme, **stage_kwargs)
-        logger.info("dry run: wrote %s to %s (nothing uploaded)", ", ".join(files), out)
+        logger.debug("dry run: wrote %s to %s (nothing uploaded)", ", ".join(files), out)
         return PublishResult(repo_id, list(files), "written" if write_readme else "kept", out_dir=out, config=config)
 
     return _upload(source, repo_id, private=private, revision=revision, commit_message=commit_message,

@@ -65,8 +65,11 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> None:
 
 
 def list_recipes(pattern: str | None = None) -> list[str]:
-    """Recipe names, optionally filtered with a shell-style wildcard (``"simclr-*"``)."""
+    """Recipe names in natural order, optionally filtered with a shell-style wildcard (``"simclr-*"``); a plain
+    word matches as a substring (``"mini"``), as in ``sslhub list``."""
     names = natural_sorted(_all())
+    if pattern is not None and not any(ch in pattern for ch in "*?["):
+        pattern = f"*{pattern}*"
     return [n for n in names if pattern is None or fnmatch.fnmatch(n, pattern)]
 
 

@@ -65,6 +65,9 @@ def _make_entrypoint(card_name: str) -> _Callable[..., _Any]:
 def _register() -> None:
     for name in _hub.list_pretrained():
         globals()[_hub.entrypoint_name(name)] = _make_entrypoint(name)
+    for old, new in _hub.DEPRECATED_NAMES.items():  # renamed cards: the old entrypoints keep working
+        if new in _hub.registry():
+            globals().setdefault(_hub.entrypoint_name(old), _make_entrypoint(new))
 
 
 _register()

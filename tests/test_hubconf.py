@@ -14,7 +14,7 @@ import torchvision
 from conftest_servers import nginx  # noqa: F401  (pytest fixture)
 from lightly_refs import documented_worker_loader, save_worker_ckpt, worker_model
 
-from sslhub.hub import HashMismatchError, cache_path, entrypoint_name, registry
+from sslhub.hub import DEPRECATED_NAMES, HashMismatchError, cache_path, entrypoint_name, registry
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -38,8 +38,10 @@ def load_hubconf():
 def test_one_entrypoint_per_card():
     hub = load_hubconf()
     public = sorted(n for n in dir(hub) if callable(getattr(hub, n)) and not n.startswith("_"))  # as torch.hub.list
-    assert public == sorted(entrypoint_name(n) for n in registry())
-    assert "simclr_resnet50_lightly_in1k" in public and "simclr_resnet9_w0_0625_d16_lightly_zoo" in public
+    # one per card, plus the old names of renamed cards (deprecated aliases that still load)
+    assert public == sorted({entrypoint_name(n) for n in registry()} | {entrypoint_name(n) for n in DEPRECATED_NAMES})
+    assert "simclr_resnet50_lightly_in1k" in public and "simclr_resnet_9_w0_0625_d16_lightly_zoo" in public
+    assert "simclr_resnet9_w0_0625_d16_lightly_zoo" in public  # deprecated alias
     assert "63.2%" in hub.simclr_resnet50_lightly_in1k.__doc__  # the reported metric travels with the entrypoint
     for dep in hub.dependencies:
         assert importlib.util.find_spec(dep) is not None, dep

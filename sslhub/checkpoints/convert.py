@@ -144,5 +144,5 @@ def convert(
         save_torch({"state_dict": {k: v.contiguous() for k, v in _worker_keys(sd, meta, where).items()}, **kept}, dst)
     else:
         save_torch({k: v.contiguous() for k, v in sd.items()}, dst)
-    logger.info("wrote %s (%d tensors)", dst, len(sd))
+    logger.debug("wrote %s (%d tensors)", dst, len(sd))
     return dst

@@ -31,9 +31,10 @@ def info(source: str | os.PathLike, *, arch: str | None = None) -> dict[str, Any
         "metadata": {k: v for k, v in meta.items()},
         "lightning": {k: v for k, v in extras.items() if k in ("epoch", "global_step", "pytorch-lightning_version", "hyper_parameters")},
     }
+    recorded = _spec_from_metadata(meta)  # an sslhub file says what it holds (timm models have no key anchors)
     try:
-        det = detect(sd, str(path), extras=extras, arch=arch)
-        spec = _spec_from_metadata(meta) or det.spec
+        det = detect(sd, str(path), extras=extras, arch=arch or (recorded.arch if recorded else None))
+        spec = recorded or det.spec
         state = load_backbone_state(path, arch=arch)
         model = build_from_state(state, where=str(path))
     except CheckpointError as e:
@@ -51,7 +52,8 @@ def info(source: str | os.PathLike, *, arch: str | None = None) -> dict[str, Any
         backbone_prefix=det.prefix,
         feature_dim=int(model.num_features),
         backbone_params=int(sum(p.numel() for p in model.parameters())),
-        heads=det.components,
+        # without a recognised family (timm models named by arch=) the top-level groups are the backbone's own
+        heads=det.components if det.prefix in det.candidates else [],
         other_backbones=sorted(p for p in det.candidates if p != det.prefix),
     )
     return out

@@ -16,6 +16,7 @@ from sslhub.backbones import IMAGENET_MEAN, IMAGENET_STD, create_backbone, famil
 from sslhub.checkpoints.io import CheckpointError, is_safetensors_file, load_torch_file, read_safetensors
 from sslhub.checkpoints.skeleton import assemble
 from sslhub.checkpoints.layouts import BackboneSpec, Detected, detect, strip_prefix, unwrap_checkpoint
+from sslhub.suggest import FILE_SUFFIXES, no_such_file
 
 logger = logging.getLogger(__name__)
 
@@ -59,12 +60,15 @@ def resolve_path(source: str | os.PathLike) -> Path:
     if isinstance(source, os.PathLike) or Path(str(source)).exists():
         return Path(source)
     s = str(source)
-    if s.startswith(("http://", "https://", "hf-hub:")) or ("/" not in s and os.sep not in s and "." in s):
+    looks_like_file = Path(s).suffix.lower() in FILE_SUFFIXES  # "checkpont.ckpt" is a typo, not a registry name
+    if s.startswith(("http://", "https://", "hf-hub:")) or (
+        "/" not in s and os.sep not in s and "." in s and not looks_like_file
+    ):
         from sslhub.hub import resolve_source  # the hub layer: registry names, URLs, Hugging Face Hub
 
         return Path(resolve_source(s))
     raise CheckpointError(
-        f"{s}: no such file. Pass a checkpoint path, a registry name (see `sslhub list`), an http(s) URL or "
+        no_such_file(s) + " Pass a checkpoint path, a registry name (see `sslhub list`), an http(s) URL or "
         "'hf-hub:org/name'"
     )
 

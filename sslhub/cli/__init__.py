@@ -25,15 +25,21 @@ _COMMAND_MODULES = (
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every registered subcommand."""
-    parser = argparse.ArgumentParser(prog="sslhub", description="Model zoo and checkpoint hub for SSL vision models.")
+    from sslhub.cli._help import HelpFormatter, finish
+
+    parser = argparse.ArgumentParser(prog="sslhub", description="Model zoo and checkpoint hub for SSL vision models.",
+                                     formatter_class=HelpFormatter,
+                                     epilog="`sslhub COMMAND --help` shows each command's options and examples.")  # fmt: skip
     parser.add_argument("--version", action="version", version=f"sslhub {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings, errors and results; no progress bars")
     parser.add_argument("--debug", action="store_true", help="show the traceback of any error (or SSLHUB_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in _COMMAND_MODULES:
         importlib.import_module(f"sslhub.cli.{name}").register(sub)
     _add_debug_everywhere(parser)
+    finish(parser)
     return parser
 
 
@@ -64,8 +70,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sslhub`` console script and ``python -m sslhub``."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.quiet:
+        os.environ["TQDM_DISABLE"] = "1"  # tqdm reads it: every progress bar, library ones included
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+        level=logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
     )
     if not args.verbose:  # one line per HTTP request from huggingface_hub's client is noise at INFO
         for name in ("httpx", "httpx2", "httpcore"):

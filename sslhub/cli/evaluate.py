@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +35,28 @@ def _common_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _random_init_twin(model: Any, seed: int) -> Any:
+    """The same architecture as ``model`` at random init (seeded): the baseline training has to beat."""
+    import torch
+
+    from sslhub.backbones import create_backbone
+
+    cfg = dict(getattr(model, "pretrained_cfg", {}) or {})
+    kwargs = {k: cfg[k] for k in ("width", "img_size") if cfg.get(k)}
+    kwargs.update(cfg.get("timm_kwargs") or {})
+    torch.manual_seed(seed)
+    twin = create_backbone(cfg["arch"], **kwargs).eval()
+    return twin
+
+
 def _eval(args: argparse.Namespace) -> int:
     from sslhub.evaluation import finetune_eval, knn_eval, linear_eval, write_results
+    from sslhub.evaluation.results import record_result, run_dir_of
 
     _check_output(args.json, args.force, args.weights)
     model = _load(args)
+    if args.random_init:
+        model = _random_init_twin(model, getattr(args, "seed", 0))
     names = {"dataset": args.dataset, "split": args.split, "weights": args.weights}
     kw = {**_common_kwargs(args), **names}
     if args.protocol == "knn":
@@ -66,9 +84,16 @@ def _eval(args: argparse.Namespace) -> int:
             layer_decay=args.layer_decay,
             **{**kw, "batch_size": args.batch_size or 64},
         )
+    if args.random_init:
+        result["baseline"] = "random_init"
+        result["weights"] = f"random init of {args.weights}"
     if args.json:
         write_results(result, args.json)
     print(json.dumps(result, indent=2))
+    run = run_dir_of(args.weights) if args.record else None
+    if run is not None:
+        where = record_result(result, run)
+        print(f"recorded in {where} (`sslhub publish {run}` puts it on the model card)", file=sys.stderr)
     return 0
 
 
@@ -98,12 +123,15 @@ def _model_and_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--crop-pct", type=float, help="center-crop fraction (default 1.0 up to 64 px, else 0.875)")
     p.add_argument("--batch-size", type=int, help="images per step (default 256; 64 for finetune)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    p.add_argument("--num-workers", type=int, help="DataLoader workers (default: CPU cores - 1, at most 8)")
+    p.add_argument("--num-workers", "--workers", dest="num_workers", type=int, metavar="N",
+                   help="DataLoader workers (default: CPU cores - 1, at most 8)")
     p.add_argument("--force", action="store_true", help="replace an existing output file")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("eval", help="evaluate a backbone: kNN, linear probe or finetuning top-1")
+    p = sub.add_parser("eval", help="evaluate a backbone: kNN, linear probe or finetuning top-1",
+                       description="Evaluate a backbone on labelled image folders: kNN, linear probe or finetuning "
+                                   "top-1. `sslhub eval PROTOCOL --help` shows each protocol's options.")  # fmt: skip
     proto = p.add_subparsers(dest="protocol", metavar="PROTOCOL")
     proto.required = True
     helps = {
@@ -114,11 +142,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     for name, text in helps.items():
         q = proto.add_parser(name, help=text, description=text)
         _model_and_data_args(q)
-        q.add_argument("--train", required=True, help="training folder (<dir>/<class>/<image>)")
-        q.add_argument("--val", required=True, help="evaluation folder with the same class subfolders")
+        q.add_argument("--data", "--train", dest="train", required=True, metavar="DIR",
+                       help="labelled training folder (<dir>/<class>/<image>), as `sslhub train --data`")
+        q.add_argument("--val", required=True, metavar="DIR", help="evaluation folder with the same class subfolders")
         q.add_argument("--dataset", help="dataset name for the result (default: the val folder's parent name)")
         q.add_argument("--split", help="split name for the result (default: the val folder's name)")
-        q.add_argument("--json", metavar="OUT", help="also write the result to this JSON file")
+        q.add_argument("--json", metavar="OUT", help="also write the result to this JSON file (sslhub publish "
+                       "--metrics reads it)")
+        q.add_argument("--random-init", action="store_true",
+                       help="evaluate the same architecture at random init instead (the baseline; recorded as such)")
+        q.add_argument("--no-record", dest="record", action="store_false",
+                       help="do not add the result to RUN_DIR/metrics.json when WEIGHTS is in a training run folder")
         if name == "knn":
             q.add_argument("--k", type=int, default=200, help="neighbours (default 200)")
             q.add_argument("--t", type=float, default=0.1, help="temperature (default 0.1)")

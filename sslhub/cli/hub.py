@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import asdict
 from typing import Any
 
@@ -98,10 +99,16 @@ def _list(args: argparse.Namespace) -> int:
     cards = [get_card(n) for n in names]
     if args.json:
         print(json.dumps([_card_dict(c) for c in cards], indent=2))
-        return 0
     if not cards:
-        print("no pretrained weights match")
+        # no match is exit status 1, as in `sslhub recipes PATTERN` (errors are 2)
+        from sslhub.hub import registry
+        from sslhub.suggest import did_you_mean
+
+        hint = did_you_mean(args.pattern, registry()) if args.pattern else ""
+        print(f"no pretrained weights match.{hint}", file=sys.stderr)
         return 1
+    if args.json:
+        return 0
     print(format_table([_row(c) for c in cards]))
     return 0
 
@@ -128,14 +135,17 @@ def _card(args: argparse.Namespace) -> int:
 def _fetch(args: argparse.Namespace) -> int:
     from sslhub.hub import resolve_source
 
-    path = resolve_source(args.source, progress=not args.quiet, force=args.force, sha256=args.sha256,
+    path = resolve_source(args.source, progress=not getattr(args, "quiet", False), force=args.force, sha256=args.sha256,
                           verify=args.verify)
     print(path)
     return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("list", help="list the registered pretrained weights")
+    p = sub.add_parser("list", help="list the registered pretrained weights (no match: exit status 1)",
+                       description="List the registered pretrained weights. Names follow one scheme, "
+                                   "<method>-<backbone>[-<variant>].<publisher>-<data>, with the recipes' method and "
+                                   "backbone names (resnet-18 = Lightly ResNetGenerator, resnet18 = torchvision).")  # fmt: skip
     p.add_argument("pattern", nargs="?", help="wildcard or substring of the name (e.g. '*in1k')")
     p.add_argument("--method", help="only this method (simclr, dino, ...)")
     p.add_argument("--arch", help="only this architecture (resnet50, resnet-18, 'vit_*')")
@@ -143,7 +153,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_list)
 
     p = sub.add_parser("card", help="show the model card of a registered weight")
-    p.add_argument("name")
+    p.add_argument("name", help="registry name (see `sslhub list`); old names still resolve")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--yaml", action="store_true", help="print the card file as it is")
     g.add_argument("--json", action="store_true", help="print the parsed card as JSON")
@@ -153,10 +163,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="SOURCE: a registry name, an http(s) URL (presigned S3/GCS read-URLs work), "
                                    "hf-hub:org/name[@rev]. Cache: $SSLHUB_HOME (default ~/.cache/sslhub); "
                                    "SSLHUB_OFFLINE=1 uses the cache only.")
-    p.add_argument("source")
+    p.add_argument("source", help="registry name, http(s) URL or hf-hub:org/name[@rev]")
     p.add_argument("--sha256", help="pin the expected sha256 (a URL's file, or a registry name whose card has none)")
     p.add_argument("--force", action="store_true", help="download again even if cached")
     p.add_argument("--verify", action="store_true",
                    help="re-hash the cached file against its expected (or first-download) sha256")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bar")
     p.set_defaults(func=_fetch)

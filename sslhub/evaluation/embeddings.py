@@ -112,5 +112,5 @@ def embed(
     )
     if out is not None:
         save_embeddings(feats, out, metadata=metadata)
-        logger.info("wrote %d embeddings of dimension %d to %s", len(feats), feats.features.shape[1], out)
+        logger.debug("wrote %d embeddings of dimension %d to %s", len(feats), feats.features.shape[1], out)
     return feats

@@ -190,9 +190,13 @@ def finetune(
     classifier.train()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # the augmentations draw from the global RNG (in the main process)
-        for epoch in tqdm(range(epochs), desc="finetune", unit="epoch", leave=False):
+        # one bar over all steps, so that it moves during an epoch (an epoch can take minutes)
+        bar = tqdm(total=epochs * len(loader), desc="finetune", unit="step", leave=False)
+        for epoch in range(epochs):
             total = 0.0
+            bar.set_description(f"finetune epoch {epoch + 1}/{epochs}")
             for batch in loader:
+                bar.update(1)
                 if batch is None:
                     continue
                 images = normalize(batch[0].to(dev, non_blocking=True))
@@ -203,7 +207,9 @@ def finetune(
                 opt.step()
                 sched.step()
                 total += loss.item()
+            bar.set_postfix(loss=f"{total / max(1, len(loader)):.3f}")
             logger.debug("finetune epoch %d: mean loss %.4f", epoch, total / max(1, len(loader)))
+        bar.close()
     if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in classifier.modules()):
         _recalibrate_bn(classifier, train_ds, model, size, crop_pct, batch_size, dev, num_workers)
     classifier.eval()

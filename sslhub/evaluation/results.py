@@ -13,7 +13,9 @@ from torch import Tensor
 
 from sslhub.checkpoints.io import atomic_path
 
-__all__ = ["METRICS", "check_labels", "make_result", "topk_accuracy", "write_results"]
+__all__ = ["METRICS", "check_labels", "make_result", "record_result", "run_dir_of", "topk_accuracy", "write_results"]
+
+RUN_METRICS = "metrics.json"  # in a training run folder; ``sslhub publish RUN_DIR`` reads it
 
 METRICS = ("knn_top1", "linear_top1", "finetune_top1")
 
@@ -53,6 +55,37 @@ def write_results(results: dict[str, Any] | Sequence[dict[str, Any]], dst: str |
     with atomic_path(dst) as tmp:
         tmp.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n", encoding="utf-8")
     return dst
+
+
+def run_dir_of(weights: str | os.PathLike) -> Path | None:
+    """The training run folder that holds ``weights`` (``RUN/model.safetensors``, ``RUN/checkpoints/last.ckpt``),
+    recognised by its ``config.yaml``; None for any other file."""
+    p = Path(weights)
+    if not p.exists():
+        return None
+    p = p.resolve()
+    for d in ([p] if p.is_dir() else []) + [p.parent, p.parent.parent]:
+        if (d / "config.yaml").is_file() and ((d / "metrics.jsonl").is_file() or (d / "model.safetensors").is_file()):
+            return d
+    return None
+
+
+def _same(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    keys = ("metric", "dataset", "split", "baseline")
+    pa, pb = a.get("protocol") or {}, b.get("protocol") or {}
+    return all(a.get(k) == b.get(k) for k in keys) and all(pa.get(k) == pb.get(k) for k in ("k", "t", "input_size"))
+
+
+def record_result(result: Mapping[str, Any], run_dir: str | os.PathLike) -> Path:
+    """Add ``result`` to ``RUN_DIR/metrics.json`` (``{"metrics": [...]}``, the file ``sslhub publish`` reads),
+    replacing an earlier result of the same metric, data and protocol. Written atomically; returns the path."""
+    path = Path(run_dir) / RUN_METRICS
+    entries: list[dict[str, Any]] = []
+    if path.is_file():
+        data = json.loads(path.read_text(encoding="utf-8"))
+        entries = list(data.get("metrics", []) if isinstance(data, dict) else data)
+    entries = [e for e in entries if not (isinstance(e, Mapping) and _same(e, result))] + [dict(result)]
+    return write_results({"metrics": entries}, path)
 
 
 def check_labels(labels: Tensor, what: str) -> None:

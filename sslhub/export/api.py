@@ -50,9 +50,11 @@ _TV_VIT_CLASS = "VisionTransformer"  # torchvision.models.VisionTransformer: any
 _GENERATOR_REFUSAL = (
     "{arch} is a Lightly ResNetGenerator backbone (3x3 stride-1 stem, trained input BatchNorm, no max-pool, "
     "'shortcut' blocks). torchvision's resnet, timm's ResNet and Detectron2's ResNet all have a 7x7 stem with "
-    "max-pool and no input BatchNorm, so these weights cannot be expressed in {target}'s layout without changing "
-    "the network. Load them as they are with sslhub.load_pretrained(...) (or `sslhub` checkpoint commands), or "
-    "train/export a torchvision-family backbone (e.g. resnet50) for {target}."
+    "max-pool and no input BatchNorm, so none of --to torchvision, timm or detectron2 can hold these weights "
+    "without changing the network. What works with this file: `sslhub convert {src} backbone.safetensors` "
+    "(lossless; sslhub.load_pretrained reads it with no flags), `sslhub eval knn {src} ...` and `sslhub embed "
+    "{src} ...`, `sslhub publish {src} --repo-id ORG/NAME` (a Hub repo that sslhub and torch.hub load); for "
+    "{target} weights, train a torchvision-family recipe instead (e.g. simclr-resnet18, see `sslhub recipes`)."
 )
 
 
@@ -174,7 +176,7 @@ def _export_state(
     source = _Source.of(spec)
     where = f"{src}: " if src is not None else ""
     if source.family == "resnet_generator":
-        raise ExportError(where + _GENERATOR_REFUSAL.format(arch=source.arch, target=to))
+        raise ExportError(where + _GENERATOR_REFUSAL.format(arch=source.arch, target=to, src=src or "SRC"))
     try:
         if to == "detectron2":
             return _to_detectron2(state_dict, source, out, src=src, mean=mean, std=std)
@@ -188,7 +190,7 @@ def _export_state(
         raise ExportError(f"{where}{e}") from None
     _write_state_dict(sd, out, target=to, arch=arch, kwargs=kwargs, source=source, src=src)
     result = ExportResult(path=out, target=to, arch=arch, kwargs=kwargs, usage=_usage(to, arch, kwargs, out))
-    logger.info("wrote %s (%s %s)", out, to, arch)
+    logger.debug("wrote %s (%s %s)", out, to, arch)
     return result
 
 
@@ -269,7 +271,7 @@ def _to_detectron2(
     text = detectron2_config_yaml(config, header=header)
     with atomic_path(config_path) as tmp:
         tmp.write_text(text, encoding="utf-8")
-    logger.info("wrote %s and %s (Detectron2 R-%d)", out, config_path, depth)
+    logger.debug("wrote %s and %s (Detectron2 R-%d)", out, config_path, depth)
     usage = (
         f"cfg.merge_from_file({str(config_path)!r})  # sets MODEL.WEIGHTS; "
         "then DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)"

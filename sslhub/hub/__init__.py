@@ -19,7 +19,7 @@ from sslhub.hub.download import (
     redact_url,
     sslhub_home,
 )
-from sslhub.hub.registry import entrypoint_name, get_card, list_pretrained, registry
+from sslhub.hub.registry import DEPRECATED_NAMES, canonical_name, entrypoint_name, get_card, list_pretrained, registry
 from sslhub.hub.resolve import ACCEPTED_FORMS, fetch_card, resolve_card, resolve_source
 
 __all__ = [
@@ -32,6 +32,8 @@ __all__ = [
     "LoadHints",
     "Metric",
     "OfflineError",
+    "DEPRECATED_NAMES",
+    "canonical_name",
     "cache_path",
     "entrypoint_name",
     "fetch_card",

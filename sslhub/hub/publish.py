@@ -41,6 +41,7 @@ __all__ = [
     "build_config",
     "find_checkpoint",
     "load_metrics",
+    "run_dir_metrics",
     "publish",
     "readme_is_ours",
     "render_card",
@@ -142,8 +143,49 @@ def load_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise PublishError(f"{path}: cannot read metrics JSON ({e})") from None
+    if isinstance(data, dict) and "metrics" not in data and "metric" in data:
+        data = [data]  # one result, as `sslhub eval ... --json` writes it
     entries = data.get("metrics") if isinstance(data, dict) else data
     return _validate_metrics(entries, str(path))
+
+
+def run_dir_metrics(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """What a training run folder measured: ``metrics.json`` (written by ``sslhub eval`` on the run's weights)
+    plus the last kNN of the training monitor (``metrics.jsonl``), with its random-init baseline if measured."""
+    run_dir = Path(run_dir)
+    out = load_metrics(run_dir / METRICS_NAME) if (run_dir / METRICS_NAME).is_file() else []
+    out += _monitor_metrics(run_dir)
+    return out
+
+
+def _monitor_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    import yaml
+
+    log = run_dir / "metrics.jsonl"
+    if not log.is_file():
+        return []
+    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    knn_rows = [r for r in rows if isinstance(r.get("knn_top1"), (int, float))]
+    if not knn_rows:
+        return []
+    last = knn_rows[-1]
+    cfg: dict[str, Any] = {}
+    if (run_dir / "config.yaml").is_file():
+        cfg = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    recipe = cfg.get("recipe") or {}
+    val = Path(str(cfg.get("val"))) if cfg.get("val") else None
+    dataset, split = (val.resolve().parent.name, val.resolve().name) if val else ("unknown", None)
+    knn = recipe.get("knn") or {}
+    protocol = {"k": knn.get("k", 200), "t": knn.get("t", 0.1), "input_size": recipe.get("input_size"),
+                "epoch": last.get("epoch")}  # fmt: skip
+    details = ", ".join(f"{k}={v}" for k, v in protocol.items() if v is not None)
+    entry = {"protocol": "knn", "dataset": dataset, "split": split, "value": float(last["knn_top1"]),
+             "metric": "accuracy", "name": f"kNN top-1 (training monitor: {details})", "source": "sslhub train"}  # fmt: skip
+    out = [entry]
+    init = next((r["knn_top1_random_init"] for r in rows if isinstance(r.get("knn_top1_random_init"), (int, float))), None)
+    if init is not None:
+        out.append({**entry, "value": float(init), "baseline": "random_init"})
+    return out
 
 
 def _from_eval_result(e: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -151,10 +193,14 @@ def _from_eval_result(e: Mapping[str, Any]) -> Mapping[str, Any]:
     metric = e.get("metric")
     if isinstance(e.get("protocol"), Mapping) and isinstance(metric, str) and metric.endswith("_top1"):
         proto = metric[: -len("_top1")]
-        details = ", ".join(f"{k}={v}" for k, v in e["protocol"].items() if isinstance(v, (int, float, str)))
-        return {"protocol": proto, "dataset": e.get("dataset"), "value": e.get("value"), "split": e.get("split"),
-                "metric": "accuracy", "name": f"{_SHORT.get(proto, proto)} top-1 ({details})" if details else None,
-                "source": "sslhub"}  # fmt: skip
+        shown = ("k", "t", "input_size", "epochs", "lr", "layer_decay")  # the protocol, not the bookkeeping
+        details = ", ".join(f"{k}={e['protocol'][k]}" for k in shown if isinstance(e["protocol"].get(k), (int, float, str)))
+        out = {"protocol": proto, "dataset": e.get("dataset"), "value": e.get("value"), "split": e.get("split"),
+               "metric": "accuracy", "name": f"{_SHORT.get(proto, proto)} top-1 ({details})" if details else None,
+               "source": "sslhub"}  # fmt: skip
+        if e.get("baseline"):
+            out["baseline"] = e["baseline"]
+        return out
     return e
 
 
@@ -173,8 +219,23 @@ def _validate_metrics(entries: Any, where: str) -> list[dict[str, Any]]:
             raise PublishError(f"{where}: metrics[{i}].protocol={e['protocol']!r}; use one of {', '.join(_PROTOCOLS)}")
         if isinstance(e["value"], bool) or not isinstance(e["value"], (int, float)):
             raise PublishError(f"{where}: metrics[{i}].value={e['value']!r} is not a number")
-        out.append(dict(e))
+        out.append({k: v for k, v in dict(e).items() if v is not None})
     return out
+
+
+def _split_baselines(metrics: Sequence[Mapping[str, Any]]) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+    """(results, random-init baselines): baselines are shown next to the result they belong to, not as results."""
+    return [m for m in metrics if not m.get("baseline")], [m for m in metrics if m.get("baseline")]
+
+
+def _baseline_for(m: Mapping[str, Any], baselines: Sequence[Mapping[str, Any]]) -> str:
+    for b in baselines:
+        if (b["protocol"], b["dataset"], b.get("split"), b.get("name")) == (m["protocol"], m["dataset"], m.get("split"), m.get("name")):
+            return f"{b['value']:.2f}"
+    for b in baselines:  # same protocol and data, another setting
+        if (b["protocol"], b["dataset"], b.get("split")) == (m["protocol"], m["dataset"], m.get("split")):
+            return f"{b['value']:.2f} ({b.get('name') or b['protocol']})"
+    return "-"
 
 
 def _eval_results(metrics: Sequence[Mapping[str, Any]]) -> list[Any]:
@@ -244,8 +305,8 @@ model = timm.create_model("hf-hub:{{ repo_id }}", pretrained=True)  # num_classe
 
 ## Evaluation
 {% if metric_rows %}
-| Protocol | Dataset | Split | Metric | Value | Source |
-|---|---|---|---|---|---|
+| Protocol | Dataset | Split | Metric | Value | Random init | Source |
+|---|---|---|---|---|---|---|
 {% for row in metric_rows %}| {{ row | join(" | ") }} |
 {% endfor %}{% else %}
 No evaluation results were published with these weights.
@@ -293,7 +354,7 @@ def render_card(
         datasets=list(datasets) or None,
         tags=list(dict.fromkeys(all_tags)),
         model_name=model_name,
-        eval_results=_eval_results(metrics) or None,
+        eval_results=_eval_results(_split_baselines(metrics)[0]) or None,
     )
     size = pretrained_cfg.get("input_size")
     input_desc = (f"{size[1]}x{size[2]}, " if size else "") + (
@@ -316,8 +377,9 @@ def render_card(
         sslhub_version=__version__,
         metric_rows=[
             [_PROTOCOLS[m["protocol"]], m.get("dataset_name") or m["dataset"], m.get("split") or "",
-             m.get("name") or m.get("metric", "accuracy"), m["value"], m.get("source") or ""]
-            for m in metrics
+             m.get("name") or m.get("metric", "accuracy"), m["value"], _baseline_for(m, _split_baselines(metrics)[1]),
+             m.get("source") or ""]
+            for m in _split_baselines(metrics)[0]
         ],  # fmt: skip
     )
     return str(card)
@@ -482,8 +544,8 @@ def stage_files(
 
     src = Path(source) if Path(str(source)).exists() else None
     if src is not None and src.is_dir():
-        if metrics is None and (src / METRICS_NAME).is_file():
-            metrics = load_metrics(src / METRICS_NAME)
+        if metrics is None:
+            metrics = run_dir_metrics(src)
         src = find_checkpoint(src)
     metrics = _validate_metrics(list(metrics or []), "metrics")
     out_dir = Path(out_dir)
@@ -642,7 +704,7 @@ def publish(
         config_text = _read_optional(out / CONFIG_NAME)
         write_readme = _readme_decision(existing, config_text, str(out), overwrite_readme, keep_readme)
         files, config = stage_files(source, out, write_readme=write_readme, **stage_kwargs)
-        logger.info("dry run: wrote %s to %s (nothing uploaded)", ", ".join(files), out)
+        logger.debug("dry run: wrote %s to %s (nothing uploaded)", ", ".join(files), out)
         return PublishResult(repo_id, list(files), "written" if write_readme else "kept", out_dir=out, config=config)
 
     return _upload(source, repo_id, private=private, revision=revision, commit_message=commit_message,

@@ -7,20 +7,48 @@ Cards are read from, in this order:
 3. ``<repo>/model_cards`` in a source checkout (editable installs).
 
 A name may appear only once across all folders.
+
+Naming scheme (one for recipes and registry): ``<method>-<backbone>[-<variant>].<publisher>-<data>``.
+
+* ``<method>`` is the recipe method name (``simclr``, ``moco`` = MoCo v2 as in the recipes, ``byol``, ``dino``...);
+  a method the recipes do not train keeps its paper name (``mocov3``). Other spellings of a recipe method
+  (``mocov2``, see :data:`sslhub.suggest.METHOD_ALIASES`) resolve to it: ``mocov2-resnet50.lightly-in1k`` finds
+  ``moco-resnet50.lightly-in1k``.
+* ``<backbone>`` is the recipe backbone name: ``resnet-18`` is Lightly's ResNetGenerator, ``resnet18`` torchvision's
+  ResNet (as ``sslhub.create_backbone``); ViTs use timm's short form ``vits16``/``vitb16`` (patch size last).
+* ``<variant>``: what else tells two files apart (``w0.125`` ResNetGenerator width, ``d16`` Worker ``num_ftrs``).
+* ``<publisher>-<data>``: who trained it on what (``lightly-in1k``, ``lightly-zoo``, ``fb-in1k``).
+
+Renamed cards keep their old name as a deprecated alias (:data:`DEPRECATED_NAMES`) that still resolves.
 """
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import functools
+import logging
 import os
 import re
 from pathlib import Path
 
 from sslhub.hub.cards import Card, CardError, load_card
+from sslhub.suggest import did_you_mean, natural_sorted, resolve_method_alias
 
-__all__ = ["card_dirs", "entrypoint_name", "get_card", "list_pretrained", "registry"]
+logger = logging.getLogger(__name__)
+
+__all__ = ["DEPRECATED_NAMES", "canonical_name", "card_dirs", "entrypoint_name", "get_card", "list_pretrained",
+           "registry"]
+
+# Names before the one naming scheme (module docstring) -> current names. They resolve with a warning.
+DEPRECATED_NAMES = {
+    "mocov2-resnet50.lightly-in1k": "moco-resnet50.lightly-in1k",
+    "simclr-resnet18-d16.lightly-zoo": "simclr-resnet-18-d16.lightly-zoo",
+    "simclr-resnet18-d32.lightly-zoo": "simclr-resnet-18-d32.lightly-zoo",
+    "simclr-resnet34-d16.lightly-zoo": "simclr-resnet-34-d16.lightly-zoo",
+    "simclr-resnet34-d32.lightly-zoo": "simclr-resnet-34-d32.lightly-zoo",
+    "simclr-resnet9-w0.0625-d16.lightly-zoo": "simclr-resnet-9-w0.0625-d16.lightly-zoo",
+    "simclr-resnet9-w0.125-d16.lightly-zoo": "simclr-resnet-9-w0.125-d16.lightly-zoo",
+}
 
 ENV_CARDS = "SSLHUB_CARDS"
 
@@ -64,10 +92,24 @@ def get_card(name: str) -> Card:
     cards = registry()
     if name in cards:
         return cards[name]
-    close = difflib.get_close_matches(name, list(cards), n=3, cutoff=0.5)
-    hint = f" Did you mean {', '.join(close)}?" if close else ""
-    raise ValueError(f"{name!r} is not a registered pretrained weight.{hint} See `sslhub list` for all "
-                     f"{len(cards)} names.")
+    current = canonical_name(name)
+    if current in cards:
+        if name in DEPRECATED_NAMES:
+            logger.warning("%s is the old name of %s; use the new name (the old one will be removed)", name, current)
+        return cards[current]
+    raise ValueError(f"{name!r} is not a registered pretrained weight.{did_you_mean(name, cards, n=3)} See "
+                     f"`sslhub list` for all {len(cards)} names.")
+
+
+def canonical_name(name: str) -> str:
+    """The registry name ``name`` stands for: deprecated names and method aliases (``mocov2-...``) resolved."""
+    if name in DEPRECATED_NAMES:
+        return DEPRECATED_NAMES[name]
+    if name in registry():
+        return name
+    method, sep, rest = name.partition("-")
+    aliased = resolve_method_alias(method)
+    return f"{aliased}{sep}{rest}" if sep and aliased != method.lower() else name
 
 
 def _match(pattern: str, value: str, *, substring: bool) -> bool:
@@ -94,14 +136,17 @@ def list_pretrained(pattern: str | None = None, method: str | None = None, arch:
     for name, card in registry().items():
         if pattern and not _match(pattern, name, substring=True):
             continue
-        if method and card.method != method.lower():
+        if method and card.method != resolve_method_alias(method):
             continue
         if arch:
-            arch_slug = name.rsplit(".", 1)[0].split("-")[1]  # "resnet9" in "simclr-resnet9-w0.0625-d16.lightly-zoo"
+            # "resnet-9" in "simclr-resnet-9-w0.0625-d16.lightly-zoo", "resnet50" in "simclr-resnet50.lightly-in1k"
+            base = name.rsplit(".", 1)[0]
+            base = base[len(card.method) + 1:] if base.startswith(card.method + "-") else base.partition("-")[2]
+            arch_slug = m.group(0) if (m := re.match(r"resnet-\d+|[a-z0-9_]+", base)) else base
             if not (_match(arch, card.architecture, substring=False) or _match(arch, arch_slug, substring=False)):
                 continue
         out.append(name)
-    return sorted(out)
+    return natural_sorted(out)
 
 
 def entrypoint_name(card_name: str) -> str:

@@ -11,6 +11,7 @@ from sslhub.hub.cards import Card
 from sslhub._files import sha256_file
 from sslhub.hub.download import HashMismatchError, fetch_url, redact_url
 from sslhub.hub.registry import get_card
+from sslhub.suggest import no_such_file, similar_files
 
 logger = logging.getLogger(__name__)
 
@@ -96,12 +97,15 @@ def resolve_source(source: str, *, progress: bool = True, force: bool = False, s
         try:
             card = resolve_card(s)
         except ValueError as e:
-            raise ValueError(f"{e} A source must be {ACCEPTED_FORMS}.") from None
+            files = similar_files(s)  # or a file name with a typo
+            also = f" Files here with a similar name: {', '.join(repr(f) for f in files)}." if files else ""
+            raise ValueError(f"{e}{also} A source must be {ACCEPTED_FORMS}.") from None
         if sha256 is not None:
             if card.weights.sha256 not in (None, sha256.lower()):
                 raise ValueError(f"{s}: sha256={sha256} contradicts the card's {card.weights.sha256}")
             files = tuple(dataclasses.replace(f, sha256=sha256.lower()) if f is card.weights else f for f in card.files)
             card = dataclasses.replace(card, files=files)
         return fetch_card(card, progress=progress, force=force, verify=verify)
-    raise ValueError(f"{redact_url(s) if '://' in s else s!r}: no such file, and not a recognised source. A source "
-                     f"must be {ACCEPTED_FORMS}.")
+    if "://" not in s:
+        raise FileNotFoundError(f"{no_such_file(s)} A source must be {ACCEPTED_FORMS}.")
+    raise ValueError(f"{redact_url(s)}: not a recognised source. A source must be {ACCEPTED_FORMS}.")

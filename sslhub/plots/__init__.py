@@ -1,4 +1,5 @@
-"""Pictures for people: training curves and augmentation previews, drawn with Pillow (no plotting dependency)."""
+"""Pictures for people: training curves (matplotlib, optional extra `plots`; Pillow fallback) and augmentation
+previews (Pillow)."""
 
 from sslhub.plots.curves import write_curves
 from sslhub.plots.preview import preview

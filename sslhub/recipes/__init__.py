@@ -15,7 +15,10 @@ from typing import Any, Iterable
 
 import yaml
 
-__all__ = ["apply_overrides", "get_recipe", "list_recipes", "recipe_dirs"]
+from sslhub.recipes.schema import RecipeError, check_override, validate_recipe
+from sslhub.suggest import did_you_mean, natural_sorted
+
+__all__ = ["RecipeError", "apply_overrides", "get_recipe", "list_recipes", "recipe_dirs", "validate_recipe"]
 
 
 def recipe_dirs() -> list[Path]:
@@ -41,7 +44,7 @@ def _all() -> dict[str, dict[str, Any]]:
     recipes: dict[str, dict[str, Any]] = {}
     for tpl in _templates().values():
         for bb in tpl.get("backbones", []):
-            r = copy.deepcopy({k: v for k, v in tpl.items() if k != "backbones"})
+            r = copy.deepcopy({k: v for k, v in tpl.items() if k not in ("backbones", "variants")})
             r["backbone"] = {"arch": bb, **(r.get("backbone") or {})}
             r["name"] = f"{tpl['method']}-{bb}"
             recipes[r["name"]] = r
@@ -62,25 +65,41 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> None:
 
 
 def list_recipes(pattern: str | None = None) -> list[str]:
-    """Recipe names, optionally filtered with a shell-style wildcard (``"simclr-*"``)."""
-    names = sorted(_all())
+    """Recipe names in natural order, optionally filtered with a shell-style wildcard (``"simclr-*"``); a plain
+    word matches as a substring (``"mini"``), as in ``sslhub list``."""
+    names = natural_sorted(_all())
+    if pattern is not None and not any(ch in pattern for ch in "*?["):
+        pattern = f"*{pattern}*"
     return [n for n in names if pattern is None or fnmatch.fnmatch(n, pattern)]
 
 
 def apply_overrides(recipe: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
-    """Return a copy of ``recipe`` with ``key.sub=value`` overrides applied (values parsed as YAML)."""
+    """Return a copy of ``recipe`` with ``key.sub=value`` overrides applied (values parsed as YAML).
+
+    Each key path, type and range is checked against :mod:`sslhub.recipes.schema` before it is applied.
+
+    Raises:
+        RecipeError: (a ``ValueError``) a malformed override, an unknown key (the message suggests the nearest
+            keys), or a value of the wrong type or out of range; the message names the key.
+    """
     r = copy.deepcopy(recipe)
     for item in overrides:
         if "=" not in item:
-            raise ValueError(f"override {item!r} must look like key=value (e.g. optimizer.lr=0.1)")
+            raise RecipeError(f"--set {item!r} must look like KEY=VALUE (e.g. optimizer.lr=0.1)")
         key, raw = item.split("=", 1)
+        key = key.strip()
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise RecipeError(f"--set {key}={raw}: the value is not valid YAML") from None
+        check_override(r, key, value, raw)
         node = r
-        parts = key.strip().split(".")
+        parts = key.split(".")
         for p in parts[:-1]:
             if not isinstance(node.get(p), dict):
                 node[p] = {}
             node = node[p]
-        node[parts[-1]] = yaml.safe_load(raw)
+        node[parts[-1]] = value
     return r
 
 
@@ -88,6 +107,8 @@ def get_recipe(name: str, overrides: Iterable[str] = ()) -> dict[str, Any]:
     """The resolved recipe ``name`` (a fresh dict), with ``overrides`` applied."""
     recipes = _all()
     if name not in recipes:
-        close = fnmatch.filter(recipes, f"*{name.split('-')[0]}*")[:8]
-        raise ValueError(f"unknown recipe {name!r}; similar: {close or sorted(recipes)[:8]} (see `sslhub recipes`)")
-    return apply_overrides(recipes[name], overrides)
+        raise RecipeError(f"unknown recipe {name!r}.{did_you_mean(name, recipes)} See `sslhub recipes` for all "
+                          f"{len(recipes)} names.")
+    r = apply_overrides(recipes[name], overrides)
+    validate_recipe(r)
+    return r

@@ -206,13 +206,18 @@ def _normalize(x: torch.Tensor, mean: Iterable[float], std: Iterable[float]) -> 
 
 
 @torch.no_grad()
-def _embed(backbone: nn.Module, loader: DataLoader, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def _embed(backbone: nn.Module, loader: DataLoader, device: torch.device,
+           desc: str = "monitor: embedding") -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    from tqdm.auto import tqdm
+
     from sslhub.transforms import IMAGENET_NORMALIZE
 
     was = backbone.training
     backbone.eval()
     feats, labels = [], []
-    for batch in loader:
+    # the monitor can take as long as an epoch on the CPU: show that it runs
+    disable = not logger.isEnabledFor(logging.INFO)
+    for batch in tqdm(loader, desc=desc, unit="batch", leave=False, disable=disable):
         if batch is None:
             continue
         x, y = batch[0].to(device), batch[1]
@@ -231,7 +236,7 @@ def _monitor(backbone: nn.Module, train_eval: DataLoader, val: DataLoader | None
     from sslhub.evaluation.knn import knn_accuracy
 
     out: dict[str, float] = {}
-    f_train, y_train = _embed(backbone, train_eval, device)
+    f_train, y_train = _embed(backbone, train_eval, device, "monitor: embedding train")
     if not torch.isfinite(f_train).all():
         raise TrainingError("the backbone's embeddings are not finite (NaN or inf)")
     z = nn.functional.normalize(f_train, dim=1)
@@ -239,7 +244,7 @@ def _monitor(backbone: nn.Module, train_eval: DataLoader, val: DataLoader | None
     out["embedding_std"] = float(z.std(dim=0).mean())
     out["embedding_std_ratio"] = out["embedding_std"] * math.sqrt(z.shape[1])
     if val is not None and num_classes > 1 and (y_train >= 0).all():
-        f_val, y_val = _embed(backbone, val, device)
+        f_val, y_val = _embed(backbone, val, device, "monitor: embedding val")
         k = min(int(knn.get("k", 200)), len(f_train))
         acc = knn_accuracy(z, y_train, f_val, y_val, k=k, t=float(knn.get("t", 0.1)), num_classes=num_classes,
                            topk=(1,), device=device)  # fmt: skip
@@ -339,9 +344,16 @@ def train(
         RunDirError: ``out`` holds a run (without ``resume``/``force``), or a resume conflicts with its config.
     """
     out = Path(out)
+    if epochs is not None and int(epochs) < 1:
+        raise ValueError(f"epochs={epochs}: train for at least 1 epoch")
     rank, world, local_rank = _dist()
     prepare_run_dir(out, resume=resume, force=force, delete=rank == 0)
     r = recipe_for_run(recipe, out, overrides=overrides, epochs=epochs, resume=resume)
+    warmup = float((r.get("schedule") or {}).get("warmup_epochs", 0) or 0)
+    if warmup * 2 > int(r["epochs"]):
+        # _lr_lambda clips the warmup to half the run, so a short run still reaches the peak lr
+        logger.warning("schedule.warmup_epochs=%g is more than half of epochs=%d: the warmup is clipped to %g epochs "
+                       "(set --set schedule.warmup_epochs=N to choose)", warmup, int(r["epochs"]), int(r["epochs"]) / 2)  # fmt: skip
     try:
         dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     except RuntimeError as e:
@@ -412,7 +424,10 @@ def train(
     total_steps = steps_per_epoch * int(r["epochs"])
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(r, steps_per_epoch, int(r["epochs"])))
     wd_at = _weight_decay_schedule(r, total_steps)
-    scaler = torch.amp.GradScaler("cuda", enabled=dev.type == "cuda")
+    # recipe key amp: None = on for CUDA (float16 + GradScaler), off on the CPU; true on the CPU = bfloat16 autocast
+    use_amp = dev.type == "cuda" if r.get("amp") is None else bool(r["amp"])
+    amp_dtype = torch.float16 if dev.type == "cuda" else torch.bfloat16
+    scaler = torch.amp.GradScaler("cuda", enabled=dev.type == "cuda" and use_amp)
 
     start_epoch, step = 0, 0
     rows: list[dict[str, Any]] = []
@@ -441,8 +456,20 @@ def train(
                                            "val": str(val) if val else None, "sslhub_version": __version__,
                                            "augment_on": "workers" if in_workers else "device"},
                                           sort_keys=False))  # fmt: skip
+        logger.info("resolved recipe (saved in %s):\n%s", out / "config.yaml",
+                    yaml.safe_dump(r, sort_keys=False).rstrip())  # fmt: skip
     from tqdm.auto import tqdm
 
+    baseline: dict[str, float] = {}
+    if rank == 0 and start_epoch == 0 and val_loader is not None and r.get("monitor_every", 1) and r.get("monitor_random_init", True):
+        # the kNN of the untrained network: what training has to beat (colour statistics alone score well above
+        # chance on small data); recorded in the first row as knn_top1_random_init. Forked RNG: the training
+        # stream stays as it is without this measurement.
+        with torch.random.fork_rng(devices=[]):
+            init = _monitor(model.eval_backbone, eval_loader, val_loader, dev, r.get("knn", {}), len(ds.classes))
+        if "knn_top1" in init:
+            baseline["knn_top1_random_init"] = init["knn_top1"]
+            logger.info("random init: kNN top-1 %.2f%%", init["knn_top1"])
     for epoch in range(start_epoch, int(r["epochs"])):
         if world > 1:
             sampler.set_epoch(epoch)
@@ -462,7 +489,7 @@ def train(
                 images = batch[0].to(dev, non_blocking=True)
                 with torch.no_grad():
                     views = [v.to(dev) for v in transform(images)]
-            with torch.autocast(device_type=dev.type, dtype=torch.float16, enabled=dev.type == "cuda"):
+            with torch.autocast(device_type=dev.type, dtype=amp_dtype, enabled=use_amp):
                 loss = train_model(views, (step, total_steps, epoch))
             bad = losses.add(loss, step)
             if bad is not None:
@@ -508,6 +535,8 @@ def train(
             every = int(r.get("monitor_every", 1) or 0)  # 0 switches the per-epoch kNN/std monitor off
             if every and ((epoch + 1) % every == 0 or epoch + 1 == int(r["epochs"])):
                 row.update(_monitor(model.eval_backbone, eval_loader, val_loader, dev, r.get("knn", {}), len(ds.classes)))
+            if epoch == start_epoch:
+                row.update(baseline)
             ratio = row.get("embedding_std_ratio")
             if ratio is not None and not math.isfinite(ratio):
                 raise TrainingError(f"epoch {epoch + 1}: the embedding std ratio is {ratio}; the embeddings are "

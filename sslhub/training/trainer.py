@@ -33,6 +33,8 @@ from sslhub.data import AugmentingCollate, ImageFolderDataset, collate_skip_inva
 from sslhub.errors import SslhubError
 from sslhub.heads.utils import cosine_schedule
 from sslhub.methods import METHODS, SSLMethod, build_method
+from sslhub.training.fast import FastPath
+from sslhub.training.optim import LARGE_BATCH_OPTIMIZERS, build_large_batch_optimizer, norm_bias_groups
 from sslhub.training.run_dir import prepare_run_dir, recipe_for_run, restore_metrics
 
 logger = logging.getLogger(__name__)
@@ -180,7 +182,8 @@ def _weight_decay_schedule(recipe: dict[str, Any], total_steps: int):
     return fn
 
 
-def _optimizer(recipe: dict[str, Any], model: nn.Module, batch_size: int) -> torch.optim.Optimizer:
+def _optimizer(recipe: dict[str, Any], model: nn.Module, batch_size: int,
+               fast_kwargs: dict[str, Any] | None = None) -> torch.optim.Optimizer:  # fmt: skip
     o = recipe["optimizer"]
     lr = float(o["lr"])
     ref = float(o.get("reference_batch_size", 256))
@@ -189,14 +192,19 @@ def _optimizer(recipe: dict[str, Any], model: nn.Module, batch_size: int) -> tor
     wd = float(o.get("weight_decay", 0.0))
     if hasattr(model, "param_groups"):  # ViT methods: no decay on biases, norms, tokens, position embeddings
         params: Any = model.param_groups(wd)
+    elif o.get("exclude_norm_bias", o["name"] in LARGE_BATCH_OPTIMIZERS):  # SimCLR/BYOL's LARS: no decay, no scaling
+        params = norm_bias_groups(model, wd)
     else:
         params = [p for p in model.parameters() if p.requires_grad]
+    kw = fast_kwargs or {}  # fast.fused_optimizer: fused=True (CUDA) or foreach=True
     if o["name"] == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=float(o.get("momentum", 0.9)), weight_decay=wd)
+        return torch.optim.SGD(params, lr=lr, momentum=float(o.get("momentum", 0.9)), weight_decay=wd, **kw)
     if o["name"] == "adamw":
         betas = tuple(o.get("betas", (0.9, 0.999)))
-        return torch.optim.AdamW(params, lr=lr, weight_decay=wd, betas=betas)
-    raise ValueError(f"unknown optimizer {o['name']!r}; use sgd or adamw")
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd, betas=betas, **kw)
+    if o["name"] in LARGE_BATCH_OPTIMIZERS:
+        return build_large_batch_optimizer(o, params, lr, wd, foreach=bool(kw))
+    raise ValueError(f"unknown optimizer {o['name']!r}; use sgd, adamw, lars or lamb")
 
 
 def _normalize(x: torch.Tensor, mean: Iterable[float], std: Iterable[float]) -> torch.Tensor:
@@ -343,6 +351,7 @@ def train(
             step because no batch of readable images); the last good checkpoint is kept.
         RunDirError: ``out`` holds a run (without ``resume``/``force``), or a resume conflicts with its config.
     """
+    t_start = time.perf_counter()  # metrics' elapsed_s: wall clock of the whole run, set-up and monitor included
     out = Path(out)
     if epochs is not None and int(epochs) < 1:
         raise ValueError(f"epochs={epochs}: train for at least 1 epoch")
@@ -364,6 +373,7 @@ def train(
         dev = torch.device("cuda", local_rank)
         torch.cuda.set_device(dev)
     ckpt_path = out / "checkpoints" / "last.ckpt"
+    fast = FastPath.from_recipe(r, dev)  # the recipe's opt-in `fast:` section; all off: the default path exactly
     if dev.type == "cuda" and num_workers > 0:
         # measured on an H100 box: 16 main-process threads next to 12 loader workers made the small CPU ops of
         # batched augmentation ~100x slower; 4 threads ran the whole loop 2.5x faster
@@ -413,23 +423,21 @@ def train(
         val_ds = ImageFolderDataset(val, decode_size=size, classes=ds.classes)
         val_loader = DataLoader(val_ds, batch_size=256, collate_fn=collate_skip_invalid, num_workers=num_workers)
 
-    model = _build_model(r, gather=world > 1).to(dev)
+    model = fast.prepare_model(_build_model(r, gather=world > 1).to(dev))
     if world > 1 and r.get("sync_batchnorm"):
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     train_model: nn.Module = model
     if world > 1:
         train_model = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
-    opt = _optimizer(r, model, batch_size * world)
+    step_fn = fast.step_fn(train_model)  # train_model, or its compiled step
+    opt = _optimizer(r, model, batch_size * world, fast.optimizer_kwargs)
     steps_per_epoch = len(loader) if max_steps_per_epoch is None else min(len(loader), max_steps_per_epoch)
     total_steps = steps_per_epoch * int(r["epochs"])
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(r, steps_per_epoch, int(r["epochs"])))
     wd_at = _weight_decay_schedule(r, total_steps)
-    # recipe key amp: None = on for CUDA (float16 + GradScaler), off on the CPU; true on the CPU = bfloat16 autocast
-    use_amp = dev.type == "cuda" if r.get("amp") is None else bool(r["amp"])
-    amp_dtype = torch.float16 if dev.type == "cuda" else torch.bfloat16
-    scaler = torch.amp.GradScaler("cuda", enabled=dev.type == "cuda" and use_amp)
+    scaler = torch.amp.GradScaler("cuda", enabled=fast.grad_scaler_enabled)
 
-    start_epoch, step = 0, 0
+    start_epoch, step, elapsed_before = 0, 0, 0.0
     rows: list[dict[str, Any]] = []
     metrics_file = out / "metrics.jsonl"
     if resume and ckpt_path.exists():
@@ -443,6 +451,7 @@ def train(
         scaler.load_state_dict(state["scaler"])
         _set_rng_state(state["rng"])
         start_epoch, step = int(state["epoch"]), int(state["global_step"])
+        elapsed_before = float(state.get("elapsed_s", 0.0))
         if rank == 0:  # rows a killed run wrote after its last checkpoint go: they are computed again
             rows = restore_metrics(metrics_file, state.get("metrics"), start_epoch)
         logger.info("resumed %s at epoch %d (step %d)", ckpt_path, start_epoch, step)
@@ -489,8 +498,9 @@ def train(
                 images = batch[0].to(dev, non_blocking=True)
                 with torch.no_grad():
                     views = [v.to(dev) for v in transform(images)]
-            with torch.autocast(device_type=dev.type, dtype=amp_dtype, enabled=use_amp):
-                loss = train_model(views, (step, total_steps, epoch))
+            views = fast.inputs(views)
+            with fast.autocast():
+                loss = step_fn(views, (step, total_steps, epoch))
             bad = losses.add(loss, step)
             if bad is not None:
                 raise _nonfinite(bad, epoch, ckpt_path)
@@ -537,6 +547,7 @@ def train(
                 row.update(_monitor(model.eval_backbone, eval_loader, val_loader, dev, r.get("knn", {}), len(ds.classes)))
             if epoch == start_epoch:
                 row.update(baseline)
+            row["elapsed_s"] = elapsed_before + time.perf_counter() - t_start
             ratio = row.get("embedding_std_ratio")
             if ratio is not None and not math.isfinite(ratio):
                 raise TrainingError(f"epoch {epoch + 1}: the embedding std ratio is {ratio}; the embeddings are "
@@ -549,7 +560,7 @@ def train(
             # The rows travel in the checkpoint, so a resume restores exactly the rows of the epochs it has.
             state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                      "scaler": scaler.state_dict(), "rng": _rng_state(), "epoch": epoch + 1, "global_step": step,
-                     "recipe": r["name"], "metrics": rows}  # fmt: skip
+                     "recipe": r["name"], "metrics": rows, "elapsed_s": row["elapsed_s"]}  # fmt: skip
             save_torch(state, ckpt_path)
             with open(metrics_file, "a") as f:
                 f.write(json.dumps(row) + "\n")

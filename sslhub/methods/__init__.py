@@ -11,15 +11,16 @@ One file per family: :mod:`~sslhub.methods.contrastive`, :mod:`~sslhub.methods.d
 from sslhub.methods.base import METHODS, SSLMethod, build_method, feature_map, select_most_similar
 
 # Each family module registers its classes in METHODS when imported.
-from sslhub.methods.clustering import SwAV
-from sslhub.methods.contrastive import DCL, DCLW, NNCLR, MoCo, SimCLR
-from sslhub.methods.dense import DenseCL
-from sslhub.methods.distillation import BYOL, DINO, SimSiam, TiCo
-from sslhub.methods.redundancy import BarlowTwins, VICReg
+from sslhub.methods.clustering import SMoG, SwAV
+from sslhub.methods.contrastive import DCL, DCLW, MACL, NNCLR, PIRL, DirectCLR, MoCo, SimCLR
+from sslhub.methods.dense import DenseCL, DetConB, DetConS, VICRegL
+from sslhub.methods.distillation import BYOL, DINO, FastSiam, SimSiam, TiCo
+from sslhub.methods.redundancy import EMPSSL, MMCR, WMSE, BarlowTwins, FroSSL, VICReg
 
 __all__ = [
-    "BYOL", "DCL", "DCLW", "DINO", "METHODS", "NNCLR", "BarlowTwins", "DenseCL", "MoCo", "SSLMethod", "SimCLR",
-    "SimSiam", "SwAV", "TiCo", "VICReg", "build_method", "feature_map", "select_most_similar",
+    "BYOL", "DCL", "DCLW", "DINO", "EMPSSL", "MACL", "METHODS", "MMCR", "NNCLR", "PIRL", "SMoG", "WMSE",
+    "BarlowTwins", "DenseCL", "DetConB", "DetConS", "DirectCLR", "FastSiam", "FroSSL", "MoCo", "SSLMethod",
+    "SimCLR", "SimSiam", "SwAV", "TiCo", "VICReg", "VICRegL", "build_method", "feature_map", "select_most_similar",
 ]  # fmt: skip
 
 from sslhub.methods import vit_methods as _vit_methods  # noqa: E402,F401  (registers dino_vit, mae, simmim, msn, pmsn, aim)

@@ -1,4 +1,4 @@
-"""Self-distillation methods: BYOL, SimSiam, TiCo and DINO (a predictor or an EMA teacher, no negatives)."""
+"""Self-distillation methods: BYOL, SimSiam, FastSiam, TiCo and DINO (a predictor or an EMA teacher, no negatives)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from sslhub.heads.utils import cosine_schedule, deactivate_requires_grad, update
 from sslhub.methods.base import METHODS, SSLMethod
 from sslhub.methods.base import pool as _pool
 
-__all__ = ["BYOL", "DINO", "SimSiam", "TiCo"]
+__all__ = ["BYOL", "DINO", "FastSiam", "SimSiam", "TiCo"]
 
 
 class BYOL(SSLMethod):
@@ -105,4 +105,24 @@ class DINO(SSLMethod):
         update_momentum(self.projection_head, self.teacher_head, m)
 
 
-METHODS.update({"byol": BYOL, "simsiam": SimSiam, "tico": TiCo, "dino": DINO})
+class FastSiam(SimSiam):
+    """FastSiam: SimSiam with K views; each view's prediction targets the mean of the other views' (detached)
+    projections. Each view runs through the model separately, as in Lightly's example."""
+
+    views_needed = 4
+
+    def forward(self, views, progress):
+        zs, ps = [], []
+        for v in views:
+            z = self.projection_head(_pool(self.backbone, v))
+            ps.append(self.prediction_head(z))
+            zs.append(z.detach())
+        z_all, n = torch.stack(zs), len(views)
+        loss = z_all.new_zeros(())
+        for i in range(n):
+            others = torch.arange(n, device=z_all.device) != i
+            loss = loss + self.criterion(ps[i], z_all[others].mean(dim=0)) / n
+        return loss
+
+
+METHODS.update({"byol": BYOL, "simsiam": SimSiam, "tico": TiCo, "dino": DINO, "fastsiam": FastSiam})

@@ -2,9 +2,9 @@
 
 Names with a home elsewhere in sslhub are re-exported from it (momentum helpers from :mod:`sslhub.heads.utils`,
 token masking and positional embeddings from :mod:`sslhub.backbones.masked_vit`, ``patchify`` from
-:mod:`sslhub.losses.reconstruction`, ``concat_all_gather`` from :mod:`sslhub.losses.dist`); the rest (batch
-shuffling, masked pooling, feature matching, weight-decay groups, block masks, ...) is defined here with
-Lightly's signatures and numbers.
+:mod:`sslhub.losses.reconstruction`, ``concat_all_gather`` from :mod:`sslhub.losses.dist`, ``nearest_neighbors``
+from :mod:`sslhub.losses.dense`); the rest (batch shuffling, masked pooling, feature matching, weight-decay
+groups, block masks, ...) is defined here with Lightly's signatures and numbers.
 
 Not here: ``random_grid_token_mask`` (Pixio) and ``random_inverse_block_mask`` (CAPI), whose methods sslhub does
 not have, and the numpy internals of the sine-cosine table (``get_2d_sine_cosine_positional_embedding_from_grid``,
@@ -37,6 +37,7 @@ from sslhub.backbones.masked_vit import (
     set_at_index,
 )
 from sslhub.heads.utils import activate_requires_grad, deactivate_requires_grad, normalize_weight, update_momentum
+from sslhub.losses.dense import nearest_neighbors
 from sslhub.losses.dist import concat_all_gather, rank, world_size
 from sslhub.losses.reconstruction import normalize_mean_var, patchify, unpatchify
 
@@ -153,22 +154,6 @@ def select_most_similar(x: Tensor, y: Tensor, y_values: Tensor) -> Tensor:
     """(B, N, D): for every ``x[b, i]``, the row of ``y_values`` (B, M, D) at its most similar ``y[b, j]`` (DenseCL)."""
     index = most_similar_index(x, y).unsqueeze(-1).expand(y_values.shape)
     return torch.gather(y_values, dim=1, index=index)
-
-
-def nearest_neighbors(
-    input_maps: Tensor, candidate_maps: Tensor, distances: Tensor, num_matches: Optional[int]
-) -> tuple[Tensor, Tensor]:
-    """VICRegL's matching: the ``num_matches`` elements of ``input_maps`` (B, N, D) closest to their nearest
-    neighbour in ``candidate_maps`` (B, M, D), given ``distances`` (B, N, M), and those neighbours.
-    ``num_matches`` None or -1 (or more than N) keeps all N. Returns two (B, num_matches, D) tensors."""
-    if num_matches is None or num_matches == -1 or num_matches > input_maps.size(1):
-        num_matches = input_maps.size(1)
-    nearest_dist, nearest_idx = distances.topk(k=1, dim=2, largest=False)  # (B, N, 1)
-    _, keep = nearest_dist.squeeze(-1).topk(k=num_matches, dim=1, largest=False)  # (B, num_matches)
-    dim = input_maps.shape[2]
-    keep = keep.unsqueeze(-1).expand(-1, -1, dim)
-    neighbours = torch.gather(candidate_maps, 1, nearest_idx.expand(-1, -1, dim))
-    return torch.gather(input_maps, 1, keep), torch.gather(neighbours, 1, keep)
 
 
 # ------------------------------------------------------------------------------------------ optimisation helpers

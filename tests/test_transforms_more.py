@@ -327,3 +327,25 @@ def test_to_tensor_and_multi_view_transform_v2_equal_lightly(images: list[Image.
     mine, ref = ours.MultiViewTransformV2(flips)(image, mask), L.MultiViewTransformV2(flips)(image, mask)
     assert len(mine) == 2 and all(TF.pil_to_tensor(a[0]).equal(TF.pil_to_tensor(b[0])) and a[1].equal(b[1])
                                   for a, b in zip(mine, ref))  # fmt: skip
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU: checks that no op makes the host wait")
+@pytest.mark.parametrize("name", ["MMCRTransform", "FastSiamTransform", "SMoGTransform", "WMSETransform", "VICRegLTransform",
+                                  "FDATransform", "PIRLTransform"])  # fmt: skip
+def test_batched_augmentation_on_the_gpu_never_waits_for_it(name: str, batch: torch.Tensor) -> None:
+    small = dict(input_size=30, crop_sizes=(32, 16), global_crop_size=32, local_crop_size=16, n_local_views=2, k=3)
+    cls = getattr(ours, name)
+    t = cls(**{k: v for k, v in small.items() if k in inspect.signature(cls).parameters}) if name != "FDATransform" else \
+        cls(ours.FDAView1Transform(input_size=32), ours.FDAView2Transform(input_size=32))  # fmt: skip
+    x = batch.cuda()
+    t(x)  # first call: pinned host buffers, FFT plans and normalisation constants are set up
+    torch.cuda.synchronize()
+    torch.manual_seed(0)
+    torch.cuda.set_sync_debug_mode("error")  # any synchronising call (.item(), nonzero, pageable copy) raises
+    try:
+        views = t(x)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    torch.manual_seed(0)  # random parameters come from the CPU generator: the CPU run draws the same ones
+    for gpu, cpu in zip(views, t(batch), strict=True):
+        torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-3, rtol=0)

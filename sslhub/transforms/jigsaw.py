@@ -18,6 +18,7 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 from sslhub.transforms.base import IMAGENET_NORMALIZE, MultiViewTransform, Normalize, ToTensor, ViewTransform
+from sslhub.transforms.batched import to_device
 from sslhub.transforms.methods import _augment_ops
 
 __all__ = ["Jigsaw", "PIRLTransform"]
@@ -79,8 +80,8 @@ class Jigsaw:
         top = self.rows + torch.randint(0, self.side + 1, (n, k))  # (N, k) tile corners
         left = self.cols + torch.randint(0, self.side + 1, (n, k))
         offsets = torch.arange(c)
-        rows = (top[..., None] + offsets).to(images.device)  # (N, k, c)
-        cols = (left[..., None] + offsets).to(images.device)
+        rows = to_device(top[..., None] + offsets, images.device)  # (N, k, c)
+        cols = to_device(left[..., None] + offsets, images.device)
         b = torch.arange(n, device=images.device).view(n, 1, 1, 1, 1)
         ch = torch.arange(channels, device=images.device).view(1, 1, channels, 1, 1)
         tiles = images[b, ch, rows[:, :, None, :, None], cols[:, :, None, None, :]]  # (N, k, C, c, c)
@@ -90,7 +91,7 @@ class Jigsaw:
         else:
             out = torch.stack([torch.as_tensor(self.transform(t)).as_subclass(Tensor) for t in flat])
         out = out.reshape(n, k, *out.shape[1:])
-        perm = torch.rand(n, k).argsort(dim=1).to(out.device)
+        perm = to_device(torch.rand(n, k).argsort(dim=1), out.device)
         return out[torch.arange(n, device=out.device)[:, None], perm]
 
 

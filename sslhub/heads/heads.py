@@ -175,6 +175,95 @@ class DenseCLProjectionHead(ProjectionHead):
         super().__init__(_mlp(input_dim, hidden_dim, output_dim, 2, False, False))
 
 
+class VicRegLLocalProjectionHead(ProjectionHead):
+    """VICRegL local projector: 3 layers, LayerNorm + ReLU after the first two (works on ``(..., input_dim)``)."""
+
+    def __init__(self, input_dim: int = 2048, hidden_dim: int = 8192, output_dim: int = 8192) -> None:
+        super().__init__(
+            [
+                (input_dim, hidden_dim, nn.LayerNorm(hidden_dim), nn.ReLU()),
+                (hidden_dim, hidden_dim, nn.LayerNorm(hidden_dim), nn.ReLU()),
+                (hidden_dim, output_dim, None, None),
+            ]
+        )
+
+
+class MMCRProjectionHead(ProjectionHead):
+    """MMCR projector: ``num_layers`` hidden Linear(-BN)-ReLU blocks and a linear output, all with ``use_bias``."""
+
+    def __init__(
+        self,
+        input_dim: int = 2048,
+        hidden_dim: int = 8192,
+        output_dim: int = 512,
+        num_layers: int = 2,
+        batch_norm: bool = True,
+        use_bias: bool = False,
+    ) -> None:
+        dims = [input_dim] + [hidden_dim] * num_layers
+        blocks: list[Block] = [(d, hidden_dim, _bn(hidden_dim, batch_norm), nn.ReLU(), use_bias) for d in dims[:-1]]
+        blocks.append((hidden_dim, output_dim, None, None, use_bias))
+        super().__init__(blocks)
+
+
+class SMoGProjectionHead(ProjectionHead):
+    """SMoG projection head: Linear-BN-ReLU-Linear-BN (the last BN without affine parameters)."""
+
+    def __init__(self, input_dim: int = 2048, hidden_dim: int = 2048, output_dim: int = 128) -> None:
+        super().__init__(
+            [
+                (input_dim, hidden_dim, nn.BatchNorm1d(hidden_dim), nn.ReLU()),
+                (hidden_dim, output_dim, nn.BatchNorm1d(output_dim, affine=False), None),
+            ]
+        )
+
+
+class SMoGPredictionHead(ProjectionHead):
+    """SMoG prediction head: Linear-BN-ReLU-Linear."""
+
+    def __init__(self, input_dim: int = 128, hidden_dim: int = 2048, output_dim: int = 128) -> None:
+        super().__init__(_mlp(input_dim, hidden_dim, output_dim, 2, True, False))
+
+
+class SMoGPrototypes(nn.Module):
+    """SMoG group features (``group_features``, a frozen parameter) updated as a momentum average of the
+    features assigned to each group.
+
+    Args:
+        group_features: Initial group features ``(n_groups, dim)``.
+        beta: Momentum of the group feature update.
+    """
+
+    def __init__(self, group_features: Tensor, beta: float):
+        super().__init__()
+        self.group_features = nn.Parameter(group_features, requires_grad=False)
+        self.beta = beta
+
+    def forward(self, x: Tensor, group_features: Tensor, temperature: float = 0.1) -> Tensor:
+        """Cosine similarities of ``x`` (B, dim) to ``group_features``, divided by ``temperature``."""
+        x = nn.functional.normalize(x, dim=1)
+        group_features = nn.functional.normalize(group_features, dim=1)
+        return torch.mm(x, group_features.t()) / temperature
+
+    def get_updated_group_features(self, x: Tensor) -> Tensor:
+        """New group features: each group assigned in ``x`` moves towards the mean of its members."""
+        assignments = self.assign_groups(x)
+        group_features = torch.clone(self.group_features.data)
+        for group in torch.unique(assignments):
+            mask = assignments == group
+            group_features[group] = self.beta * self.group_features[group] + (1 - self.beta) * x[mask].mean(dim=0)
+        return group_features
+
+    def set_group_features(self, x: Tensor) -> None:
+        """Replaces the group features."""
+        self.group_features.data = x.to(self.group_features.device)
+
+    @torch.no_grad()
+    def assign_groups(self, x: Tensor) -> Tensor:
+        """Index of the most similar group for every row of ``x``."""
+        return torch.argmax(self.forward(x, self.group_features), dim=-1)
+
+
 class SwaVPrototypes(nn.Module):
     """SwaV prototypes: one linear layer per entry of ``n_prototypes`` (``heads.{i}``).
 

@@ -29,3 +29,13 @@ from sslhub.losses.msn import MSNLoss, PMSNCustomLoss, PMSNLoss  # noqa: E402
 from sslhub.losses.reconstruction import AIMLoss, MAELoss, SimMIMLoss  # noqa: E402
 
 __all__ += ["AIMLoss", "MAELoss", "MSNLoss", "PMSNCustomLoss", "PMSNLoss", "SimMIMLoss"]
+
+# Lightly 1.6's remaining image-level losses (issue 14).
+from sslhub.losses.contrastive import DirectCLRLoss, MACLLoss  # noqa: E402
+from sslhub.losses.dense import DetConBLoss, DetConSLoss, PatchKernelAlignmentLoss, VICRegLLoss  # noqa: E402
+from sslhub.losses.multiview import EMPSSLLoss, FroSSLLoss, MMCRLoss  # noqa: E402
+from sslhub.losses.regularized import VISRegLoss, VISRegLossComponents  # noqa: E402
+from sslhub.losses.whitening import Whitening2d, WMSELoss  # noqa: E402
+
+__all__ += ["DetConBLoss", "DetConSLoss", "DirectCLRLoss", "EMPSSLLoss", "FroSSLLoss", "MACLLoss", "MMCRLoss",
+            "PatchKernelAlignmentLoss", "VICRegLLoss", "VISRegLoss", "VISRegLossComponents", "WMSELoss", "Whitening2d"]  # fmt: skip

@@ -1,4 +1,4 @@
-"""Contrastive losses: NT-Xent (SimCLR / MoCo) and decoupled contrastive learning (DCL, DCLW)."""
+"""Contrastive losses: NT-Xent (SimCLR / MoCo), decoupled contrastive learning (DCL, DCLW), DirectCLR and MACL."""
 
 from __future__ import annotations
 
@@ -143,3 +143,61 @@ class DCLWLoss(DCLLoss):
             weight_fn=partial(negative_mises_fisher_weights, sigma=sigma),
             gather_distributed=gather_distributed,
         )
+
+
+class DirectCLRLoss(NTXentLoss):
+    """DirectCLR: :class:`NTXentLoss` on the first ``loss_dim`` features of the (flattened) representations,
+    without a projection head.
+
+    Args:
+        loss_dim: Number of leading features the loss sees.
+        temperature, memory_bank_size, gather_distributed: As :class:`NTXentLoss`.
+    """
+
+    def __init__(self, loss_dim: int = 64, temperature: float = 0.5, memory_bank_size: int | Sequence[int] = 0,
+                 gather_distributed: bool = False):  # fmt: skip
+        super().__init__(temperature=temperature, memory_bank_size=memory_bank_size, gather_distributed=gather_distributed)
+        self.loss_dim = loss_dim
+
+    def forward(self, out0: Tensor, out1: Tensor) -> Tensor:
+        """Loss between the leading ``loss_dim`` features of two batches ``(B, ...)``."""
+        return super().forward(out0.flatten(start_dim=1)[:, : self.loss_dim], out1.flatten(start_dim=1)[:, : self.loss_dim])
+
+
+class MACLLoss(nn.Module):
+    """Model-aware contrastive loss (MACL): InfoNCE whose temperature grows with the mean positive alignment
+    ``A``: ``t = temperature * (1 + alpha * (A - A_0))``, each sample weighted by ``1 / (1 - p_pos)`` (detached).
+
+    Args:
+        temperature: Base temperature.
+        alpha: Strength of the alignment-dependent temperature, in [0, 1].
+        A_0: Reference alignment, in [0, 1].
+    """
+
+    def __init__(self, temperature: float = 0.1, alpha: float = 0.5, A_0: float = 0.0):
+        super().__init__()
+        self.temperature = temperature
+        self.alpha = alpha
+        self.A_0 = A_0
+        self.eps = 1e-08
+        if self.temperature < self.eps:
+            raise ValueError(f"Illegal initial temperature: abs({self.temperature}) < 1e-8")
+        if not 0 <= self.alpha <= 1:
+            raise ValueError("Alpha must be in the range [0, 1].")
+        if not 0 <= self.A_0 <= 1:
+            raise ValueError("A_0 must be in the range [0, 1].")
+
+    def forward(self, z0: Tensor, z1: Tensor) -> Tensor:
+        """Loss for two batches of embeddings ``(B, D)``; row i of each is a positive pair."""
+        out = torch.cat([F.normalize(z0, dim=-1, p=2), F.normalize(z1, dim=-1, p=2)], dim=0)
+        b, n = z0.shape[0], 2 * z0.shape[0]
+        sim = out @ out.T
+        keep = torch.ones_like(sim, dtype=torch.bool)
+        for k in (0, b, -b):  # itself and its positive are not negatives
+            keep.diagonal(k)[:] = False
+        neg = sim.masked_select(keep).view(n, -1)
+        pos = torch.cat([torch.diag(sim, b), torch.diag(sim, -b)]).reshape(n, 1)
+        t = self.temperature * (1 + self.alpha * (torch.mean(pos.detach()) - self.A_0))
+        log_pos = F.log_softmax(torch.cat([pos, neg], dim=1) / t, dim=1)[:, 0]
+        weight = 1.0 / (1.0 - log_pos.exp() + self.eps)
+        return (-weight.detach() * log_pos).mean()

@@ -1,6 +1,9 @@
-"""Non-contrastive losses: SimSiam/BYOL cosine, Barlow Twins, VICReg and TiCo."""
+"""Non-contrastive losses: SimSiam/BYOL cosine, Barlow Twins, VICReg, TiCo and VISReg."""
 
 from __future__ import annotations
+
+import math
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -162,3 +165,87 @@ class TiCoLoss(nn.Module):
         if update_covariance_matrix:
             self.C = C.detach()
         return invariance + contrast
+
+
+class VISRegLossComponents(NamedTuple):
+    """The terms of :class:`VISRegLoss`: ``total`` and its parts."""
+
+    total: Tensor
+    pred: Tensor
+    scale: Tensor
+    shape: Tensor
+    center: Tensor
+
+
+def _visreg_shape_loss(z: Tensor, num_slices: int, eps: float = 0.0001) -> Tensor:
+    """Sliced distance of the standardised embeddings to a standard normal: random unit directions, sorted
+    projections against the normal quantiles."""
+    n, d = z.size(-2), z.size(-1)
+    z_norm = (z - z.mean(dim=-2, keepdim=True)) / (z.std(dim=-2, unbiased=False, keepdim=True).detach() + eps)
+    slices = torch.randn(d, num_slices, device=z.device, dtype=z.dtype)
+    slices = slices / slices.norm(p=2, dim=0)
+    positions = torch.arange(1, n + 1, device=z.device, dtype=torch.float32) / (n + 1)
+    quantiles = (torch.erfinv(2 * positions - 1) * math.sqrt(2)).to(z.dtype).unsqueeze(-1)  # Normal(0, 1).icdf
+    return ((z_norm @ slices).sort(dim=-2).values - quantiles).square().mean()
+
+
+class VISRegLoss(nn.Module):
+    """VISReg loss: ``(1 - lambda_param) * prediction + lambda_param * (scale + shape + center regularisers)``.
+
+    The prediction term pulls every view's projection to the mean of the global views (LeJEPA's invariance);
+    the regularisers push each view's projections to zero mean, unit standard deviation and, along
+    ``num_slices`` random directions, a standard normal distribution.
+
+    Args:
+        lambda_param: Weight of the regularisers, in [0, 1].
+        num_slices: Random directions of the shape term.
+        lambda_scale, lambda_shape, lambda_center: Weights of the three regularisers.
+        gather_distributed: Regularise over the batches of all processes.
+        eps: Added to the standard deviation in the shape term.
+    """
+
+    def __init__(self, lambda_param: float = 0.9, num_slices: int = 4096, lambda_scale: float = 1.0,
+                 lambda_shape: float = 1.0, lambda_center: float = 1.0, gather_distributed: bool = False,
+                 eps: float = 0.0001):  # fmt: skip
+        super().__init__()
+        if not 0.0 <= lambda_param <= 1.0:
+            raise ValueError("lambda_param must be in the unit interval [0, 1].")
+        if num_slices < 1:
+            raise ValueError("num_slices must be a positive integer.")
+        if lambda_scale < 0 or lambda_shape < 0 or lambda_center < 0:
+            raise ValueError("lambda_scale, lambda_shape, and lambda_center must be non-negative.")
+        if eps <= 0:
+            raise ValueError("eps must be greater than zero.")
+        dist.check_available(gather_distributed)
+        self.lambda_param = lambda_param
+        self.num_slices = num_slices
+        self.lambda_scale = lambda_scale
+        self.lambda_shape = lambda_shape
+        self.lambda_center = lambda_center
+        self.gather_distributed = gather_distributed
+        self.eps = eps
+
+    def forward(self, *, local_proj: Tensor, global_proj: Tensor) -> Tensor:
+        """Total loss for projections ``(V_local, N, D)`` and ``(V_global, N, D)``."""
+        return self.forward_components(local_proj=local_proj, global_proj=global_proj).total
+
+    def forward_components(self, *, local_proj: Tensor, global_proj: Tensor) -> VISRegLossComponents:
+        """All terms of the loss, for logging."""
+        for name, views, t in (("local_proj", "V_local", local_proj), ("global_proj", "V_global", global_proj)):
+            if t.ndim != 3:
+                raise ValueError(f"{name} must have shape ({views}, N, D), got {t.shape}.")
+        if local_proj.shape[1:] != global_proj.shape[1:]:
+            raise ValueError(f"local_proj and global_proj must have matching batch and feature dimensions, got "
+                             f"{local_proj.shape} and {global_proj.shape}.")  # fmt: skip
+        if local_proj.size(-2) < 2:
+            raise ValueError(f"Batch size must be greater than one, got {local_proj.size(-2)}.")
+        proj = torch.cat([global_proj, local_proj], dim=0)
+        pred = (global_proj.mean(0) - proj).square().mean()
+        if self.gather_distributed and dist.world_size() > 1:
+            proj = torch.cat(dist.gather(proj), dim=-2)
+        scale = (1.0 - proj.std(dim=-2, unbiased=False)).square().mean()
+        shape = _visreg_shape_loss(proj, num_slices=self.num_slices, eps=self.eps)
+        center = proj.mean(dim=-2).square().mean()
+        reg = self.lambda_scale * scale + self.lambda_shape * shape + self.lambda_center * center
+        total = (1.0 - self.lambda_param) * pred + self.lambda_param * reg
+        return VISRegLossComponents(total=total, pred=pred, scale=scale, shape=shape, center=center)

@@ -77,3 +77,58 @@ __all__ = [
 from sslhub.transforms.vit import AIMTransform, MAETransform, MSNTransform, MSNViewTransform  # noqa: E402
 
 __all__ += ["AIMTransform", "MAETransform", "MSNTransform", "MSNViewTransform"]
+
+# Issue 14: the remaining image-level methods and Lightly's helper transforms.
+from sslhub.transforms.base import MultiViewTransformV2, ToTensor  # noqa: E402
+from sslhub.transforms.dense import (  # noqa: E402
+    AddGridTransform,
+    DetConSTransform,
+    DetConSViewTransform,
+    VICRegLTransform,
+    VICRegLViewTransform,
+)
+from sslhub.transforms.frequency import (  # noqa: E402
+    AmplitudeRescaleTransform,
+    FDATransform,
+    FDAView1Transform,
+    FDAView2Transform,
+    GaussianMixtureMask,
+    IRFFT2DTransform,
+    PhaseShiftTransform,
+    RandomFrequencyMaskTransform,
+    RFFT2DTransform,
+)
+from sslhub.transforms.jigsaw import Jigsaw, PIRLTransform  # noqa: E402
+from sslhub.transforms.multi_view import (  # noqa: E402
+    FastSiamTransform,
+    MMCRTransform,
+    SMoGTransform,
+    SmoGViewTransform,
+    WMSETransform,
+)
+
+__all__ += [
+    "AddGridTransform",
+    "AmplitudeRescaleTransform",
+    "DetConSTransform",
+    "DetConSViewTransform",
+    "Jigsaw",
+    "PIRLTransform",
+    "VICRegLTransform",
+    "VICRegLViewTransform",
+    "FDATransform",
+    "FDAView1Transform",
+    "FDAView2Transform",
+    "FastSiamTransform",
+    "GaussianMixtureMask",
+    "IRFFT2DTransform",
+    "MMCRTransform",
+    "MultiViewTransformV2",
+    "PhaseShiftTransform",
+    "RFFT2DTransform",
+    "RandomFrequencyMaskTransform",
+    "SMoGTransform",
+    "SmoGViewTransform",
+    "ToTensor",
+    "WMSETransform",
+]

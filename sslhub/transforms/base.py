@@ -80,6 +80,26 @@ class ViewTransform:
         return out
 
 
+class ToTensor:
+    """PIL image or tensor -> float32 tensor in [0, 1] (uint8 is scaled by 1/255), Lightly's ``ToTensor``.
+
+    It replaces torchvision's deprecated ``ToTensor`` with ``v2.ToImage`` + ``v2.ToDtype(float32, scale=True)``;
+    batches (N, C, H, W) pass through unchanged in shape.
+    """
+
+    supports_batches = True
+
+    def __init__(self) -> None:
+        self.transform = v2.Compose([v2.ToImage(), v2.ToDtype(dtype=torch.float32, scale=True)])
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Converts ``args`` (as ``v2.Compose`` does: an image, or a structure of images and masks)."""
+        return self.transform(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.transform})"
+
+
 class MultiViewTransform:
     """Applies every transform in ``transforms`` to the input; returns the list of views."""
 
@@ -89,6 +109,18 @@ class MultiViewTransform:
     def __call__(self, image: ImageInput) -> list[Tensor]:
         """Returns one view per transform."""
         return [transform(image) for transform in self.transforms]
+
+
+class MultiViewTransformV2:
+    """Like :class:`MultiViewTransform` for transforms v2 inputs: every transform receives all positional
+    arguments (images, masks, bounding boxes, ...) and returns one view of them."""
+
+    def __init__(self, transforms: Sequence[Callable[..., Any]]) -> None:
+        self.transforms = list(transforms)
+
+    def __call__(self, *args: Any) -> list[Any]:
+        """Returns one transformed copy of ``args`` per transform."""
+        return [transform(*args) for transform in self.transforms]
 
 
 class MultiCropTranform(MultiViewTransform):

@@ -4,7 +4,8 @@ The op objects of a pipeline (torchvision v2 transforms plus :mod:`sslhub.transf
 single definition of the augmentation: PIL images run them directly, while :func:`apply_batched`
 interprets them on a float batch (N, C, H, W) in [0, 1] with one set of random parameters per sample,
 drawn from torch's CPU generator (reproducible with ``torch.manual_seed`` on any device). Unknown ops fall
-back to a per-sample loop on float images in [0, 1]. RGB input is assumed.
+back to a per-sample loop on float images in [0, 1]; ops with ``supports_batches = True`` are called on the
+whole batch (they draw one set of parameters per sample themselves). RGB input is assumed.
 
 On a GPU nothing here waits for the device: random parameters, masks and index sets are made on the CPU and
 sent with non-blocking copies from pinned memory (a copy from pageable memory, a ``nonzero`` or an ``.item()``
@@ -80,13 +81,24 @@ def _crop_boxes(n: int, height: int, width: int, scale: tuple[float, float], rat
     return torch.stack([left, top, left + w, top + h], dim=1)
 
 
-def resized_crop(x: Tensor, op: v2.RandomResizedCrop) -> Tensor:
-    """Per-sample random resized crop of a float batch."""
-    n, _, height, width = x.shape
-    boxes = _crop_boxes(n, height, width, tuple(op.scale), tuple(op.ratio))
+def crop_boxes(x: Tensor, boxes: Tensor, size: tuple[int, int]) -> Tensor:
+    """Crops box ``i`` (``left, top, right, bottom`` in pixels, on the CPU) of sample ``i`` and resizes it to
+    ``size`` (bilinear)."""
+    n = x.shape[0]
     rois = to_device(torch.cat([torch.arange(n, dtype=boxes.dtype)[:, None], boxes], dim=1).to(x.dtype), x.device)
     # aligned=True: box edges are pixel edges, so an uncropped, unresized image is returned exactly.
-    return roi_align(x, rois, output_size=tuple(op.size), spatial_scale=1.0, sampling_ratio=-1, aligned=True)
+    return roi_align(x, rois, output_size=tuple(size), spatial_scale=1.0, sampling_ratio=-1, aligned=True)
+
+
+def random_crop_boxes(x: Tensor, op: v2.RandomResizedCrop) -> Tensor:
+    """One random box per sample of ``x`` with ``op``'s scale and ratio: (N, 4) ``left, top, right, bottom``."""
+    n, _, height, width = x.shape
+    return _crop_boxes(n, height, width, tuple(op.scale), tuple(op.ratio))
+
+
+def resized_crop(x: Tensor, op: v2.RandomResizedCrop) -> Tensor:
+    """Per-sample random resized crop of a float batch."""
+    return crop_boxes(x, random_crop_boxes(x, op), tuple(op.size))
 
 
 def _hue(x: Tensor, factor: Tensor) -> Tensor:
@@ -166,8 +178,24 @@ def _per_sample(op: Callable[[Any], Any], x: Tensor) -> Tensor:
     return torch.stack([torch.as_tensor(op(img)).as_subclass(Tensor) for img in x])
 
 
+def _random_apply(op: v2.RandomApply, x: Tensor) -> Tensor:
+    """``RandomApply`` of batch-aware ops: each sample is transformed with probability ``op.p``."""
+    idx = torch.nonzero(torch.rand(x.shape[0]) < op.p).flatten() if op.p < 1 else torch.arange(x.shape[0])
+    if idx.numel() == 0:
+        return x
+    idx = to_device(idx, x.device)
+    y = x[idx]
+    for t in op.transforms:
+        y = t(y)
+    return x.index_copy(0, idx, y)
+
+
 def _apply_op(op: Any, x: Tensor) -> Tensor:
     n = x.shape[0]
+    if getattr(op, "supports_batches", False):  # draws its own per-sample parameters (e.g. Fourier-domain ops)
+        return op(x)
+    if isinstance(op, v2.RandomApply) and all(getattr(t, "supports_batches", False) for t in op.transforms):
+        return _random_apply(op, x)
     if isinstance(op, v2.RandomResizedCrop):
         return resized_crop(x, op)
     if isinstance(op, (v2.RandomHorizontalFlip, v2.RandomVerticalFlip)):
@@ -198,4 +226,4 @@ def apply_batched(ops: list[Callable[[Any], Any]], x: Tensor) -> Tensor:
     return x
 
 
-__all__ = ["apply_batched", "color_jitter", "gaussian_blur", "resized_crop"]
+__all__ = ["apply_batched", "color_jitter", "crop_boxes", "gaussian_blur", "random_crop_boxes", "resized_crop"]

@@ -1,0 +1,1 @@
+"""Lightly's ``lightly.utils`` helper paths that training scripts import (``sslhub.utils.scheduler``)."""

@@ -29,3 +29,11 @@ from sslhub.losses.msn import MSNLoss, PMSNCustomLoss, PMSNLoss  # noqa: E402
 from sslhub.losses.reconstruction import AIMLoss, MAELoss, SimMIMLoss  # noqa: E402
 
 __all__ += ["AIMLoss", "MAELoss", "MSNLoss", "PMSNCustomLoss", "PMSNLoss", "SimMIMLoss"]
+
+# Losses of the modern ViT methods (issue 15): iBOT/DINOv2, CAPI, LeJEPA.
+from sslhub.losses.capi import CAPILoss  # noqa: E402
+from sslhub.losses.ibot import IBOTPatchLoss, IBOTPlusPlusPatchLoss  # noqa: E402
+from sslhub.losses.koleo import KoLeoLoss  # noqa: E402
+from sslhub.losses.lejepa import LeJEPALoss, SIGReg  # noqa: E402
+
+__all__ += ["CAPILoss", "IBOTPatchLoss", "IBOTPlusPlusPatchLoss", "KoLeoLoss", "LeJEPALoss", "SIGReg"]

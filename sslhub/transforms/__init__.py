@@ -77,3 +77,8 @@ __all__ = [
 from sslhub.transforms.vit import AIMTransform, MAETransform, MSNTransform, MSNViewTransform  # noqa: E402
 
 __all__ += ["AIMTransform", "MAETransform", "MSNTransform", "MSNViewTransform"]
+
+# Transforms of iBOT, CAPI and I-JEPA (issue 15).
+from sslhub.transforms.modern_vit import CAPITransform, IBOTTransform, IBOTViewTransform, IJEPATransform  # noqa: E402
+
+__all__ += ["CAPITransform", "IBOTTransform", "IBOTViewTransform", "IJEPATransform"]

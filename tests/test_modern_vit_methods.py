@@ -1,0 +1,255 @@
+"""Modern ViT methods (issue 15): iBOT, DINOv2, I-JEPA, CAPI, LeJEPA. Parity of every Lightly-named piece with
+lightly 1.6.0 (init, state-dict keys, outputs, gradients), one training step of each method against a model built
+from Lightly's modules as in its examples, and the tiny recipes train, reload with no flags and load strictly into
+timm (DINOv2 as timm's vit_*_patch14_dinov2 architecture)."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import random
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+
+import sslhub
+from sslhub.backbones import block_masks as BM
+from sslhub.backbones import create_backbone
+from sslhub.backbones.capi_predictor import CAPIPredictorTIMM
+from sslhub.backbones.decoders import MaskedVisionTransformerDecoderTIMM
+from sslhub.backbones.ijepa_predictor import IJEPAPredictorTIMM, apply_masks, repeat_interleave_batch
+from sslhub.heads import CAPIProjectionHead, DINOv2ProjectionHead, LeJEPAProjectionHead, PixioDecoderTIMM
+from sslhub.losses import CAPILoss, IBOTPatchLoss, IBOTPlusPlusPatchLoss, KoLeoLoss, LeJEPALoss, SIGReg
+from sslhub.recipes import get_recipe
+
+LL = pytest.importorskip("lightly.loss")
+LM = pytest.importorskip("lightly.models.modules")
+LU = pytest.importorskip("lightly.models.utils")
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "training/data/clothing10_mini/train"
+TOL = dict(atol=1e-5, rtol=0)
+SHRINK = ["batch_size=16", "backbone.depth=2", "backbone.embed_dim=64", "backbone.num_heads=2"]
+TINY = ["ibot-vit-tiny-p4-32", "dinov2-vit-tiny-p4-32", "ijepa-vit-tiny-p4-32", "capi-vit-tiny-p4-32",
+        "lejepa-vit-tiny-p4-32"]  # fmt: skip
+
+
+def _grads(*tensors):
+    return [t.grad.clone() for t in tensors]
+
+
+def _assert_same_module(ours, ref, *inputs, seed=0, **kw):
+    """Same keys, same init from the same seed, same outputs (after loading ref's weights)."""
+    sd_o, sd_r = ours.state_dict(), ref.state_dict()
+    assert set(sd_o) == set(sd_r), set(sd_o) ^ set(sd_r)
+    for k in sd_r:
+        torch.testing.assert_close(sd_o[k], sd_r[k], **TOL, msg=k)
+    ours.load_state_dict(sd_r, strict=True)
+    torch.testing.assert_close(ours(*inputs, **kw), ref(*inputs, **kw), **TOL)
+
+
+def _seeded(build, seed=0):
+    torch.manual_seed(seed)
+    return build()
+
+
+# --------------------------------------------------------------------------------------------------- masks
+
+
+def test_block_masks_match_lightly():
+    from lightly.data import IJEPAMaskCollator
+
+    random.seed(1)
+    ours = BM.random_block_mask((8, 8, 8))
+    random.seed(1)
+    assert torch.equal(ours, LU.random_block_mask((8, 8, 8)))
+    assert 0 < ours.sum() and (ours.flatten(1).sum(1) == 0).sum() == 4  # half of the images unmasked
+    for kw in ({}, {"num_prefix_tokens": 5, "mask_ratio": 0.5, "roll": False}):
+        torch.manual_seed(2)
+        a = BM.random_inverse_block_mask((3, kw.get("num_prefix_tokens", 1) + 64), **kw)
+        torch.manual_seed(2)
+        b = LU.random_inverse_block_mask((3, kw.get("num_prefix_tokens", 1) + 64), **kw)
+        assert all(torch.equal(x, y) for x, y in zip(a, b))
+    collator = IJEPAMaskCollator(input_size=32, patch_size=4, min_keep=4)
+    for step in range(2):  # the collator seeds the block sizes with its call counter
+        torch.manual_seed(3 + step)
+        _, ref_enc, ref_pred = collator([(torch.zeros(1), 0)] * 5)
+        torch.manual_seed(3 + step)
+        enc, pred = BM.ijepa_multiblock_masks(5, (8, 8), seed=step, min_keep=4)
+        assert len(enc) == len(ref_enc) == 1 and len(pred) == len(ref_pred) == 2
+        assert all(torch.equal(x, y) for x, y in zip(enc + pred, ref_enc + ref_pred))
+    x = torch.randn(5, 64, 8)
+    torch.testing.assert_close(apply_masks(x, pred), LU.apply_masks(x, pred), **TOL)
+    torch.testing.assert_close(repeat_interleave_batch(x, 5, 3), LU.repeat_interleave_batch(x, 5, 3), **TOL)
+
+
+# -------------------------------------------------------------------------------------------------- losses
+
+
+def test_ibot_losses_match_lightly():
+    torch.manual_seed(0)
+    mask = torch.rand(4, 3, 3) > 0.5
+    mask[1] = False  # an image without masked patches
+    n = int(mask.sum())
+    for ours, ref, args in ((IBOTPatchLoss(output_dim=16), LL.IBOTPatchLoss(output_dim=16), lambda t, s: (t, s, mask)),
+                            (IBOTPlusPlusPatchLoss(output_dim=16), LL.IBOTPlusPlusPatchLoss(output_dim=16),
+                             lambda t, s: (t.view(4, 9, 16), s.view(4, 9, 16), mask))):  # fmt: skip
+        size = 36 if isinstance(ours, IBOTPlusPlusPatchLoss) else n
+        for call in range(2):  # the second call uses the updated center
+            t, s = torch.randn(size, 16), torch.randn(size, 16)
+            results = []
+            for loss_fn in (ours, ref):
+                sr = s.clone().requires_grad_()
+                loss = loss_fn(*args(t, sr), teacher_temp=0.05 if call else None)
+                loss.backward()
+                results.append((loss.detach(), sr.grad))
+            for a, b in zip(*results):
+                torch.testing.assert_close(a, b, **TOL)
+            torch.testing.assert_close(ours.center.center, ref.center.center, **TOL)
+        assert set(ours.state_dict()) == set(ref.state_dict()) == {"center.center"}
+    t, s = torch.randn(36, 16), torch.randn(36, 16)  # rank-2 input with a mask; no mask; visible weight 0
+    p, r = IBOTPlusPlusPatchLoss(output_dim=16), LL.IBOTPlusPlusPatchLoss(output_dim=16)
+    torch.testing.assert_close(p(t, s, mask=mask, visible_loss_weight=0.0), r(t, s, mask=mask, visible_loss_weight=0.0), **TOL)
+    torch.testing.assert_close(p(t.view(4, 9, 16), s.view(4, 9, 16)), r(t.view(4, 9, 16), s.view(4, 9, 16)), **TOL)
+    with pytest.raises(ValueError, match="mask is required"):
+        p(t, s)
+
+
+def test_koleo_capi_and_lejepa_losses_match_lightly():
+    torch.manual_seed(0)
+    x = torch.randn(8, 16)
+    x[3] = x[5]  # a duplicate: the eps keeps the log finite
+    res = []
+    for fn in (KoLeoLoss(), LL.KoLeoLoss()):
+        xr = x.clone().requires_grad_()
+        loss = fn(xr)
+        loss.backward()
+        res.append((loss.detach(), xr.grad))
+    for a, b in zip(*res):
+        torch.testing.assert_close(a, b, **TOL)
+    teacher, student, index = torch.randn(3, 16, 32), torch.randn(3, 5, 32), torch.randint(0, 16, (3, 5))
+    for kw in (dict(teacher_index=index), {}):
+        s = student if kw else torch.randn(3, 16, 32)
+        res = []
+        for fn in (CAPILoss(), LL.CAPILoss()):
+            sr, tr = s.clone().requires_grad_(), teacher.clone().requires_grad_()
+            loss = fn(tr, sr, **kw)
+            loss.backward()
+            assert tr.grad is None  # the targets are detached
+            res.append((loss.detach(), sr.grad))
+        for a, b in zip(*res):
+            torch.testing.assert_close(a, b, **TOL)
+    local, glob = torch.randn(4, 8, 16), torch.randn(2, 8, 16)
+    for ours, ref in ((SIGReg(num_vectors=64), LL.SIGReg(num_vectors=64)),
+                      (LeJEPALoss(sigreg_num_vectors=64, lambda_param=0.3), LL.LeJEPALoss(sigreg_num_vectors=64, lambda_param=0.3))):  # fmt: skip
+        assert ours.state_dict().keys() == ref.state_dict().keys()
+        for k, v in ref.state_dict().items():
+            torch.testing.assert_close(ours.state_dict()[k], v, **TOL)
+        res = []
+        for fn in (ours, ref):
+            lr, gr = local.clone().requires_grad_(), glob.clone().requires_grad_()
+            torch.manual_seed(7)  # SIGReg draws its random directions from torch's generator
+            loss = fn(torch.cat([lr, gr])) if isinstance(fn, (SIGReg, LL.SIGReg)) else fn(local_proj=lr, global_proj=gr)
+            loss.backward()
+            res.append((loss.detach(), lr.grad, gr.grad))
+        for a, b in zip(*res):
+            torch.testing.assert_close(a, b, **TOL)
+    with pytest.raises(ValueError, match="lambda_param"):
+        LeJEPALoss(lambda_param=2.0)
+
+
+# --------------------------------------------------------------------------------------- heads and decoders
+
+
+def test_heads_match_lightly():
+    x = torch.randn(6, 32)
+    _assert_same_module(_seeded(lambda: DINOv2ProjectionHead(32, 48, 16, 64)), _seeded(lambda: LM.DINOv2ProjectionHead(32, 48, 16, 64)), x)
+    assert DINOv2ProjectionHead(32, 48, 16, 64).last_layer.weight_g.requires_grad  # trained in DINOv2 (unlike DINO's default)
+    for kw in ({}, {"weight_norm": True}, {"bias": True}, {"bias": True, "weight_norm": True}):
+        ours, ref = _seeded(lambda: CAPIProjectionHead(32, 20, **kw)), _seeded(lambda: LM.CAPIProjectionHead(32, 20, **kw))
+        _assert_same_module(ours, ref, torch.randn(2, 5, 32))
+        assert [p.requires_grad for p in ours.parameters()] != [] and (
+            not kw.get("weight_norm") or not ours.layer.weight_g.requires_grad
+        )
+    for layers in (2, 4):
+        ours, ref = _seeded(lambda: LeJEPAProjectionHead(32, 24, 8, layers)), _seeded(lambda: LM.LeJEPAProjectionHead(32, 24, 8, layers))
+        _assert_same_module(ours, ref, x)
+        torch.testing.assert_close(ours.eval()(x), ref.eval()(x), **TOL)
+
+
+def test_decoders_and_predictors_match_lightly():
+    from lightly.models.modules.masked_autoencoder_timm import PixioDecoderTIMM as RefPixio
+
+    kw = dict(num_patches=16, embed_dim=32, depth=2, num_heads=4)
+    ours, ref = _seeded(lambda: MaskedVisionTransformerDecoderTIMM(**kw)), _seeded(lambda: LM.MaskedVisionTransformerDecoderTIMM(**kw))
+    x = torch.randn(3, 17, 32)
+    keep, masked = LU.random_token_mask((3, 17), 0.5)
+    _assert_same_module(ours, ref, x)
+    for args in (dict(idx_mask=masked), dict(idx_keep=keep), dict(mask=torch.rand(3, 17) > 0.5), dict(idx_mask=masked, idx_keep=keep)):
+        torch.testing.assert_close(ours(x, **args), ref(x, **args), **TOL)
+    assert ours.sequence_length == ref.sequence_length == 17 and not ours.pos_embed.requires_grad
+    pkw = dict(num_patches=16, patch_size=4, embed_dim=32, decoder_embed_dim=16, decoder_depth=2, decoder_num_heads=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # deprecated in lightly 1.6
+        ref_pixio = _seeded(lambda: RefPixio(**pkw))
+    _assert_same_module(_seeded(lambda: PixioDecoderTIMM(**pkw)), ref_pixio, x)
+    assert inspect.signature(PixioDecoderTIMM).parameters["decoder_depth"].default == 32
+    ikw = dict(num_patches=64, depth=2, mlp_dim=32, predictor_embed_dim=16, num_heads=2)
+    ours_p, ref_p = _seeded(lambda: IJEPAPredictorTIMM(**ikw)), _seeded(lambda: LM.IJEPAPredictorTIMM(**ikw))
+    torch.manual_seed(1)
+    enc, pred = BM.ijepa_multiblock_masks(3, (8, 8), seed=0, min_keep=4)
+    ctx = torch.randn(3, enc[0].shape[1], 32)
+    _assert_same_module(ours_p, ref_p, ctx, enc, pred)
+    legacy = {k.replace("decoder.blocks.", "predictor_blocks.").replace("decoder.pos_embed", "predictor_pos_embed"): v
+              for k, v in ref_p.state_dict().items()}  # fmt: skip
+    with pytest.warns(DeprecationWarning, match="old parameter names"):
+        ours_p.load_state_dict(legacy, strict=True)
+    ckw = dict(embed_dim=32, grid_size=8, depth=2, num_heads=2)
+    ours_c, ref_c = _seeded(lambda: CAPIPredictorTIMM(**ckw)), _seeded(lambda: LM.CAPIPredictorTIMM(**ckw))
+    keep, masked = LU.random_inverse_block_mask((3, 65), num_prefix_tokens=1)
+    _assert_same_module(ours_c, ref_c, torch.randn(3, keep.shape[1] - 1, 32), keep[:, 1:] - 1, masked - 1)
+
+
+# ------------------------------------------------------------------------------------------------ transforms
+
+
+def _norm_default(v):
+    return {k: [float(x) for x in vv] for k, vv in v.items()} if isinstance(v, dict) else tuple(v) if isinstance(v, (list, tuple)) else v
+
+
+def test_transforms_have_lightlys_defaults_and_outputs():
+    import lightly.transforms as LT
+    from lightly.transforms.ijepa_transform import IJEPATransform as RefIJEPA
+    from PIL import Image
+
+    from sslhub import transforms as T
+
+    for ours, ref in ((T.IBOTTransform, LT.IBOTTransform), (T.IBOTViewTransform, LT.IBOTViewTransform),
+                      (T.CAPITransform, LT.CAPITransform), (T.IJEPATransform, RefIJEPA)):  # fmt: skip
+        o = {k: _norm_default(p.default) for k, p in inspect.signature(ours).parameters.items()}
+        r = {k: _norm_default(p.default) for k, p in inspect.signature(ref).parameters.items()}
+        assert o == r, ours.__name__
+    img = Image.fromarray(torch.randint(0, 256, (40, 48, 3), dtype=torch.uint8).numpy())
+    # Lightly blurs and solarises with numpy's generator; with both off the torch draws line up
+    no_np = dict(gaussian_blur=(0.0, 0.0, 0.0), solarization_prob=0.0)
+    for ours, ref in ((T.IBOTTransform(global_crop_size=24, local_crop_size=12, n_local_views=2, **no_np),
+                       LT.IBOTTransform(global_crop_size=24, local_crop_size=12, n_local_views=2, **no_np)),
+                      (T.CAPITransform(input_size=24), LT.CAPITransform(input_size=24))):  # fmt: skip
+        torch.manual_seed(5)
+        a = ours(img)
+        torch.manual_seed(5)
+        b = ref(img)
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            torch.testing.assert_close(x, y, **TOL)
+    torch.manual_seed(5)
+    a = T.IJEPATransform(input_size=24)(img)
+    torch.manual_seed(5)
+    torch.testing.assert_close(a[0], RefIJEPA(input_size=24)(img), **TOL)  # Lightly returns the tensor
+    views = T.IBOTTransform(global_crop_size=24, local_crop_size=12, n_local_views=3)(torch.randint(0, 256, (5, 3, 40, 40), dtype=torch.uint8))
+    assert [tuple(v.shape) for v in views] == [(5, 3, 24, 24)] * 2 + [(5, 3, 12, 12)] * 3

@@ -253,3 +253,250 @@ def test_transforms_have_lightlys_defaults_and_outputs():
     torch.testing.assert_close(a[0], RefIJEPA(input_size=24)(img), **TOL)  # Lightly returns the tensor
     views = T.IBOTTransform(global_crop_size=24, local_crop_size=12, n_local_views=3)(torch.randint(0, 256, (5, 3, 40, 40), dtype=torch.uint8))
     assert [tuple(v.shape) for v in views] == [(5, 3, 24, 24)] * 2 + [(5, 3, 12, 12)] * 3
+
+
+# ------------------------------------------------------------------------- one training step against Lightly
+
+
+def _tiny(name: str, *extra: str):
+    from sslhub.training.trainer import _build_model
+
+    torch.manual_seed(0)
+    return _build_model(get_recipe(name, [*SHRINK, *extra]), gather=False)
+
+
+def _lightly_masked_vit(ours_masked_vit, **kw):
+    import copy
+
+    from lightly.models.modules import MaskedVisionTransformerTIMM
+
+    ref = MaskedVisionTransformerTIMM(vit=copy.deepcopy(ours_masked_vit.vit), **kw)
+    ref.load_state_dict(ours_masked_vit.state_dict(), strict=True)
+    return ref
+
+
+def _copy(ref_module, ours_module):
+    ref_module.load_state_dict(ours_module.state_dict(), strict=True)
+    return ref_module
+
+
+def _check_step(ours_loss, ref_loss, pairs):
+    """Same loss; same gradient for every (ours, ref) module pair, parameter by parameter."""
+    torch.testing.assert_close(ours_loss.detach(), ref_loss.detach(), **TOL)
+    ours_loss.backward()
+    ref_loss.backward()
+    checked = 0
+    for ours, ref in pairs:
+        ref_params = dict(ref.named_parameters())
+        for name, p in ours.named_parameters():
+            if p.requires_grad:
+                assert p.grad is not None, name
+                torch.testing.assert_close(p.grad, ref_params[name].grad, atol=1e-5, rtol=1e-4, msg=name)
+                checked += 1
+    assert checked > 10
+
+
+def _multicrop(n=4, n_local=2):
+    torch.manual_seed(1)
+    return [torch.randn(n, 3, 32, 32) for _ in range(2)] + [torch.randn(n, 3, 16, 16) for _ in range(n_local)]
+
+
+@pytest.mark.parametrize("method", ["ibot", "dinov2"])
+def test_ibot_and_dinov2_step_matches_lightly(method):
+    """The step of Lightly's examples/pytorch/{ibot,dinov2}.py (teacher temperature passed explicitly)."""
+    model = _tiny(f"{method}-vit-tiny-p4-32")
+    teacher = _lightly_masked_vit(model.teacher_backbone, antialias=False, pos_embed_initialization="skip")
+    student = _lightly_masked_vit(model.student_backbone, antialias=False, pos_embed_initialization="skip")
+    if method == "ibot":
+        kw = dict(input_dim=64, hidden_dim=512, bottleneck_dim=64, output_dim=2048)
+        s_head = _copy(LM.DINOProjectionHead(**kw, norm_last_layer=False), model.student_head)
+        t_head = _copy(LM.DINOProjectionHead(**kw), model.teacher_head)
+        s_cls = s_patch = s_head
+        t_cls = t_patch = t_head
+        pairs = [(model.student_backbone, student), (model.student_head, s_head)]
+    else:
+        kw = dict(input_dim=64, hidden_dim=512, bottleneck_dim=64, output_dim=2048)
+        s_cls = s_patch = _copy(LM.DINOv2ProjectionHead(**kw), model.student_head.dino_head)
+        t_cls = t_patch = _copy(LM.DINOv2ProjectionHead(**kw), model.teacher_head.dino_head)
+        pairs = [(model.student_backbone, student), (model.student_head.dino_head, s_cls)]
+    views = _multicrop()
+    random.seed(4)
+    block_mask = BM.random_block_mask((8, 8, 8))
+    assert block_mask.any()
+    ours = model.forward_masked(views, block_mask, epoch=0)
+
+    temp = model.teacher_temperature(0)
+    dino, ibot, koleo = LL.DINOLoss(output_dim=2048), LL.IBOTPatchLoss(output_dim=2048), LL.KoLeoLoss()
+    global_views, local_views = torch.cat(views[:2]), torch.cat(views[2:])
+    mask = global_views.new_zeros((8, teacher.sequence_length), dtype=torch.bool)
+    mask[:, 1:] = block_mask.flatten(start_dim=1)
+    with torch.no_grad():
+        t_features = teacher.encode(global_views)
+        t_cls_out, t_masked_out = t_cls(t_features[:, 0]), t_patch(t_features[mask])
+    s_features = student.encode(global_views, mask=mask)
+    s_cls_out = torch.cat([s_cls(s_features[:, 0]), s_cls(student.encode(local_views)[:, 0])])
+    ref = dino(teacher_out=t_cls_out.chunk(2), student_out=s_cls_out.chunk(len(views)), teacher_temp=temp)
+    ref = ref + ibot(teacher_out=t_masked_out, student_out=s_patch(s_features[mask]), mask=block_mask, teacher_temp=temp)
+    if method == "dinov2":
+        ref = ref + 0.1 * sum(koleo(t) for t in s_features[:, 0].chunk(2))
+    _check_step(ours, ref, pairs)
+    torch.testing.assert_close(model.dino_criterion.center.flatten(), dino.center.flatten(), **TOL)
+    torch.testing.assert_close(model.ibot_criterion.center.center, ibot.center.center, **TOL)
+
+
+def test_ijepa_step_matches_lightly():
+    """I-JEPA's step with Lightly's timm modules, masks from Lightly's IJEPAMaskCollator (2 target blocks)."""
+    from lightly.data import IJEPAMaskCollator
+    from torch.nn import functional as F
+
+    model = _tiny("ijepa-vit-tiny-p4-32", "model.npred=2")
+    encoder, target = _lightly_masked_vit(model.encoder), _lightly_masked_vit(model.target_encoder)
+    predictor = _copy(LM.IJEPAPredictorTIMM(num_patches=64, depth=2, mlp_dim=64, predictor_embed_dim=96, num_heads=4), model.predictor)
+    images = torch.randn(4, 3, 32, 32)
+    torch.manual_seed(3)
+    _, masks_enc, masks_pred = IJEPAMaskCollator(input_size=32, patch_size=4, **model.mask_args)([(torch.zeros(1), 0)] * 4)
+    torch.manual_seed(3)
+    assert all(torch.equal(a, b) for a, b in zip(sum(model.sample_masks(4, (8, 8), step=0), []), masks_enc + masks_pred))
+    ours = model.forward_masked(images, masks_enc, masks_pred)
+    with torch.no_grad():
+        h = target.encode(images)
+        h = LU.repeat_interleave_batch(LU.apply_masks(F.layer_norm(h, (h.size(-1),)), masks_pred), 4, repeat=len(masks_enc))
+    z = predictor(encoder.encode(images, idx_keep=masks_enc[0]), masks_enc, masks_pred)
+    _check_step(ours, torch.nn.SmoothL1Loss()(z, h), [(model.encoder, encoder), (model.predictor, predictor)])
+
+
+def test_capi_step_matches_lightly():
+    """The step of Lightly's examples/pytorch/capi.py (student loss + online clustering loss)."""
+    model = _tiny("capi-vit-tiny-p4-32", "backbone.reg_tokens=2")
+    n = model.num_prefix_tokens
+    assert n == 3
+    student, teacher = _lightly_masked_vit(model.student_backbone), _lightly_masked_vit(model.teacher_backbone)
+    s_head = _copy(LM.CAPIProjectionHead(input_dim=64, num_clusters=256, weight_norm=True), model.student_head)
+    t_head = _copy(LM.CAPIProjectionHead(input_dim=64, num_clusters=256, bias=True), model.teacher_head)
+    predictor = _copy(LM.CAPIPredictorTIMM(embed_dim=64, grid_size=8, depth=2, num_heads=4), model.predictor)
+    images = torch.randn(4, 3, 32, 32)
+    idx_keep, idx_mask = LU.random_inverse_block_mask((4, student.sequence_length), mask_ratio=0.65, num_prefix_tokens=n)
+    ours = model.forward_masked(images, idx_keep, idx_mask)
+    visible = student.encode(images=images, idx_keep=idx_keep)
+    s_logits = s_head(predictor(context=visible[:, n:], context_positions=idx_keep[:, n:] - n, query_positions=idx_mask - n))
+    with torch.no_grad():
+        features = teacher.encode(images=images)
+    t_logits = t_head(features)[:, n:]
+    crit = LL.CAPILoss()
+    ref = crit(teacher_logits=t_logits, student_logits=s_logits, teacher_index=idx_mask - n) + crit(teacher_logits=t_logits, student_logits=t_logits)
+    _check_step(ours, ref, [(model.student_backbone, student), (model.student_head, s_head), (model.predictor, predictor),
+                            (model.teacher_head, t_head)])  # fmt: skip
+
+
+def test_lejepa_step_matches_lightly():
+    """The step of Lightly's examples/pytorch/lejepa.py (each view through backbone and projector on its own)."""
+    import copy
+
+    model = _tiny("lejepa-vit-tiny-p4-32")
+    backbone = copy.deepcopy(model.backbone)
+    head = _copy(LM.LeJEPAProjectionHead(input_dim=64, hidden_dim=512), model.projection_head)
+    views = _multicrop(n=8)
+    torch.manual_seed(9)
+    ours = model(views, (0, 1, 0))
+    torch.manual_seed(9)
+    ref = LL.LeJEPALoss()(local_proj=torch.stack([head(backbone(v)) for v in views[2:]]),
+                          global_proj=torch.stack([head(backbone(v)) for v in views[:2]]))  # fmt: skip
+    _check_step(ours, ref, [(model.backbone, backbone), (model.projection_head, head)])
+
+
+# ---------------------------------------------------------------------------- recipes: train, reload, export
+
+EVAL = {"ibot": ("teacher_backbone.vit.", "student_backbone.vit."), "dinov2": ("teacher_backbone.vit.", "student_backbone.vit."),
+        "ijepa": ("target_encoder.vit.", "encoder.vit."), "capi": ("teacher_backbone.vit.", "student_backbone.vit."),
+        "lejepa": ("backbone.", None)}  # fmt: skip
+
+
+def test_recipes_listed_and_full_size_models_build():
+    from sslhub.training.trainer import _build_model
+
+    out = subprocess.run([sys.executable, "-m", "sslhub", "recipes"], capture_output=True, text=True, check=True,
+                         env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    full = ["ibot-vit-small-p16", "dinov2-vit-small-p14", "dinov2-vit-small-p14-reg4", "ijepa-vit-base-p16",
+            "capi-vit-small-p16", "lejepa-vit-small-p16"]  # fmt: skip
+    for name in TINY + full:
+        assert name in out.stdout, name
+    for name in full:  # real sizes on the meta device: the recipe fields fit the methods
+        with torch.device("meta"):
+            model = _build_model(get_recipe(name), gather=False)
+        assert model.eval_prefix == EVAL[name.split("-")[0]][0]
+        assert model.eval_backbone.pretrained_cfg["img_size"] == 224
+    assert _build_model(get_recipe("capi-vit-tiny-p4-32", SHRINK), gather=True).criterion.gather_distributed
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_every_trainable_parameter_gets_a_gradient_and_ema_follows(name):
+    """DDP without find_unused_parameters needs a gradient for every trainable parameter; the evaluation copy
+    (teacher / target encoder) gets none and moves only by the EMA update."""
+    from sslhub.training.trainer import _build_transform
+
+    r = get_recipe(name, SHRINK)
+    model = _tiny(name)
+    loss = model(_build_transform(r)(torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)), (0, 10, 0))
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert not [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not [n for n, p in model.named_parameters() if not p.requires_grad and p.grad is not None]
+    ema, trained = EVAL[name.split("-")[0]]
+    if trained is None:
+        return
+    key = "blocks.0.attn.qkv.weight"
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5).step()
+    model.after_step(0, 10)
+    after = model.state_dict()
+    assert not torch.equal(before[trained + key], after[trained + key])
+    m = 0.992 if name.startswith(("ibot", "dinov2")) else 0.996  # momentum at step 0
+    torch.testing.assert_close(after[ema + key], m * before[ema + key] + (1 - m) * after[trained + key], **TOL)
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_tiny_recipe_trains_reloads_and_exports_to_timm(tmp_path, name):
+    import timm
+
+    from sslhub.export import export_checkpoint
+
+    run = sslhub.train(name, DATA, tmp_path / "run", epochs=1, overrides=[*SHRINK, "monitor_every=0"], max_steps_per_epoch=2,
+                       progress=False, device="cpu")  # fmt: skip
+    row = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
+    assert row["step"] == 2 and row["loss"] == row["loss"]
+    short = name.split("-")[0]
+    prefix, other_prefix = EVAL[short]
+    with safe_open(str(run / "model.safetensors"), "pt") as f:
+        meta = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    assert meta["backbone_prefix"] == prefix and meta["family"] == "timm"
+    enc = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    kwargs = json.loads(meta["timm_kwargs"])
+    ref = timm.create_model(meta["arch"], num_classes=0, img_size=int(meta["img_size"]), **kwargs).eval()
+    ref.load_state_dict(enc, strict=True)  # exactly timm's keys: no heads, predictors or mask tokens
+    model = sslhub.load_pretrained(run / "model.safetensors")  # no flags: the evaluation copy of the method
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        out = model(x)
+        torch.testing.assert_close(out, ref(x), atol=0, rtol=0)
+        tokens = ref.forward_features(x)
+        torch.testing.assert_close(out, tokens.mean(1) if short == "ijepa" else tokens[:, 0], **TOL)
+    if other_prefix:  # the evaluation copy is the EMA teacher / target encoder, not the trained network
+        other = {k[len(other_prefix):]: v for k, v in tensors.items() if k.startswith(other_prefix)}
+        assert other.keys() == enc.keys() and any(not torch.equal(other[k], enc[k]) for k in enc)
+    out_file = tmp_path / "timm.safetensors"
+    export_checkpoint(run / "model.safetensors", "timm", out_file)
+    from safetensors.torch import load_file
+
+    exported = timm.create_model(meta["arch"], num_classes=0, img_size=32, **kwargs).eval()
+    exported.load_state_dict(load_file(str(out_file)), strict=True)
+    with torch.no_grad():
+        torch.testing.assert_close(exported(x), out, atol=0, rtol=0)
+    if short == "dinov2":
+        # timm's DINOv2 architecture by name: LayerScale and learned positions, as the released weights
+        assert meta["arch"] == "vit_small_patch14_dinov2" and "ls1.gamma" in "".join(enc)
+        dinov2 = timm.create_model("vit_small_patch14_dinov2", pretrained=False, num_classes=0, img_size=32, patch_size=4,
+                                   embed_dim=64, depth=2, num_heads=2, dynamic_img_size=True).eval()  # fmt: skip
+        dinov2.load_state_dict(load_file(str(out_file)), strict=True)
+        with torch.no_grad():
+            torch.testing.assert_close(dinov2(x), out, atol=0, rtol=0)

@@ -500,3 +500,33 @@ def test_tiny_recipe_trains_reloads_and_exports_to_timm(tmp_path, name):
         dinov2.load_state_dict(load_file(str(out_file)), strict=True)
         with torch.no_grad():
             torch.testing.assert_close(dinov2(x), out, atol=0, rtol=0)
+
+
+def test_ibot_trains_on_a_torchvision_vit_and_exports_to_timm(tmp_path):
+    """iBOT on torchvision's ViT: the teacher keys are torchvision's; it reloads with no flags and exports to timm."""
+    import timm
+    import torchvision
+    from safetensors.torch import load_file
+
+    from sslhub.export import export_checkpoint
+
+    shrink = ["batch_size=16", "backbone.num_layers=2", "backbone.hidden_dim=64", "backbone.num_heads=2", "backbone.mlp_dim=128",
+              "monitor_every=0"]  # fmt: skip
+    run = sslhub.train("ibot-vit_b_16-tiny-p4-32", DATA, tmp_path / "run", epochs=1, overrides=shrink, max_steps_per_epoch=2,
+                       progress=False, device="cpu")  # fmt: skip
+    with safe_open(str(run / "model.safetensors"), "pt") as f:
+        assert f.metadata()["backbone_prefix"] == "teacher_backbone.vit."
+        enc = {k[len("teacher_backbone.vit."):]: f.get_tensor(k) for k in f.keys() if k.startswith("teacher_backbone.vit.")}
+    ref = torchvision.models.VisionTransformer(image_size=32, patch_size=4, num_layers=2, num_heads=2, hidden_dim=64, mlp_dim=128)
+    ref.heads = torch.nn.Identity()
+    ref.load_state_dict(enc, strict=True)
+    x = torch.randn(2, 3, 32, 32)
+    model = sslhub.load_pretrained(run / "model.safetensors")
+    with torch.no_grad():
+        out = model(x)
+        torch.testing.assert_close(out, ref.eval()(x), atol=0, rtol=0)
+    res = export_checkpoint(run / "model.safetensors", "timm", tmp_path / "timm.safetensors")
+    vit = timm.create_model(res.arch, num_classes=0, **res.kwargs).eval()
+    vit.load_state_dict(load_file(str(tmp_path / "timm.safetensors")), strict=True)
+    with torch.no_grad():
+        torch.testing.assert_close(vit(x), out, **TOL)

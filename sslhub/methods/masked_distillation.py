@@ -8,6 +8,9 @@ unmasked global crops. Losses: DINO on the class tokens (:class:`~sslhub.losses.
 patch tokens (:class:`~sslhub.losses.ibot.IBOTPatchLoss`) and, for DINOv2, KoLeo on the student's global class
 tokens (:class:`~sslhub.losses.koleo.KoLeoLoss`, weight 0.1).
 
+Both take torchvision ViTs too (``backbone.arch: vit_b_16`` ...; ``teacher_backbone.vit.*`` are then torchvision's
+keys), as :class:`~sslhub.methods.vit_methods.DINOViT` does.
+
 * ``ibot``: one :class:`~sslhub.heads.DINOProjectionHead` per network for class and patch tokens
   (``student_head`` / ``teacher_head``; the student's last layer is not weight-norm-fixed, the teacher's is).
 * ``dinov2``: :class:`~sslhub.heads.vit_heads.DINOv2ProjectionHead` under ``student_head.dino_head`` /
@@ -44,10 +47,22 @@ __all__ = ["DINOv2", "DINOv2Head", "IBOT", "set_uniform_drop_path"]
 
 
 def set_uniform_drop_path(masked_vit: nn.Module, rate: float) -> None:
-    """Stochastic depth ``rate`` in every block of a masked timm ViT (Lightly's ``update_drop_path_rate(...,
-    mode="uniform")``); parameter-free, so the state dict is unchanged."""
+    """Stochastic depth ``rate`` in every block of a masked timm or torchvision ViT (Lightly's
+    ``update_drop_path_rate(..., mode="uniform")``); parameter-free, so the state dict is unchanged."""
     from timm.layers import DropPath
 
+    from sslhub.backbones.masked_vit_torchvision import is_torchvision_vit
+
+    if is_torchvision_vit(masked_vit.vit):
+        # torchvision's EncoderBlock has no drop-path slot: after the attention branch's dropout and at the end of
+        # the MLP branch (both right before their residual additions), as DINOViT does.
+        from torchvision.ops import StochasticDepth
+
+        if rate > 0:
+            for layer in masked_vit.vit.encoder.layers:
+                layer.dropout = nn.Sequential(layer.dropout, StochasticDepth(rate, "row"))
+                layer.mlp.append(StochasticDepth(rate, "row"))
+        return
     for blk in masked_vit.vit.blocks:
         blk.drop_path1 = DropPath(rate) if rate > 0 else nn.Identity()
         blk.drop_path2 = DropPath(rate) if rate > 0 else nn.Identity()

@@ -83,6 +83,8 @@ def test_block_masks_match_lightly():
         enc, pred = BM.ijepa_multiblock_masks(5, (8, 8), seed=step, min_keep=4)
         assert len(enc) == len(ref_enc) == 1 and len(pred) == len(ref_pred) == 2
         assert all(torch.equal(x, y) for x, y in zip(enc + pred, ref_enc + ref_pred))
+    with pytest.raises(ValueError, match="min_keep=10"):  # where Lightly's collator would never return
+        BM.ijepa_multiblock_masks(2, (4, 4), seed=0, pred_mask_scale=(0.15, 0.2), min_keep=10)
     x = torch.randn(5, 64, 8)
     torch.testing.assert_close(apply_masks(x, pred), LU.apply_masks(x, pred), **TOL)
     torch.testing.assert_close(repeat_interleave_batch(x, 5, 3), LU.repeat_interleave_batch(x, 5, 3), **TOL)
@@ -441,6 +443,9 @@ def test_every_trainable_parameter_gets_a_gradient_and_ema_follows(name):
     assert torch.isfinite(loss)
     assert not [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
     assert not [n for n, p in model.named_parameters() if not p.requires_grad and p.grad is not None]
+    if name.startswith(("ibot", "dinov2")):
+        with pytest.raises(ValueError, match="fewer than 4 patches"):  # a clear message, not Lightly's assertion
+            model.sample_mask(2, (3, 3), torch.device("cpu"))
     ema, trained = EVAL[name.split("-")[0]]
     if trained is None:
         return

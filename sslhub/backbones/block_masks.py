@@ -209,6 +209,12 @@ def ijepa_multiblock_masks(
     g.manual_seed(seed)
     p_size = _block_size(g, grid, pred_mask_scale, aspect_ratio)
     e_size = _block_size(g, grid, enc_mask_scale, (1.0, 1.0))
+    for what, (h, w) in (("target", p_size), ("context", e_size)):
+        if h * w <= min_keep:  # no block could ever be kept: Lightly's collator would loop forever
+            raise ValueError(
+                f"I-JEPA {what} blocks of {h}x{w} patches on a {grid[0]}x{grid[1]} grid cannot keep more than "
+                f"min_keep={min_keep} patches; lower min_keep or use more patches per image"
+            )
     pred, enc = [], []
     min_pred = min_enc = grid[0] * grid[1]
     for _ in range(batch_size):

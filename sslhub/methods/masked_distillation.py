@@ -129,6 +129,12 @@ class _MaskedDistillation(_MaskedViTMethod):
         """(batch, H, W) block masks of the global crops."""
         from sslhub.backbones.block_masks import random_block_mask
 
+        if int(grid[0] * grid[1] * self.mask_ratio[0]) < 4:  # Lightly's (and DINOv2's) blocks have >= 4 patches
+            raise ValueError(
+                f"{type(self).__name__}: a {grid[0]}x{grid[1]} patch grid with mask_ratio_min={self.mask_ratio[0]} masks "
+                "fewer than 4 patches, the smallest block; use larger global crops or smaller patches, or raise "
+                "model.mask_ratio_min"
+            )
         return random_block_mask((batch_size, *grid), batch_mask_ratio=self.mask_probability,
                                  min_image_mask_ratio=self.mask_ratio[0], max_image_mask_ratio=self.mask_ratio[1],
                                  device=device)  # fmt: skip

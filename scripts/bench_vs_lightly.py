@@ -21,7 +21,7 @@ The random-init kNN baseline is always reported beside them.
 
 Targets (issues 3 and 4): sslhub >= 1.2x Lightly's throughput, kNN within 1.5 points of Lightly or better.
 
-ViT methods (issue 4): ``dino_vit`` and ``mae`` train their CPU-sized recipes ``dino-vit-tiny-p4-32`` /
+ViT methods (issues 4 and 15): ``dino_vit``, ``mae``, ``ibot``, ``dinov2`` and ``ijepa`` train their CPU-sized recipes ``dino-vit-tiny-p4-32`` /
 ``mae-vit-tiny-p4-32`` (timm ViT-Tiny, patch 4, 32 px; ``--backbone``/``--width`` apply to the ResNet methods
 only). Their Lightly side (``scripts/bench_lightly_vit.py``) is assembled from ``MaskedVisionTransformerTIMM``,
 ``DINOProjectionHead`` + ``DINOLoss`` / ``MAEDecoderTIMM`` as in Lightly's ViT benchmarks; the loop adds what
@@ -41,6 +41,9 @@ Examples:
   # ViT methods, CPU smoke:
   python scripts/bench_vs_lightly.py --data cifar10_tiny --epochs 2 --batch-size 32 --methods dino_vit,mae \\
       --device cpu --workers 0 --out runs/bench_vit_smoke
+  # modern ViT methods (issue 15): iBOT, DINOv2, I-JEPA on their -tiny-p4-32 recipes
+  python scripts/bench_vs_lightly.py --data cifar10_tiny --epochs 2 --batch-size 32 --methods ibot,dinov2,ijepa \\
+      --device cpu --workers 0 --out runs/bench_vit2_smoke
 
 Writes ``results.json`` and ``results.md`` to ``--out`` and prints the markdown table. Needs the ``lightly``
 test extra (lightly 1.6.0).
@@ -359,7 +362,11 @@ def build_multi_view(module: Any, spec: dict[str, Any], size: int) -> Any:
     sizes from the recipe's args. YAML lists become tuples (Lightly's signatures)."""
     name = spec["name"]
     args = {k: tuple(v) if isinstance(v, list) else v for k, v in (spec.get("args") or {}).items()}
-    cls = getattr(module, name)
+    cls = getattr(module, name, None)
+    if cls is None and module.__name__.startswith("lightly"):
+        from bench_lightly_vit import LIGHTLY_TRANSFORMS
+
+        cls = LIGHTLY_TRANSFORMS[name]
     params = inspect.signature(cls).parameters
     if "global_crop_size" in params:
         return cls(**args)
@@ -614,7 +621,7 @@ def all_methods() -> list[str]:
 
 
 # Buffers that are data-dependent state, not initial weights (memory banks): never copied between sides.
-_NOT_COPIED = ("criterion", "memory_bank")
+_NOT_COPIED = ("criterion", "memory_bank", "dino_criterion", "ibot_criterion", "koleo_criterion", "collator")
 
 
 def copy_initial_weights(src: dict[str, Tensor], model: nn.Module) -> None:
@@ -794,7 +801,7 @@ def run_lightly(recipe: dict[str, Any], train_dir: Path, init: SslhubInit | None
                 break
             views = [v.to(device, non_blocking=True) for v in views]
             if model.momentum is not None:  # as in Lightly's examples: EMA update before the forward pass
-                m = cosine_schedule(step, total, *model.momentum)
+                m = model.momentum_at(step, total) if hasattr(model, "momentum_at") else cosine_schedule(step, total, *model.momentum)
                 for online, target in model.momentum_pairs():
                     update_momentum(online, target, m=m)
             with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):

@@ -75,3 +75,8 @@ __all__ = [
 from sslhub.heads.vit_heads import AIMPredictionHead, AIMPredictionHeadBlock, MAEDecoderTIMM, MSNProjectionHead  # noqa: E402
 
 __all__ += ["AIMPredictionHead", "AIMPredictionHeadBlock", "MAEDecoderTIMM", "MSNProjectionHead"]
+
+# Heads of the modern ViT methods (issue 15).
+from sslhub.heads.vit_heads import CAPIProjectionHead, DINOv2ProjectionHead, LeJEPAProjectionHead, PixioDecoderTIMM  # noqa: E402
+
+__all__ += ["CAPIProjectionHead", "DINOv2ProjectionHead", "LeJEPAProjectionHead", "PixioDecoderTIMM"]

@@ -1,5 +1,6 @@
 """Heads of the transformer / masked-modelling methods, with Lightly's names and state-dict layout:
-``MAEDecoderTIMM`` (MAE), ``AIMPredictionHead`` (AIM), ``MSNProjectionHead`` (MSN/PMSN).
+``MAEDecoderTIMM`` (MAE), ``PixioDecoderTIMM`` (Pixio), ``AIMPredictionHead`` (AIM), ``MSNProjectionHead``
+(MSN/PMSN), ``DINOv2ProjectionHead`` (DINOv2), ``CAPIProjectionHead`` (CAPI), ``LeJEPAProjectionHead`` (LeJEPA).
 
 timm is imported when a decoder is built, so ``import sslhub.heads`` stays light.
 """
@@ -12,9 +13,10 @@ from typing import Any, Callable, Optional
 import torch
 from torch import Tensor, nn
 
-from sslhub.heads.heads import ProjectionHead
+from sslhub.heads.heads import ProjectionHead, WeightNormLinear, _mlp
 
-__all__ = ["AIMPredictionHead", "AIMPredictionHeadBlock", "MAEDecoderTIMM", "MSNProjectionHead"]
+__all__ = ["AIMPredictionHead", "AIMPredictionHeadBlock", "CAPIProjectionHead", "DINOv2ProjectionHead",
+           "LeJEPAProjectionHead", "MAEDecoderTIMM", "MSNProjectionHead", "PixioDecoderTIMM"]  # fmt: skip
 
 
 class MSNProjectionHead(ProjectionHead):
@@ -209,3 +211,126 @@ class AIMPredictionHead(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """(..., input_dim) -> (..., output_dim)."""
         return self.blocks(x)
+
+
+class PixioDecoderTIMM(MAEDecoderTIMM):
+    """Pixio's decoder: :class:`MAEDecoderTIMM` with a deep default decoder (``decoder_depth=32``), Lightly's
+    ``PixioDecoderTIMM`` (same arguments, defaults and keys; without Lightly 1.6's deprecation warning).
+
+    - In Pursuit of Pixel Supervision for Visual Pre-training, 2025, https://arxiv.org/abs/2512.15715
+    """
+
+    def __init__(
+        self,
+        num_patches: int,
+        patch_size: int,
+        in_chans: int = 3,
+        embed_dim: int = 1024,
+        decoder_embed_dim: int = 512,
+        decoder_depth: int = 32,
+        decoder_num_heads: int = 16,
+        num_prefix_tokens: int = 1,
+        mlp_ratio: float = 4.0,
+        proj_drop_rate: float = 0.0,
+        attn_drop_rate: float = 0.0,
+        norm_layer: Callable[..., nn.Module] = partial(nn.LayerNorm, eps=1e-6),
+        initialize_weights: bool = True,
+        mask_token: Optional[nn.Parameter] = None,
+    ) -> None:
+        super().__init__(num_patches=num_patches, patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim,
+                         decoder_embed_dim=decoder_embed_dim, decoder_depth=decoder_depth,
+                         decoder_num_heads=decoder_num_heads, num_prefix_tokens=num_prefix_tokens, mlp_ratio=mlp_ratio,
+                         proj_drop_rate=proj_drop_rate, attn_drop_rate=attn_drop_rate, norm_layer=norm_layer,
+                         initialize_weights=initialize_weights, mask_token=mask_token)  # fmt: skip
+
+
+class DINOv2ProjectionHead(ProjectionHead):
+    """DINOv2's head: 3-layer GELU MLP to a bottleneck, L2 normalisation, weight-normalised last layer whose
+    magnitude ``last_layer.weight_g`` is trained (unlike DINO's default ``norm_last_layer``).
+
+    Args:
+        input_dim: Input feature dimension.
+        hidden_dim: Hidden dimension.
+        bottleneck_dim: Dimension before the last layer.
+        output_dim: Number of prototypes.
+        batch_norm: BatchNorm in the hidden layers.
+    """
+
+    def __init__(self, input_dim: int = 2048, hidden_dim: int = 2048, bottleneck_dim: int = 256, output_dim: int = 65536,
+                 batch_norm: bool = False) -> None:  # fmt: skip
+        super().__init__(_mlp(input_dim, hidden_dim, bottleneck_dim, 3, batch_norm, False, act=nn.GELU))
+        self.apply(self._init_weights)
+        self.last_layer = WeightNormLinear(bottleneck_dim, output_dim)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.trunc_normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.constant_(module.bias, 0)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(..., input_dim) -> (..., output_dim)."""
+        x = self.layers(x)
+        x = nn.functional.normalize(x, dim=-1, p=2, eps=1e-6 if x.dtype == torch.float16 else 1e-12)
+        return self.last_layer(x)
+
+
+class _WeightNormLinearWithBias(nn.Module):
+    """``torch.nn.utils.weight_norm(nn.Linear(...))`` with its keys (``bias``, ``weight_g``, ``weight_v``) and
+    random draws, without the deprecated hook (which breaks ``copy.deepcopy``)."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool) -> None:
+        super().__init__()
+        linear = nn.Linear(in_features, out_features, bias=bias)
+        self.bias = linear.bias
+        self.weight_g = nn.Parameter(torch.ones(out_features, 1))
+        self.weight_v = nn.Parameter(linear.weight.detach().clone())
+
+    @property
+    def weight(self) -> Tensor:
+        """The effective weight ``g * v / ||v||`` (row-wise)."""
+        return self.weight_g * self.weight_v / self.weight_v.norm(dim=1, keepdim=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return nn.functional.linear(x, self.weight, self.bias)
+
+
+class CAPIProjectionHead(nn.Module):
+    """CAPI's clustering head: L2-normalised features times the prototypes (one linear layer ``layer``).
+
+    Args:
+        input_dim: Feature dimension.
+        num_clusters: Prototypes.
+        bias: Linear bias (the teacher's online clustering head uses one).
+        weight_norm: Unit-norm prototypes with a fixed scale (the student head).
+    """
+
+    def __init__(self, input_dim: int = 384, num_clusters: int = 16384, bias: bool = False, weight_norm: bool = False) -> None:
+        super().__init__()
+        self.layer: nn.Module
+        if weight_norm:
+            self.layer = _WeightNormLinearWithBias(input_dim, num_clusters, bias)
+            self.layer.weight_g.requires_grad = False
+        else:
+            self.layer = nn.Linear(input_dim, num_clusters, bias=bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Cluster logits (..., num_clusters) of features (..., input_dim)."""
+        return self.layer(nn.functional.normalize(x, dim=-1, p=2))
+
+
+class LeJEPAProjectionHead(ProjectionHead):
+    """LeJEPA's projector: ``num_layers`` linear layers, BatchNorm + ReLU after all but the last.
+
+    Args:
+        input_dim: Feature dimension.
+        hidden_dim: Hidden dimension.
+        output_dim: Projection dimension.
+        num_layers: Linear layers (at least 2).
+    """
+
+    def __init__(self, input_dim: int, hidden_dim: int = 2048, output_dim: int = 64, num_layers: int = 3) -> None:
+        if num_layers < 2:
+            raise ValueError("num_layers must be greater than or equal to 2.")
+        super().__init__(_mlp(input_dim, hidden_dim, output_dim, num_layers, True, False, act=nn.ReLU))

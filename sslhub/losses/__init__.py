@@ -39,3 +39,11 @@ from sslhub.losses.whitening import Whitening2d, WMSELoss  # noqa: E402
 
 __all__ += ["DetConBLoss", "DetConSLoss", "DirectCLRLoss", "EMPSSLLoss", "FroSSLLoss", "MACLLoss", "MMCRLoss",
             "PatchKernelAlignmentLoss", "VICRegLLoss", "VISRegLoss", "VISRegLossComponents", "WMSELoss", "Whitening2d"]  # fmt: skip
+
+# Losses of the modern ViT methods (issue 15): iBOT/DINOv2, CAPI, LeJEPA.
+from sslhub.losses.capi import CAPILoss  # noqa: E402
+from sslhub.losses.ibot import IBOTPatchLoss, IBOTPlusPlusPatchLoss  # noqa: E402
+from sslhub.losses.koleo import KoLeoLoss  # noqa: E402
+from sslhub.losses.lejepa import LeJEPALoss, SIGReg  # noqa: E402
+
+__all__ += ["CAPILoss", "IBOTPatchLoss", "IBOTPlusPlusPatchLoss", "KoLeoLoss", "LeJEPALoss", "SIGReg"]

@@ -132,3 +132,8 @@ __all__ += [
     "ToTensor",
     "WMSETransform",
 ]
+
+# Transforms of iBOT, CAPI and I-JEPA (issue 15).
+from sslhub.transforms.modern_vit import CAPITransform, IBOTTransform, IBOTViewTransform, IJEPATransform  # noqa: E402
+
+__all__ += ["CAPITransform", "IBOTTransform", "IBOTViewTransform", "IJEPATransform"]

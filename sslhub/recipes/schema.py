@@ -64,7 +64,7 @@ TOP_LEVEL: dict[str, Key] = {
 
 SECTIONS: dict[str, dict[str, Key]] = {
     "optimizer": {
-        "name": Key(STR, choices=("sgd", "adamw")),
+        "name": Key(STR, choices=("sgd", "adamw", "lars", "lamb")),
         "lr": Key(NUM, "positive", help="base learning rate at reference_batch_size"),
         "lr_scaling": Key(STR, choices=("linear", "sqrt", "none")),
         "reference_batch_size": Key(INT, "positive"),
@@ -73,6 +73,17 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "weight_decay_end": Key(NUM, "non_negative", nullable=True),
         "betas": Key(LIST),
         "clip_grad": Key(NUM, "positive", nullable=True),
+        "exclude_norm_bias": Key(BOOL, help="no weight decay (and no LARS scaling) for norms and biases"),
+        "trust_coefficient": Key(NUM, "positive", help="LARS trust coefficient"),
+        "eps": Key(NUM, "positive"),
+    },
+    # the trainer's opt-in fast path (sslhub.training.fast); every key defaults to off
+    "fast": {
+        "channels_last": Key(BOOL, help="NHWC memory format for the model and the batches"),
+        "bf16": Key(BOOL, help="bfloat16 autocast, no GradScaler"),
+        "compile": Key((bool, str), help="torch.compile the model step: true (inductor on CUDA) or a backend name"),
+        "compile_mode": Key(STR, nullable=True, help="torch.compile mode"),
+        "fused_optimizer": Key(BOOL, help="fused (CUDA) or foreach optimizer kernels"),
     },
     "schedule": {
         "warmup_epochs": Key(NUM, "non_negative", help="linear warmup, clipped to half the run"),

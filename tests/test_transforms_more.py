@@ -79,6 +79,24 @@ def test_signature_and_defaults_match_lightly(name: str) -> None:
     assert sig(getattr(ours, name)) == sig(getattr(L, name))
 
 
+def test_random_resized_crop_and_flip_signature_matches_lightly() -> None:
+    from lightly.transforms.random_crop_and_flip_with_grid import RandomResizedCropAndFlip as Ref
+
+    from sslhub.transforms.dense import RandomResizedCropAndFlip
+
+    sig = lambda c: [(p.name, p.default, p.kind) for p in inspect.signature(c).parameters.values()]  # noqa: E731
+    assert sig(RandomResizedCropAndFlip) == sig(Ref)
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n not in ("MultiViewTransformV2", "IRFFT2DTransform", "AddGridTransform")])
+def test_transforms_pickle_for_dataloader_workers(name: str, batch: torch.Tensor) -> None:
+    import pickle
+
+    t = getattr(ours, name)()
+    clone = pickle.loads(pickle.dumps(t))
+    assert type(clone) is type(t) and vars(clone).keys() == vars(t).keys()
+
+
 @pytest.mark.parametrize("key", sorted(RANDOM))
 def test_seeded_random_views_equal_lightly(key: str, images: list[Image.Image]) -> None:
     name = key.split("-")[0]

@@ -28,7 +28,11 @@ class MMCRLoss(nn.Module):
         assert online.shape == momentum.shape, "online and momentum need to have the same shape"
         z = torch.cat([online, momentum], dim=1)
         centroids = z.mean(dim=1)
-        return -1.0 * torch.linalg.svdvals(centroids).sum() + self.lmda * torch.linalg.svdvals(z).sum() / online.shape[0]
+        # Full SVDs as Lightly: with repeated views (online == momentum at the start) some singular values are 0,
+        # where the nuclear norm has no gradient; svd and svdvals then pick different (valid) subgradients.
+        _, s_z, _ = torch.linalg.svd(z)
+        _, s_c, _ = torch.linalg.svd(centroids)
+        return -1.0 * torch.sum(s_c) + self.lmda * torch.sum(s_z) / online.shape[0]
 
 
 def tcr_loss(z: Tensor, eps: float) -> Tensor:

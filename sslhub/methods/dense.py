@@ -70,7 +70,7 @@ class VICRegL(SSLMethod):
 
     def _features(self, x: Tensor, grid: Tensor) -> tuple[Tensor, Tensor]:
         f = feature_map(self.backbone, x)
-        z = self.projection_head(f.mean(dim=(2, 3)))
+        z = self.projection_head(F.adaptive_avg_pool2d(f, 1).flatten(1))
         if tuple(f.shape[2:]) != tuple(grid.shape[1:3]):
             f = F.adaptive_avg_pool2d(f, grid.shape[1:3])
         return z, self.local_projection_head(f.permute(0, 2, 3, 1))
@@ -83,8 +83,9 @@ class VICRegL(SSLMethod):
         feats = [self._features(x, g) for x, g in zip(images, grids)]
         k = self.n_global_views
         local = (feats[k:], grids[k:]) if n > k else (None, None)
-        return self.criterion(global_view_features=feats[:k], global_view_grids=grids[:k],
+        loss = self.criterion(global_view_features=feats[:k], global_view_grids=grids[:k],
                               local_view_features=local[0], local_view_grids=local[1])  # fmt: skip
+        return loss.reshape(())  # Lightly's loss has shape (1,); the loop wants a scalar
 
 
 def pool_masked(source: Tensor, mask: Tensor, num_cls: int) -> Tensor:
@@ -110,6 +111,8 @@ class _DetCon(SSLMethod):
     def _pooled(self, backbone: nn.Module, head: nn.Module, x: Tensor, mask: Tensor) -> Tensor:
         f = feature_map(backbone, x)
         m = mask if mask.ndim == 4 else mask.unsqueeze(1)
+        if m.shape[0] == 1 and x.shape[0] > 1:  # one mask for the whole batch (a batched crop shared by all images)
+            m = m.expand(x.shape[0], -1, -1, -1)
         m = F.interpolate(m.float(), size=f.shape[2:], mode="nearest").long().squeeze(1)
         pooled = pool_masked(f, m, self.num_classes).permute(0, 2, 1)  # (B, num_classes, C)
         b, k, c = pooled.shape

@@ -58,6 +58,24 @@ def _dist() -> tuple[int, int, int]:
     return dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0"))
 
 
+class _RegionViews:
+    """DetCon's transform made to fit the loop: its ``(view, mask)`` pairs become a flat list of tensors
+    ``[x0, mask0, x1, mask1]``, and a grid-segmenting ``DetConSTransform`` gets the placeholder mask that it fills
+    with the grid before cropping (Lightly's callers pass one; without it no mask comes back)."""
+
+    def __init__(self, transform: Any) -> None:
+        self.transform = transform
+
+    def __call__(self, images: torch.Tensor) -> list[torch.Tensor]:
+        if getattr(self.transform, "grid_size", None) is not None:
+            from torchvision.tv_tensors import Mask
+
+            out = self.transform(images, Mask(torch.zeros_like(images[..., :1, :, :], dtype=torch.long)))
+        else:
+            out = self.transform(images)
+        return [t.as_subclass(torch.Tensor) for v in out for t in (v if isinstance(v, (tuple, list)) else (v,))]
+
+
 def _build_transform(recipe: dict[str, Any]) -> Any:
     import sslhub.transforms as T
 
@@ -76,6 +94,8 @@ def _build_transform(recipe: dict[str, Any]) -> Any:
         if key in params and key not in args and view_cls is not None:
             view_args = {"input_size": size, **(args.pop(f"view_{i}", None) or {})}
             args[key] = view_cls(**view_args)
+    if spec["name"] == "DetConSTransform":
+        return _RegionViews(cls(**args))
     return cls(**args)
 
 

@@ -3,6 +3,12 @@
 Port Lightly code by replacing ``from lightly.transforms import X`` with ``from sslhub.transforms import X``.
 Unlike Lightly's, every pipeline also accepts uint8 image batches (N, 3, H, W) with per-sample
 randomness, and all randomness comes from torch's generator.
+
+Modules: ``base`` (ViewTransform, MultiViewTransform, MultiCropTranform, MultiViewTransformV2, ToTensor), ``ops``
+(blur, solarization, rotations), ``methods`` (SimCLR, MoCo, BYOL, SimSiam, VICReg, TiCo, SwaV, DINO),
+``multi_view`` (MMCR, FastSiam, SMoG, W-MSE), ``dense`` (VICRegL, DetCon-S, AddGridTransform), ``jigsaw``
+(Jigsaw, PIRL), ``frequency`` (FDA and the Fourier-domain ops), ``vit`` (MAE, AIM, MSN) and ``batched`` (the
+vectorised batch engine).
 """
 
 from sslhub.transforms.base import (

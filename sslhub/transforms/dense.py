@@ -281,6 +281,8 @@ class AddGridTransform(v2.Transform):
             return Mask(grid, dtype=inpt.dtype, device=inpt.device, requires_grad=inpt.requires_grad)
         return inpt
 
+    _transform = transform  # the name of this hook before torchvision 0.21
+
 
 class DetConSViewTransform:
     """One DetCon-S view of an image and its masks/boxes (any torchvision transforms v2 structure): random

@@ -418,8 +418,8 @@ def test_recipes_listed_and_full_size_models_build():
 
     out = subprocess.run([sys.executable, "-m", "sslhub", "recipes"], capture_output=True, text=True, check=True,
                          env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
-    full = ["ibot-vit-small-p16", "dinov2-vit-small-p14", "dinov2-vit-small-p14-reg4", "ijepa-vit-base-p16",
-            "capi-vit-small-p16", "lejepa-vit-small-p16"]  # fmt: skip
+    full = ["ibot-vit-small-p16", "ibot-vit_b_16", "dinov2-vit-small-p14", "dinov2-vit-small-p14-reg4", "ijepa-vit-base-p16",
+            "capi-vit-small-p16", "capi-vit_b_16", "lejepa-vit-small-p16"]  # fmt: skip
     for name in TINY + full:
         assert name in out.stdout, name
     for name in full:  # real sizes on the meta device: the recipe fields fit the methods
@@ -428,6 +428,16 @@ def test_recipes_listed_and_full_size_models_build():
         assert model.eval_prefix == EVAL[name.split("-")[0]][0]
         assert model.eval_backbone.pretrained_cfg["img_size"] == 224
     assert _build_model(get_recipe("capi-vit-tiny-p4-32", SHRINK), gather=True).criterion.gather_distributed
+    # CAPI on a torchvision ViT (small sizes): a full step, every trainable parameter gets a gradient
+    tv = _build_model(get_recipe("capi-vit_b_16", ["backbone.img_size=32", "backbone.patch_size=4", "backbone.num_layers=1",
+                                                   "backbone.hidden_dim=64", "backbone.num_heads=2", "backbone.mlp_dim=64",
+                                                   "model.num_clusters=32", "model.predictor_depth=1",
+                                                   "model.predictor_num_heads=2"]), gather=False)  # fmt: skip
+    assert "teacher_backbone.vit.conv_proj.weight" in tv.state_dict()
+    from sslhub.transforms import CAPITransform
+
+    tv(CAPITransform(input_size=32)(torch.randint(0, 256, (4, 3, 40, 40), dtype=torch.uint8)), (0, 1, 0)).backward()
+    assert not [n for n, p in tv.named_parameters() if p.requires_grad and p.grad is None]
 
 
 @pytest.mark.parametrize("name", TINY)

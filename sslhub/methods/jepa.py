@@ -10,7 +10,7 @@
   random_inverse_block_mask`), :class:`~sslhub.backbones.capi_predictor.CAPIPredictorTIMM` predicts the masked
   patches, ``student_head`` scores them against prototypes; the targets are the Sinkhorn-balanced cluster logits
   of the EMA ``teacher_backbone`` under the online-clustering ``teacher_head`` (trained by the same loss on its own
-  logits). Evaluation copy: ``teacher_backbone.vit.``.
+  logits). Evaluation copy: ``teacher_backbone.vit.``. Takes torchvision ViTs too (``backbone.arch: vit_b_16``).
 * ``lejepa``: a plain timm ViT ``backbone`` and :class:`~sslhub.heads.vit_heads.LeJEPAProjectionHead`; SIGReg plus
   invariance over multi-crop views (:class:`~sslhub.losses.lejepa.LeJEPALoss`). No EMA; evaluation copy ``backbone.``.
 
@@ -20,6 +20,7 @@ Registered in :data:`sslhub.methods.METHODS` as ``ijepa``, ``capi`` and ``lejepa
 from __future__ import annotations
 
 import copy
+import math
 from typing import Union
 
 import torch
@@ -105,16 +106,14 @@ class CAPI(_MaskedViTMethod):
                  momentum_end: float = 1.0, pos_embed: str = "sincos", gather_distributed: bool = False) -> None:  # fmt: skip
         from sslhub.backbones.capi_predictor import CAPIPredictorTIMM
 
-        if _is_torchvision_vit(backbone):
-            raise ValueError("capi needs a timm ViT (e.g. backbone.arch=vit_small_patch16_224 with reg_tokens)")
         super().__init__(backbone, num_features, pos_embed)
         self.student_backbone = self.backbone
         del self.backbone
         self.student_backbone.mask_token.requires_grad = False  # masked patches are dropped, not replaced
         self.mask_ratio = mask_ratio
-        grid = self.student_backbone.vit.patch_embed.grid_size
+        side = math.isqrt(self.num_patches)  # square grid (timm and torchvision ViTs)
         self.student_head = CAPIProjectionHead(input_dim=self.embed_dim, num_clusters=num_clusters, weight_norm=True)
-        self.predictor = CAPIPredictorTIMM(embed_dim=self.embed_dim, grid_size=tuple(grid), depth=predictor_depth,
+        self.predictor = CAPIPredictorTIMM(embed_dim=self.embed_dim, grid_size=side, depth=predictor_depth,
                                            num_heads=predictor_num_heads)  # fmt: skip
         self.teacher_backbone = copy.deepcopy(self.student_backbone)
         self.teacher_head = CAPIProjectionHead(input_dim=self.embed_dim, num_clusters=num_clusters, bias=True)

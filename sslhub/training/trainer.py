@@ -33,7 +33,7 @@ from sslhub.data import AugmentingCollate, ImageFolderDataset, collate_skip_inva
 from sslhub.errors import SslhubError
 from sslhub.heads.utils import cosine_schedule
 from sslhub.methods import METHODS, SSLMethod, build_method
-from sslhub.training.run_dir import prepare_run_dir, recipe_for_run, restore_metrics
+from sslhub.training.run_dir import prepare_run_dir, recipe_for_run, restore_metrics, resumed_max_steps
 
 logger = logging.getLogger(__name__)
 
@@ -322,7 +322,7 @@ def train(
             ``out/checkpoints/last.ckpt`` (a run killed before its first checkpoint starts over).
         device: ``cpu``/``cuda``; default cuda when available.
         deterministic: ``torch.use_deterministic_algorithms(True)`` (reproducible resume on CPU).
-        max_steps_per_epoch: cap steps per epoch (smoke tests).
+        max_steps_per_epoch: cap steps per epoch (smoke tests); a resumed run keeps the cap it was started with.
         augment_on: where the batched augmentation runs: ``"workers"`` (in the DataLoader workers, as each
             batch is collated, in parallel with the model step; needs ``num_workers > 0``), ``"device"`` (in the
             training process on ``device``, e.g. on the GPU), or ``"auto"``: workers on a CPU device when there
@@ -342,6 +342,7 @@ def train(
     rank, world, local_rank = _dist()
     prepare_run_dir(out, resume=resume, force=force, delete=rank == 0)
     r = recipe_for_run(recipe, out, overrides=overrides, epochs=epochs, resume=resume)
+    max_steps_per_epoch = resumed_max_steps(out, max_steps_per_epoch) if resume else max_steps_per_epoch
     try:
         dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     except RuntimeError as e:
@@ -439,7 +440,8 @@ def train(
         with atomic_path(out / "config.yaml") as tmp:
             tmp.write_text(yaml.safe_dump({"recipe": r, "seed": seed, "world_size": world, "data": str(data),
                                            "val": str(val) if val else None, "sslhub_version": __version__,
-                                           "augment_on": "workers" if in_workers else "device"},
+                                           "augment_on": "workers" if in_workers else "device",
+                                           "max_steps_per_epoch": max_steps_per_epoch},
                                           sort_keys=False))  # fmt: skip
     from tqdm.auto import tqdm
 

@@ -590,3 +590,20 @@ def test_kill_9_during_download_then_the_next_fetch_resumes(server, home):
     assert server.requests[-1] == ("/slow/big.bin", f"bytes={have}-"), "the next fetch asks only for the rest"
     left = sorted(x.name for x in final.parent.iterdir() if not x.name.endswith(".lock"))
     assert left == sorted([final.name, final.name + ".sslhub.json"])
+
+
+def test_disk_full_during_a_download_keeps_the_part_for_resume(server, home):
+    data = os.urandom(300_000)
+    server.put("full.bin", data)
+    url = server.url("ok", "full.bin")
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    old = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, hard))
+    try:
+        with pytest.raises(DownloadError, match=r"no space left on device writing .*full\.bin\.part"):
+            fetch_url(url, progress=False, retries=0)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, old)
+    assert not cache_path(url).exists()
+    assert fetch_url(url, progress=False).read_bytes() == data  # resumed once there is space

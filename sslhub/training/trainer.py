@@ -497,8 +497,8 @@ def train(
         if step == first_step:
             raise TrainingError(
                 f"epoch {epoch + 1} made no optimizer step: no batch of {batch_size} readable images came out of "
-                f"{data} ({len(ds)} indexed, {ds.skipped} skipped as unreadable; files that fail to decode later are "
-                "skipped too, see the warnings above). Fix or remove the broken images, or lower batch_size"
+                f"{data} ({ds.skipped} unreadable image file(s) found so far in this process, see the warnings above). "
+                "Fix or remove the broken images, or lower batch_size"
             )
         _check_weights(model, epoch, ckpt_path)
         elapsed = time.perf_counter() - t0

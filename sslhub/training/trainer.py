@@ -509,7 +509,12 @@ def train(
                 row["weight_decay"] = max(g["weight_decay"] for g in opt.param_groups)
             every = int(r.get("monitor_every", 1) or 0)  # 0 switches the per-epoch kNN/std monitor off
             if every and ((epoch + 1) % every == 0 or epoch + 1 == int(r["epochs"])):
-                row.update(_monitor(model.eval_backbone, eval_loader, val_loader, dev, r.get("knn", {}), len(ds.classes)))
+                try:
+                    row.update(_monitor(model.eval_backbone, eval_loader, val_loader, dev, r.get("knn", {}),
+                                        len(ds.classes)))  # fmt: skip
+                except TrainingError as e:
+                    raise TrainingError(f"epoch {epoch + 1}: {e}; training stopped. The last good state is "
+                                        f"{ckpt_path if ckpt_path.exists() else 'not written yet'}") from None
             ratio = row.get("embedding_std_ratio")
             if ratio is not None and not math.isfinite(ratio):
                 raise TrainingError(f"epoch {epoch + 1}: the embedding std ratio is {ratio}; the embeddings are "

@@ -701,7 +701,7 @@ def run_sslhub(recipe: dict[str, Any], train_dir: Path, run_dir: Path, args: arg
             res.notes.append(note)
         train(recipe, train_dir, run_dir, epochs=1 if max_steps else args.epochs, device=str(device),
               num_workers=args.workers, max_steps_per_epoch=max_steps, progress=not args.no_progress,
-              augment_on=args.augment_on)  # fmt: skip
+              augment_on=args.augment_on, force=True)  # fmt: skip  (a fresh run each time, even in --work-dir)
     res.wall_s = time.perf_counter() - t0
     # The trainer times each epoch's loop without its kNN/collapse monitor: images_per_s * time_s = images.
     for line in (run_dir / "metrics.jsonl").read_text().splitlines():

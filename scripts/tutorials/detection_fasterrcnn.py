@@ -51,7 +51,8 @@ def pretrain_resnet50(out: Path, data: Path, steps: int, batch_size: int) -> Pat
     epochs = -(-steps // (n // batch_size))  # ceil: enough epochs of the folder for `steps` steps
     run = sslhub.train("simclr-resnet50", data, out, epochs=epochs, device="cpu", progress=False,
                        max_steps_per_epoch=min(steps, n // batch_size),
-                       overrides=[f"batch_size={batch_size}", "schedule.warmup_epochs=0"])  # fmt: skip
+                       overrides=[f"batch_size={batch_size}", "schedule.warmup_epochs=0"],
+                       force=True)  # fmt: skip  (a re-run of the tutorial replaces its run)
     return run / "model.safetensors"
 
 

@@ -86,7 +86,7 @@ def run(out: Path, *, data: Path, recipe_name: str, ssl_epochs: int | None, fine
     print(f"[1/4] SSL pretraining: {recipe_name}, {epochs} epochs on {train_dir} ...", flush=True)
     shutil.rmtree(out / "ssl_run", ignore_errors=True)  # a fresh run: train() appends to an existing metrics.jsonl
     run_dir = sslhub.train(recipe_name, train_dir, out / "ssl_run", val=val_dir, epochs=epochs, overrides=overrides,
-                           device=device, progress=progress)  # fmt: skip
+                           device=device, progress=progress, force=True)  # fmt: skip  (a re-run replaces the run)
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
     # 2. The two starting points: the SSL backbone and the same architecture at random init.

@@ -95,7 +95,8 @@ def run(out: Path, *, recipe: str, steps: int, quick: bool) -> int:
     n = sum(1 for f in data.rglob("*") if f.is_file())
     epochs = -(-steps // (n // batch))  # ceil: enough epochs of the folder for `steps` steps
     run_dir = sslhub.train(recipe, data, out / "run", epochs=epochs, device="cpu", progress=not quick,
-                           max_steps_per_epoch=min(steps, n // batch), overrides=[f"batch_size={batch}"])  # fmt: skip
+                           max_steps_per_epoch=min(steps, n // batch), overrides=[f"batch_size={batch}"],
+                           force=True)  # fmt: skip  (a re-run of the tutorial replaces its run)
     ssl_model = sslhub.load_pretrained(run_dir / "model.safetensors")
     size = int(ssl_model.pretrained_cfg.get("input_size", (3, 32, 32))[-1])
 

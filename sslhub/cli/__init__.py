@@ -55,15 +55,17 @@ def _add_debug_everywhere(parser: argparse.ArgumentParser) -> None:
 
 def _stdout_closed() -> bool:
     """True when stdout is a pipe whose reader went away (``sslhub recipes | head``)."""
+    import select
+
     try:
-        sys.stdout.flush()
-    except BrokenPipeError:
-        # the interpreter flushes stdout again at exit; point it at /dev/null so that this stays quiet
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        closed = any(ev & select.POLLERR for _, ev in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll() (Windows), or stdout is not a real file
+        closed = False
+    if closed:  # the interpreter flushes stdout again at exit; point it at /dev/null so that this stays quiet
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return True
-    except (OSError, ValueError):
-        return False
-    return False
+    return closed
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -38,7 +38,7 @@ from typing import Any, Iterable
 
 from sslhub._files import sha256_file, write_json_atomic
 from sslhub._version import __version__
-from sslhub.errors import SslhubError
+from sslhub.errors import SslhubError, disk_full_errno
 
 logger = logging.getLogger(__name__)
 
@@ -338,6 +338,13 @@ def _attempt(session: Any, url: str, paths: _Paths, *, timeout: Any, progress: b
                     bar.update(len(block))
         except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as e:
             raise _Retryable(f"connection lost after {written} bytes ({type(e).__name__})") from None
+        except OSError as e:
+            if disk_full_errno(e) is None:
+                raise
+            raise DownloadError(
+                f"no space left on device writing {paths.part} ({written} bytes so far are kept; the next fetch resumes "
+                f"from there). Free some space, or set {ENV_HOME} to a folder on another disk"
+            ) from None
         finally:
             bar.close()
         if total is not None and written != total:

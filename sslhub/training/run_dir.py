@@ -30,7 +30,7 @@ from sslhub.recipes import apply_overrides, get_recipe
 logger = logging.getLogger(__name__)
 
 __all__ = ["RESUME_COMPATIBLE", "RUN_FILES", "RunDirError", "existing_run", "prepare_run_dir", "recipe_for_run",
-           "restore_metrics"]  # fmt: skip
+           "restore_metrics", "resumed_max_steps"]  # fmt: skip
 
 RUN_FILES = ("config.yaml", "metrics.jsonl", "checkpoints", "model.safetensors", "checkpoint.ckpt", "curves.png")
 # Recipe keys (dotted prefixes) that a resumed run may change.
@@ -133,6 +133,19 @@ def recipe_for_run(recipe: str | dict[str, Any], out: str | Path, *, overrides: 
                 "may change). Drop the --set, or start a new run (another --out, or --force) to change it"
             )
     return r
+
+
+def resumed_max_steps(out: str | Path, given: int | None) -> int | None:
+    """The steps-per-epoch cap of a resumed run: the saved one (it shapes the LR schedule); a different one given on
+    resume is refused."""
+    cfg = saved_config(out)
+    if cfg is None or "max_steps_per_epoch" not in cfg:  # no run yet, or one from before the cap was saved
+        return given
+    saved = cfg["max_steps_per_epoch"]
+    if given is not None and given != saved:
+        raise RunDirError(f"--resume: --max-steps {given} conflicts with the run's config.yaml (max_steps_per_epoch: "
+                          f"{saved}); drop it, or start a new run")
+    return saved
 
 
 def restore_metrics(metrics_file: Path, rows: list[dict[str, Any]] | None, done_epochs: int) -> list[dict[str, Any]]:

@@ -35,7 +35,7 @@ from sslhub.heads.utils import cosine_schedule
 from sslhub.methods import METHODS, SSLMethod, build_method
 from sslhub.training.fast import FastPath
 from sslhub.training.optim import LARGE_BATCH_OPTIMIZERS, build_large_batch_optimizer, norm_bias_groups
-from sslhub.training.run_dir import prepare_run_dir, recipe_for_run, restore_metrics
+from sslhub.training.run_dir import prepare_run_dir, recipe_for_run, restore_metrics, resumed_max_steps
 
 logger = logging.getLogger(__name__)
 
@@ -355,7 +355,7 @@ def train(
             ``out/checkpoints/last.ckpt`` (a run killed before its first checkpoint starts over).
         device: ``cpu``/``cuda``; default cuda when available.
         deterministic: ``torch.use_deterministic_algorithms(True)`` (reproducible resume on CPU).
-        max_steps_per_epoch: cap steps per epoch (smoke tests).
+        max_steps_per_epoch: cap steps per epoch (smoke tests); a resumed run keeps the cap it was started with.
         augment_on: where the batched augmentation runs: ``"workers"`` (in the DataLoader workers, as each
             batch is collated, in parallel with the model step; needs ``num_workers > 0``), ``"device"`` (in the
             training process on ``device``, e.g. on the GPU), or ``"auto"``: workers on a CPU device when there
@@ -378,6 +378,7 @@ def train(
     rank, world, local_rank = _dist()
     prepare_run_dir(out, resume=resume, force=force, delete=rank == 0)
     r = recipe_for_run(recipe, out, overrides=overrides, epochs=epochs, resume=resume)
+    max_steps_per_epoch = resumed_max_steps(out, max_steps_per_epoch) if resume else max_steps_per_epoch
     warmup = float((r.get("schedule") or {}).get("warmup_epochs", 0) or 0)
     if warmup * 2 > int(r["epochs"]):
         # _lr_lambda clips the warmup to half the run, so a short run still reaches the peak lr
@@ -483,7 +484,8 @@ def train(
         with atomic_path(out / "config.yaml") as tmp:
             tmp.write_text(yaml.safe_dump({"recipe": r, "seed": seed, "world_size": world, "data": str(data),
                                            "val": str(val) if val else None, "sslhub_version": __version__,
-                                           "augment_on": "workers" if in_workers else "device"},
+                                           "augment_on": "workers" if in_workers else "device",
+                                           "max_steps_per_epoch": max_steps_per_epoch},
                                           sort_keys=False))  # fmt: skip
         logger.info("resolved recipe (saved in %s):\n%s", out / "config.yaml",
                     yaml.safe_dump(r, sort_keys=False).rstrip())  # fmt: skip
@@ -552,8 +554,8 @@ def train(
         if step == first_step:
             raise TrainingError(
                 f"epoch {epoch + 1} made no optimizer step: no batch of {batch_size} readable images came out of "
-                f"{data} ({len(ds)} indexed, {ds.skipped} skipped as unreadable; files that fail to decode later are "
-                "skipped too, see the warnings above). Fix or remove the broken images, or lower batch_size"
+                f"{data} ({ds.skipped} unreadable image file(s) found so far in this process, see the warnings above). "
+                "Fix or remove the broken images, or lower batch_size"
             )
         _check_weights(model, epoch, ckpt_path)
         elapsed = time.perf_counter() - t0
@@ -564,7 +566,12 @@ def train(
                 row["weight_decay"] = max(g["weight_decay"] for g in opt.param_groups)
             every = int(r.get("monitor_every", 1) or 0)  # 0 switches the per-epoch kNN/std monitor off
             if every and ((epoch + 1) % every == 0 or epoch + 1 == int(r["epochs"])):
-                row.update(_monitor(model.eval_backbone, eval_loader, val_loader, dev, r.get("knn", {}), len(ds.classes)))
+                try:
+                    row.update(_monitor(model.eval_backbone, eval_loader, val_loader, dev, r.get("knn", {}),
+                                        len(ds.classes)))  # fmt: skip
+                except TrainingError as e:
+                    raise TrainingError(f"epoch {epoch + 1}: {e}; training stopped. The last good state is "
+                                        f"{ckpt_path if ckpt_path.exists() else 'not written yet'}") from None
             if epoch == start_epoch:
                 row.update(baseline)
             row["elapsed_s"] = elapsed_before + time.perf_counter() - t_start

@@ -162,13 +162,20 @@ def test_mistyped_recipe_names_suggest_the_closest_first(tmp_path):
     _no_traceback(p)
 
 
-def test_mistyped_local_path_is_no_such_file_with_suggestions(tmp_path):
+def test_mistyped_local_path_is_no_such_file_with_suggestions(tmp_path, monkeypatch, capsys):
     (tmp_path / "checkpoint.ckpt").write_bytes(b"not really")
     p = cli("info", "checkpont.ckpt", cwd=tmp_path)
     assert p.returncode == 2
     assert "checkpont.ckpt: no such file. Did you mean 'checkpoint.ckpt'?" in p.stderr
     assert "registered" not in p.stderr
     _no_traceback(p)
+    (tmp_path / "run1").mkdir()
+    (tmp_path / "run1" / "model.safetensors").write_bytes(b"x")
+    monkeypatch.chdir(tmp_path)
+    assert main(["info", "runn1/model.safetensors"]) == 2  # a typo in the folder
+    assert "Did you mean 'run1/model.safetensors'?" in capsys.readouterr().err
+    assert main(["eval", "knn", "simclr-resnet50", "--data", "d", "--val", "v"]) == 2  # a registry name without tag
+    assert "'simclr-resnet50.lightly-in1k'" in capsys.readouterr().err
 
 
 def test_registry_names_follow_the_recipe_scheme_and_old_names_still_resolve():

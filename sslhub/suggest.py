@@ -84,17 +84,34 @@ def did_you_mean(name: str, candidates: Iterable[str], n: int = 5, cutoff: float
 
 
 def similar_files(path: str | os.PathLike, n: int = 5, suffixes: Sequence[str] = ()) -> list[str]:
-    """Files and folders next to the missing ``path`` whose names look like its name (as paths to type)."""
+    """Existing paths that look like the missing ``path``: names like its name in its folder or, when a folder on
+    the way is missing, names like that folder in its parent (``runn1/model.safetensors`` -> ``run1/model.safetensors``)."""
     p = Path(path).expanduser()
-    folder = p.parent if str(p.parent) else Path(".")
+    parts = p.parts
+    # the first component that does not exist is the one to correct
+    for i in range(len(parts)):
+        head = Path(*parts[: i + 1])
+        if not head.exists():
+            break
+    else:
+        return []
+    folder = head.parent if str(head.parent) else Path(".")
+    rest = parts[i + 1:]
     try:
         entries = [e for e in folder.iterdir() if not e.name.startswith(".")]
     except OSError:
         return []
-    if suffixes:
+    if suffixes and not rest:
         entries = [e for e in entries if e.is_dir() or e.suffix in suffixes]
-    names = similar(p.name, [e.name for e in entries], n=n, cutoff=0.5)
-    return [str(folder / e) if str(p.parent) not in ("", ".") else e for e in names]
+    if rest:
+        entries = [e for e in entries if e.is_dir()]
+    names = similar(head.name, [e.name for e in entries], n=n, cutoff=0.5)
+    out = []
+    for name in names:
+        candidate = (folder / name).joinpath(*rest) if str(folder) not in ("", ".") else Path(name).joinpath(*rest)
+        if not rest or candidate.exists():
+            out.append(str(candidate))
+    return out
 
 
 # Suffixes that make a string a file name, never a registry name (registry tags look like "lightly-in1k").
@@ -109,4 +126,6 @@ def no_such_file(path: str | os.PathLike, what: str = "file") -> str:
     folder = Path(path).expanduser().parent
     if not close and not folder.is_dir():
         hint = f" (the folder {str(folder)!r} does not exist either)."
+    elif close and not folder.is_dir():
+        hint = f" (the folder {str(folder)!r} does not exist)" + hint
     return f"{path}: no such {what}{hint}"

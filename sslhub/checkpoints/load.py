@@ -67,8 +67,15 @@ def resolve_path(source: str | os.PathLike) -> Path:
         from sslhub.hub import resolve_source  # the hub layer: registry names, URLs, Hugging Face Hub
 
         return Path(resolve_source(s))
+    hint = ""
+    if "/" not in s and os.sep not in s and not looks_like_file:  # a bare word: maybe a registry name without its tag
+        from sslhub.hub import registry
+        from sslhub.suggest import similar
+
+        close = similar(s, registry(), n=3)
+        hint = f" Registered weights with a similar name: {', '.join(repr(c) for c in close)}." if close else ""
     raise CheckpointError(
-        no_such_file(s) + " Pass a checkpoint path, a registry name (see `sslhub list`), an http(s) URL or "
+        no_such_file(s) + hint + " Pass a checkpoint path, a registry name (see `sslhub list`), an http(s) URL or "
         "'hf-hub:org/name'"
     )
 

@@ -88,7 +88,9 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
         default = action.default
-        shown = default not in (None, False, argparse.SUPPRESS) and not (isinstance(default, list) and not default)
+        # flags (store_true/false) say what they do; their True/False default adds nothing
+        shown = (default not in (None, argparse.SUPPRESS) and not isinstance(default, bool)
+                 and not (isinstance(default, list) and not default))  # fmt: skip
         if shown and "default" not in text and "%(default)" not in text and action.option_strings:
             text += " (default: %(default)s)"
         return text

@@ -28,7 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             "Write the backbone of SRC in another library's native layout. torchvision/timm: a state dict "
             "(.safetensors by suffix, else torch.save). detectron2: a .pkl for DetectionCheckpointer plus "
             "OUT.yaml with the config the weights need (ResNet-18..152 only). Lightly ResNetGenerator "
-            "backbones (resnet-18 style) have no equivalent in these libraries and are refused."
+            "backbones (resnet-18 style) have no equivalent in these libraries: export refuses them and says what "
+            "works instead (sslhub convert/eval/embed/publish)."
         ),
     )
     p.add_argument("src", help="source checkpoint (path, registry name, URL, hf-hub:)")

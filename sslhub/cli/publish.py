@@ -31,7 +31,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--width", type=float, help="Lightly ResNetGenerator width, when the checkpoint cannot tell")
     p.add_argument("--prefix", help="backbone key prefix to publish instead of the evaluation copy")
     p.add_argument("--method", help="SSL method name for the card (default: from the checkpoint)")
-    p.add_argument("--metrics", metavar="JSON", help="measured metrics (default: RUN_DIR/metrics.json if present)")
+    p.add_argument("--metrics", metavar="JSON",
+                   help="measured metrics: a list, {'metrics': [...]}, or one `sslhub eval --json` result (default for a "
+                        "run folder: RUN_DIR/metrics.json, where `sslhub eval` records, plus the training monitor's "
+                        "last kNN and random-init baseline from RUN_DIR/metrics.jsonl)")  # fmt: skip
     p.add_argument("--license", help="license id for the card, e.g. mit, apache-2.0, cc-by-nc-4.0")
     p.add_argument("--dataset", action="append", default=[], help="training dataset id for the card (repeatable)")
     p.add_argument("--tag", action="append", default=[], help="extra card tag (repeatable)")

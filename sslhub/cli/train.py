@@ -27,11 +27,16 @@ def _overrides(args: argparse.Namespace) -> list[str]:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from sslhub.training import train
+    from sslhub.recipes import get_recipe
 
     if args.epochs is not None and args.epochs < 1:
         raise ValueError(f"--epochs {args.epochs}: train for at least 1 epoch")
-    run = train(args.recipe, args.data, args.out, val=args.val, epochs=args.epochs, overrides=_overrides(args),
+    overrides = _overrides(args)
+    get_recipe(args.recipe, overrides)  # a typo in a name, key or value fails here, before torch is imported
+
+    from sslhub.training import train
+
+    run = train(args.recipe, args.data, args.out, val=args.val, epochs=args.epochs, overrides=overrides,
                 resume=args.resume, device=args.device, num_workers=args.workers, deterministic=args.deterministic,
                 max_steps_per_epoch=args.max_steps, augment_on=args.augment_on, force=args.force,
                 progress=not getattr(args, "quiet", False))  # fmt: skip

@@ -46,11 +46,13 @@ def _title(metrics: Path) -> str:
             recipe = ((yaml.safe_load(cfg.read_text()) or {}).get("recipe") or {}).get("name")
         except yaml.YAMLError:
             recipe = None
-    return f"{recipe or 'training run'}  ({run.resolve().name}/)"
+    where = run.resolve()
+    return f"{recipe or 'training run'}  ({where.parent.name}/{where.name}/)"
 
 
 def _figure(rows: list[dict[str, Any]], title: str) -> Any:
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     fig = Figure(figsize=(SIZE_PX[0] / DPI, SIZE_PX[1] / DPI), dpi=DPI)
     fig.suptitle(title, fontsize=17, fontweight="bold")
@@ -65,6 +67,8 @@ def _figure(rows: list[dict[str, Any]], title: str) -> Any:
         ax.tick_params(labelsize=11)
         ax.grid(True, alpha=0.3)
         ax.set_xlim(0.5, last_epoch + 0.5)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+        ax.margins(y=0.12)
         if pts:
             xs, ys = zip(*pts)
             ax.plot(xs, ys, color="tab:blue", marker="o" if len(pts) < 40 else None, markersize=4, linewidth=2,

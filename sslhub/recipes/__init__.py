@@ -1,8 +1,11 @@
 """Recipe registry: method + backbone + hyperparameters, stored as YAML (``training/recipes/<method>.yaml``).
 
-A file describes one method and the backbones it supports; recipe names are ``<method>-<backbone>``
-(``simclr-resnet-18`` = Lightly ResNetGenerator, ``simclr-resnet18`` = torchvision). Any field can be
-overridden with ``key.sub=value`` strings (values parsed as YAML).
+A file describes one method and the backbones it supports; recipe names are ``<method>-<backbone>[-<variant>]``
+(``simclr-resnet-18`` = Lightly ResNetGenerator, ``simclr-resnet18`` = torchvision, ``simclr-resnet-18-mini`` a
+variant). The registry of pretrained weights uses the same method and backbone names
+(``<method>-<backbone>[-<variant>].<publisher>-<data>``, see :mod:`sslhub.hub.registry`). Any field can be
+overridden with ``key.sub=value`` strings (values parsed as YAML); keys, types and ranges are checked against
+:mod:`sslhub.recipes.schema`, and a typo gets the nearest key.
 """
 
 from __future__ import annotations

@@ -198,18 +198,21 @@ def _hint(name: str, candidates: Iterable[str]) -> str:
     return f" Did you mean {', '.join(close)}?" if close else ""
 
 
-def _all_paths(recipe: Mapping[str, Any]) -> list[str]:
-    """Every dotted key path a ``--set`` may name for this recipe (for suggestions)."""
+def _all_paths(recipe: Mapping[str, Any], head: str | None = None) -> list[str]:
+    """Every dotted key path a ``--set`` may name for this recipe (for suggestions). The open sections (which
+    import the method and transform classes, hence torch) are listed only when ``head`` names them."""
     paths = [k for k in TOP_LEVEL] + [f"{s}.{k}" for s, keys in SECTIONS.items() for k in keys]
     for section, fn in _OPEN.items():
+        if head in (None, section):
+            try:
+                paths += [f"{section}.{k}" for k in fn(recipe)[0]]
+            except RecipeError:
+                pass
+    if head in (None, "transform"):
         try:
-            paths += [f"{section}.{k}" for k in fn(recipe)[0]]
+            paths += [f"transform.args.{k}" for k in _transform_keys(recipe)[0]]
         except RecipeError:
             pass
-    try:
-        paths += [f"transform.args.{k}" for k in _transform_keys(recipe)[0]]
-    except RecipeError:
-        pass
     paths += _flatten(recipe)
     return list(dict.fromkeys(p for p in paths if not p.startswith("variants")))
 
@@ -318,9 +321,10 @@ def check_override(recipe: Mapping[str, Any], key: str, value: Any, raw: str | N
     known, spec, where = _lookup(recipe, parts)
     if not known:
         shown = raw if raw is not None else repr(value)
+        head = parts[0] if len(parts) > 1 else ""
         raise RecipeError(
             f"--set {key}={shown}: {key!r} is not a recipe key "
-            f"(checked against {where}).{_hint(key, _all_paths(recipe))} See `sslhub recipes --show "
+            f"(checked against {where}).{_hint(key, _all_paths(recipe, head))} See `sslhub recipes --show "
             f"{recipe.get('name', 'NAME')}` for the keys of this recipe."
         )
     _check_value(key, value, spec, raw)

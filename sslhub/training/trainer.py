@@ -234,8 +234,8 @@ def _normalize(x: torch.Tensor, mean: Iterable[float], std: Iterable[float]) -> 
 
 
 @torch.no_grad()
-def _embed(backbone: nn.Module, loader: DataLoader, device: torch.device,
-           desc: str = "monitor: embedding") -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+def _embed(backbone: nn.Module, loader: DataLoader, device: torch.device, desc: str = "monitor: embedding",
+           progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
     from tqdm.auto import tqdm
 
     from sslhub.transforms import IMAGENET_NORMALIZE
@@ -244,8 +244,7 @@ def _embed(backbone: nn.Module, loader: DataLoader, device: torch.device,
     backbone.eval()
     feats, labels = [], []
     # the monitor can take as long as an epoch on the CPU: show that it runs
-    disable = not logger.isEnabledFor(logging.INFO)
-    for batch in tqdm(loader, desc=desc, unit="batch", leave=False, disable=disable):
+    for batch in tqdm(loader, desc=desc, unit="batch", leave=False, disable=not progress):
         if batch is None:
             continue
         x, y = batch[0].to(device), batch[1]
@@ -259,12 +258,12 @@ def _embed(backbone: nn.Module, loader: DataLoader, device: torch.device,
 
 
 def _monitor(backbone: nn.Module, train_eval: DataLoader, val: DataLoader | None, device: torch.device,
-             knn: dict[str, Any], num_classes: int) -> dict[str, float]:  # fmt: skip
+             knn: dict[str, Any], num_classes: int, progress: bool = False) -> dict[str, float]:  # fmt: skip
     """kNN top-1 on the validation folder (when labelled) and the collapse monitor."""
     from sslhub.evaluation.knn import knn_accuracy
 
     out: dict[str, float] = {}
-    f_train, y_train = _embed(backbone, train_eval, device, "monitor: embedding train")
+    f_train, y_train = _embed(backbone, train_eval, device, "monitor: embedding train", progress)
     if not torch.isfinite(f_train).all():
         raise TrainingError("the backbone's embeddings are not finite (NaN or inf)")
     z = nn.functional.normalize(f_train, dim=1)
@@ -272,7 +271,7 @@ def _monitor(backbone: nn.Module, train_eval: DataLoader, val: DataLoader | None
     out["embedding_std"] = float(z.std(dim=0).mean())
     out["embedding_std_ratio"] = out["embedding_std"] * math.sqrt(z.shape[1])
     if val is not None and num_classes > 1 and (y_train >= 0).all():
-        f_val, y_val = _embed(backbone, val, device, "monitor: embedding val")
+        f_val, y_val = _embed(backbone, val, device, "monitor: embedding val", progress)
         k = min(int(knn.get("k", 200)), len(f_train))
         acc = knn_accuracy(z, y_train, f_val, y_val, k=k, t=float(knn.get("t", 0.1)), num_classes=num_classes,
                            topk=(1,), device=device)  # fmt: skip
@@ -497,7 +496,8 @@ def train(
         # chance on small data); recorded in the first row as knn_top1_random_init. Forked RNG: the training
         # stream stays as it is without this measurement.
         with torch.random.fork_rng(devices=[]):
-            init = _monitor(model.eval_backbone, eval_loader, val_loader, dev, r.get("knn", {}), len(ds.classes))
+            init = _monitor(model.eval_backbone, eval_loader, val_loader, dev, r.get("knn", {}), len(ds.classes),
+                            progress)  # fmt: skip
         if "knn_top1" in init:
             baseline["knn_top1_random_init"] = init["knn_top1"]
             logger.info("random init: kNN top-1 %.2f%%", init["knn_top1"])
@@ -568,7 +568,7 @@ def train(
             if every and ((epoch + 1) % every == 0 or epoch + 1 == int(r["epochs"])):
                 try:
                     row.update(_monitor(model.eval_backbone, eval_loader, val_loader, dev, r.get("knn", {}),
-                                        len(ds.classes)))  # fmt: skip
+                                        len(ds.classes), progress))  # fmt: skip
                 except TrainingError as e:
                     raise TrainingError(f"epoch {epoch + 1}: {e}; training stopped. The last good state is "
                                         f"{ckpt_path if ckpt_path.exists() else 'not written yet'}") from None

@@ -211,3 +211,61 @@ def test_speedrun_recipe_runs_on_cpu_from_the_cli(tmp_path):
     assert r["optimizer"]["name"] == "lars" and r["worker"] is None and r["fast"]["compile"] is True
     b = get_recipe("byol-resnet-18-cifar10-speedrun")
     assert b["method"] == "byol" and b["fast"] == r["fast"] and b["batch_size"] == r["batch_size"]
+
+
+# ------------------------------------------------------------------------------------ scripts/gpu_measure.py
+
+
+def _gpu_measure():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_measure", ROOT / "scripts" / "gpu_measure.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_gpu_measure_dry_run_prints_valid_commands_and_refuses_without_cuda(tmp_path, capsys):
+    script = str(ROOT / "scripts" / "gpu_measure.py")
+    gm = _gpu_measure()  # in this process (the script's main); also puts scripts/ on sys.path
+    assert gm.main([str(tmp_path / "out"), "--dry-run"]) == 0
+    stdout = capsys.readouterr().out
+    cmds = {line.split("] ")[0][1:]: line.split("] ", 1)[1].split() for line in stdout.splitlines() if line.startswith("[")}
+    assert list(cmds) == ["speedrun", "bench", "vit"] and "150 epochs x 50,000 images" in stdout
+    assert not (tmp_path / "out").exists()  # a dry run writes nothing
+    # each printed command parses with the real argument parsers (sslhub's CLI, bench_vs_lightly's)
+    from sslhub.cli import build_parser
+
+    train = build_parser().parse_args(cmds["speedrun"][3:])
+    assert train.recipe == "simclr-resnet-18-cifar10-speedrun" and train.device == "cuda" and train.val.endswith("test")
+    import bench_vs_lightly
+
+    for part, methods in (("bench", "simclr,moco,byol,simsiam,vicreg"), ("vit", "dino_vit,mae")):
+        a = bench_vs_lightly.parse_args(cmds[part][2:])
+        assert (a.methods, a.epochs, a.workers, a.threads, a.device, a.no_progress) == (methods, 2, 12, 4, "cuda", True)
+        assert a.max_train_images == 10000
+    bad = subprocess.run([sys.executable, script, "x", "--parts", "speedrun,nope"], capture_output=True, text=True,
+                         env=_env(), timeout=120)  # fmt: skip
+    assert bad.returncode == 2 and "--parts 'speedrun,nope'" in bad.stderr
+    if not torch.cuda.is_available():
+        p = subprocess.run([sys.executable, script, str(tmp_path / "out")], capture_output=True, text=True, env=_env(),
+                           timeout=120)  # fmt: skip
+        assert p.returncode == 2 and "no CUDA device" in p.stderr and "Traceback" not in p.stderr
+    assert gm.PARTS == ("speedrun", "byol", "bench", "vit")
+
+
+def test_gpu_measure_stops_a_part_at_the_time_limit_and_summarises_the_curve(tmp_path):
+    gm = _gpu_measure()
+    rc, wall = gm.run_logged([sys.executable, "-c", "import time; print('started', flush=True); time.sleep(30)"],
+                             tmp_path / "slow.log", dict(os.environ), timeout=2.0)  # fmt: skip
+    assert rc is None and wall < 20 and "started" in (tmp_path / "slow.log").read_text()
+    run = tmp_path / "speedrun"
+    run.mkdir()
+    rows = [{"epoch": 15, "elapsed_s": 60.0, "knn_top1": 70.0, "images_per_s": 20000.0, "loss": 5.0},
+            {"epoch": 30, "elapsed_s": 300.0, "knn_top1": 85.5, "images_per_s": 21000.0, "loss": 4.5},
+            {"epoch": 31, "elapsed_s": 310.0, "images_per_s": 21000.0, "loss": 4.4}]  # fmt: skip
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    s = gm.speedrun_summary(run, 330.0, 0)
+    assert s["reached_target_at_minutes"] == 5.0 and s["target_met"] and s["final_knn_top1"] == 85.5
+    assert "| 30 | 5.00 | 85.50 | 21000 | 4.5000 |" in (run / "summary.md").read_text()
+    assert not gm.speedrun_summary(run, 700.0, 0)["target_met"]  # over 10 minutes end to end

@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -49,6 +50,7 @@ RESNET_METHODS = "simclr,moco,byol,simsiam,vicreg"
 VIT_METHODS = "dino_vit,mae"
 TARGET_KNN, TARGET_MINUTES = 85.0, 10.0
 MIN_PART_S = 30
+_TQDM = re.compile(r"\d+%\|")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -75,6 +77,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if bad or not parts:
         ap.error(f"--parts {args.parts!r}: use a comma-separated list from {','.join(PARTS)}")
     args.part_list = parts
+    for key in ("out", "carry", "shared_data", "data_root"):  # the parts run from the repository root
+        if getattr(args, key):
+            setattr(args, key, str(Path(getattr(args, key)).resolve()))
     if not args.prepare_carry and not args.out:
         ap.error("give the results folder (OUT), or --prepare-carry DIR")
     return args
@@ -151,14 +156,15 @@ def prepare_carry(dst: Path) -> int:
     rc = subprocess.call(cmd)
     if rc == 0:
         size = sum(f.stat().st_size for f in dst.rglob("*") if f.is_file()) / 2**20
-        print(f"carry folder {dst} ready ({size:.0f} MiB); pass it as carry to the device call and --carry here")
+        print(f"carry folder {dst} ready ({size:.0f} MiB); on the GPU machine, carry it and pass --carry {dst}")
     return rc
 
 
 def install_wheels(carry: Path, site: Path) -> None:
     wheels = sorted(str(w) for w in carry.glob("*.whl"))
     if wheels:
-        cmd = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--target", str(site), *wheels]
+        cmd = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--upgrade", "--target", str(site),
+               *wheels]  # fmt: skip
         print("+", shlex.join(cmd), flush=True)
         subprocess.check_call(cmd)
         sys.path.insert(0, str(site))
@@ -207,7 +213,7 @@ def run_logged(cmd: list[str], log: Path, env: dict[str, str], timeout: float | 
         assert proc.stdout is not None
         for line in proc.stdout:
             f.write(line)
-            if "it/s]" not in line and "s/it]" not in line:  # tqdm bars: log file only
+            if not _TQDM.search(line):  # progress bars: log file only
                 sys.stdout.write(line)
                 sys.stdout.flush()
         rc: int | None = proc.wait()
@@ -307,7 +313,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         (out / "summary.json").write_text(json.dumps(results, indent=1, default=str))
     md = ["# GPU measurements (scripts/gpu_measure.py)", "", *[f"- {line}" for line in results["plan"]], ""]
     for part, entry in results["parts"].items():
-        md.append(f"## {part}: exit code {entry.get('exit_code')}, {entry.get('wall_s', 0):.0f} s")
+        if "skipped" in entry:
+            md += [f"## {part}: skipped ({entry['skipped']} of --time-limit)", ""]
+            continue
+        md.append(f"## {part}: exit code {entry['exit_code']}, {entry['wall_s']:.0f} s")
         detail = out / part / ("summary.md" if part in SPEEDRUN_RECIPES else "results.md")
         md += ["", detail.read_text() if detail.exists() else f"(no {detail.name}; see {part}.log)", ""]
     (out / "summary.md").write_text("\n".join(md))

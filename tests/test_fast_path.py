@@ -269,3 +269,29 @@ def test_gpu_measure_stops_a_part_at_the_time_limit_and_summarises_the_curve(tmp
     assert s["reached_target_at_minutes"] == 5.0 and s["target_met"] and s["final_knn_top1"] == 85.5
     assert "| 30 | 5.00 | 85.50 | 21000 | 4.5000 |" in (run / "summary.md").read_text()
     assert not gm.speedrun_summary(run, 700.0, 0)["target_met"]  # over 10 minutes end to end
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_speedrun_step_never_waits_for_the_gpu():
+    # the speedrun's step (SimCLR loss, bf16 autocast without GradScaler, LARS multi-tensor) queues its kernels
+    # without any host-device synchronisation; torch raises on the first one
+    dev = torch.device("cuda")
+    r = get_recipe("simclr-resnet-18-cifar10-speedrun", ["backbone.width=0.25", "fast.compile=false"])
+    fast = FastPath.from_recipe(r, dev)
+    bb = create_backbone("resnet-18", width=0.25)
+    model = fast.prepare_model(build_method("simclr", bb, bb.num_features, hidden_dim=64, out_dim=32).to(dev))
+    from sslhub.training.trainer import _optimizer
+
+    opt = _optimizer(r, model, 64, fast.optimizer_kwargs)
+    views = fast.inputs([torch.randn(64, 3, 32, 32, device=dev) for _ in range(2)])
+    for sync_mode in ("default", "error", "error"):  # the first step allocates (momentum buffers, cuBLAS handles)
+        torch.cuda.set_sync_debug_mode(sync_mode)
+        try:
+            with fast.autocast():
+                loss = model(views, (0, 10, 0))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    assert torch.isfinite(loss)

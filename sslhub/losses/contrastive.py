@@ -21,6 +21,20 @@ def _gathered(out0: Tensor, out1: Tensor, gather_distributed: bool) -> tuple[Ten
     return out0, out1, torch.eye(n, dtype=torch.bool, device=out0.device)
 
 
+def _positives(x: Tensor, diag: Tensor) -> Tensor:
+    """``x[diag]`` for a mask with one True per row, without boolean indexing (on a GPU that reads the mask's
+    size back to the host: one synchronisation per call, and a graph break under ``torch.compile``)."""
+    return x.gather(1, diag.int().argmax(dim=1, keepdim=True)).squeeze(1)
+
+
+def _negatives(x: Tensor, diag: Tensor) -> Tensor:
+    """``x[~diag].view(n, -1)`` (the same elements in the same order) for a mask with one True per row."""
+    n, m = diag.shape
+    cols = torch.arange(m - 1, device=x.device).expand(n, -1)
+    skip = diag.int().argmax(dim=1, keepdim=True)
+    return x.gather(1, cols + (cols >= skip))
+
+
 class NTXentLoss(nn.Module):
     """Normalized temperature-scaled cross-entropy loss (SimCLR), or InfoNCE with a memory bank (MoCo).
 
@@ -66,10 +80,10 @@ class NTXentLoss(nn.Module):
         else:
             out0_all, out1_all, diag = _gathered(out0, out1, self.gather_distributed)
             t = self.temperature
-            logits_00 = (out0 @ out0_all.t() / t)[~diag].view(n, -1)  # drop self-similarity
+            logits_00 = _negatives(out0 @ out0_all.t() / t, diag)  # drop self-similarity
             logits_01 = out0 @ out1_all.t() / t
             logits_10 = out1 @ out0_all.t() / t
-            logits_11 = (out1 @ out1_all.t() / t)[~diag].view(n, -1)
+            logits_11 = _negatives(out1 @ out1_all.t() / t, diag)
             logits = torch.cat(
                 [torch.cat([logits_01, logits_00], dim=1), torch.cat([logits_10, logits_11], dim=1)]
             )
@@ -118,13 +132,12 @@ class DCLLoss(nn.Module):
         return 0.5 * (loss0 + loss1)
 
     def _loss(self, out0: Tensor, out1: Tensor, out0_all: Tensor, out1_all: Tensor, diag: Tensor) -> Tensor:
-        n = out0.shape[0]
         sim_00 = out0 @ out0_all.t() / self.temperature
         sim_01 = out0 @ out1_all.t() / self.temperature
-        positive = -sim_01[diag]
+        positive = -_positives(sim_01, diag)
         if self.weight_fn:
             positive = positive * self.weight_fn(out0, out1)
-        negatives = torch.cat([sim_00[~diag].view(n, -1), sim_01[~diag].view(n, -1)], dim=1)
+        negatives = torch.cat([_negatives(sim_00, diag), _negatives(sim_01, diag)], dim=1)
         return (positive + torch.logsumexp(negatives, dim=1)).mean()
 
 

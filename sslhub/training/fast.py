@@ -6,6 +6,8 @@ section (float16 autocast with GradScaler on CUDA, float32 on the CPU), so CPU r
 ``fast:`` keys:
 
 * ``channels_last`` (bool): model and input batches in NHWC memory format (faster convolutions on tensor cores).
+  CUDA only: skipped on a CPU, where it brings nothing and where torch 2.14's backward of a strided 1x1
+  convolution with fewer than 8 input channels in NHWC crashes the process (narrow ResNets' shortcuts).
 * ``bf16`` (bool): bfloat16 autocast instead of float16; no GradScaler (bfloat16 has float32's range), which also
   removes GradScaler's per-step host synchronisation. Falls back to float16 on a GPU without bfloat16.
 * ``compile`` (bool or backend name): ``torch.compile`` of the model step (forward and loss; the backward runs
@@ -78,6 +80,10 @@ class FastPath:
                 names = "/".join("null" if t is type(None) else t.__name__ for t in FAST_KEYS[key])
                 raise ValueError(f"recipe field fast.{key}={value!r}: expected {names}")
         notes: list[str] = []
+        channels_last = spec.get("channels_last", False)
+        if channels_last and device.type != "cuda":
+            notes.append(f"fast.channels_last: skipped on {device.type} (CUDA only)")
+            channels_last = False
         amp = recipe.get("amp")
         bf16 = spec.get("bf16", False) or (amp is True and device.type != "cuda")
         if bf16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
@@ -107,7 +113,7 @@ class FastPath:
                     notes.append(f"fast.fused_optimizer: fused {name} needs CUDA; using foreach kernels on {device.type}")
         for n in notes:
             logger.info(n)
-        return cls(device, channels_last=bool(spec.get("channels_last", False)), bf16=bool(bf16), amp=amp is not False,
+        return cls(device, channels_last=bool(channels_last), bf16=bool(bf16), amp=amp is not False,
                    compile_backend=backend, compile_mode=spec.get("compile_mode"), optimizer_kwargs=opt_kwargs,
                    notes=tuple(notes))  # fmt: skip
 

@@ -2,7 +2,8 @@
 
 :class:`LARS` computes what ``lightly.utils.lars.LARS`` computes (bit for bit on its per-parameter path), without
 its two host-device synchronisations per parameter (``if p_norm != 0 and g_norm != 0`` reads both norms back to
-the host): the condition is applied on the device with ``torch.where``. ``foreach=True`` does the same update
+the host): the condition is applied on the device with ``torch.where``. ``clip_lr=True`` (off by default, as in
+Lightly) caps the layer-wise rate at the global one, as solo-learn's LARS does (its CIFAR recipes use it). ``foreach=True`` does the same update
 with multi-tensor kernels (a few kernels per step instead of ~10 per parameter; equal to rounding).
 LAMB is timm's (:class:`timm.optim.Lamb`).
 """
@@ -38,12 +39,14 @@ class LARS(Optimizer):
         nesterov: Nesterov momentum.
         trust_coefficient: the LARS trust coefficient (``eta``).
         eps: added to the denominator.
+        clip_lr: use ``min(trust_ratio / lr, 1)`` as the scale (solo-learn's ``clip_lr``): a layer's step is at most
+            the plain SGD step.
         foreach: multi-tensor implementation (fewer kernel launches on a GPU; equal to rounding, not bit for bit).
     """
 
     def __init__(self, params: Any, lr: float, momentum: float = 0, dampening: float = 0, weight_decay: float = 0,
                  nesterov: bool = False, trust_coefficient: float = 0.001, eps: float = 1e-8,
-                 foreach: bool = False) -> None:  # fmt: skip
+                 clip_lr: bool = False, foreach: bool = False) -> None:  # fmt: skip
         if lr < 0.0:
             raise ValueError(f"Invalid learning rate: {lr}")
         if momentum < 0.0:
@@ -53,7 +56,7 @@ class LARS(Optimizer):
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay, nesterov=nesterov,
-                        trust_coefficient=trust_coefficient, eps=eps, foreach=foreach)  # fmt: skip
+                        trust_coefficient=trust_coefficient, eps=eps, clip_lr=clip_lr, foreach=foreach)  # fmt: skip
         super().__init__(params, defaults)
 
     @torch.no_grad()
@@ -85,6 +88,8 @@ class LARS(Optimizer):
         # the same operations, in the same order, as lightly.utils.lars.LARS; the norm test stays on the device
         lars_lr = p_norm / (g_norm + p_norm * wd + group["eps"])
         lars_lr *= group["trust_coefficient"]
+        if group.get("clip_lr"):
+            lars_lr = torch.clamp(lars_lr / group["lr"], max=1.0)
         return torch.where((p_norm != 0) & (g_norm != 0), g.add(p, alpha=wd) * lars_lr, g)
 
     @staticmethod
@@ -96,6 +101,8 @@ class LARS(Optimizer):
         p_norm = torch.stack(torch._foreach_norm(params))
         g_norm = torch.stack(torch._foreach_norm(grads))
         lars_lr = p_norm / (g_norm + p_norm * wd + group["eps"]) * group["trust_coefficient"]
+        if group.get("clip_lr"):
+            lars_lr = torch.clamp(lars_lr / group["lr"], max=1.0)
         ok = (p_norm != 0) & (g_norm != 0)
         # (g + wd * p) * s == g * s + p * (wd * s) where the norms are non-zero, else g unchanged
         scale_g = torch.where(ok, lars_lr, torch.ones_like(lars_lr)).unbind()
@@ -140,14 +147,16 @@ def build_large_batch_optimizer(options: dict[str, Any], params: Iterable[Any], 
                                 foreach: bool = False) -> Optimizer:  # fmt: skip
     """LARS or LAMB from a recipe's ``optimizer`` section (``name``: ``lars`` or ``lamb``).
 
-    LARS reads ``momentum`` (0.9), ``trust_coefficient`` (0.001, Lightly's default) and ``eps`` (1e-8); LAMB
+    LARS reads ``momentum`` (0.9), ``trust_coefficient`` (0.001, Lightly's default), ``eps`` (1e-8) and
+    ``clip_lr`` (false); LAMB
     reads ``betas`` ((0.9, 0.999)) and ``eps`` (1e-6, timm's default).
     """
     name = options["name"]
     if name == "lars":
         return LARS(params, lr=lr, momentum=float(options.get("momentum", 0.9)), weight_decay=weight_decay,
                     trust_coefficient=float(options.get("trust_coefficient", 0.001)),
-                    eps=float(options.get("eps", 1e-8)), foreach=foreach)  # fmt: skip
+                    eps=float(options.get("eps", 1e-8)), clip_lr=bool(options.get("clip_lr", False)),
+                    foreach=foreach)  # fmt: skip
     if name == "lamb":
         from timm.optim import Lamb
 

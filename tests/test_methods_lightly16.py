@@ -311,3 +311,18 @@ def test_methods_train_a_torchvision_resnet():
         loss.backward()
         torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1).step()
         assert not torch.equal(before, bb.conv1.weight), method
+
+
+def test_bad_settings_name_the_option_to_change():
+    bb = sslhub.create_backbone("resnet-9", width=0.0625)
+    with pytest.raises(ValueError, match="model.loss_dim=64 is larger"):
+        build_method("directclr", bb, bb.num_features, loss_dim=64)
+    with pytest.raises(ValueError, match=r"model.w_size >= 2 \* model.out_dim"):
+        build_method("wmse", bb, bb.num_features, out_dim=64, w_size=64)
+    with pytest.raises(ValueError, match="model.memory_bank_size=2 must be at least"):
+        build_method("smog", bb, bb.num_features, n_groups=4, memory_bank_size=2)
+    wmse = build_method("wmse", bb, bb.num_features, hidden_dim=8, out_dim=4, w_size=8)
+    with pytest.raises(ValueError, match="raise batch_size or lower model.w_size"):
+        wmse([torch.randn(4, 3, 32, 32)] * 2, (0, 1, 0))
+    with pytest.raises(ValueError, match="DetConSTransform"):
+        build_method("detcon_s", bb, bb.num_features, out_dim=8)([torch.randn(4, 3, 32, 32)] * 2, (0, 1, 0))

@@ -39,7 +39,9 @@ class VICReg(SSLMethod):
 
 def _mlp_head(num_features: int, hidden_dim: int, out_dim: int) -> H.ProjectionHead:
     """Linear-BN-ReLU-Linear (the W-MSE and EMP-SSL projectors)."""
-    return H.ProjectionHead([(num_features, hidden_dim, nn.BatchNorm1d(hidden_dim), nn.ReLU()), (hidden_dim, out_dim, None, None)])
+    return H.ProjectionHead(
+        [(num_features, hidden_dim, nn.BatchNorm1d(hidden_dim), nn.ReLU()), (hidden_dim, out_dim, None, None)]
+    )
 
 
 class WMSE(SSLMethod):

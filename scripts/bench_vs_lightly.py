@@ -31,6 +31,12 @@ tokens, positional embeddings), the recipe's cosine weight-decay schedule (DINO 
 by epoch. kNN uses each method's evaluation encoder on both sides (DINO: the EMA teacher, MAE: the encoder),
 class-token features.
 
+Issue-14 methods (``fastsiam``, ``mmcr``, ``smog``, ``vicregl``, ``frossl``, ``macl``, ``directclr``, ``wmse``,
+``emp_ssl``): their Lightly side follows Lightly's examples (``examples/pytorch/<method>.py``) where one exists, else
+Lightly's loss docstrings (W-MSE, EMP-SSL, MACL); SMoG's periodic re-clustering uses sslhub's torch k-means on
+both sides (the example's scikit-learn KMeans is no dependency). Not benchmarked: PIRL (Lightly has no PIRL model)
+and DetCon-S/B (Lightly's grid DetConSTransform needs a placeholder mask per image, which ImageFolder cannot pass).
+
 Examples:
   # CPU smoke (minutes):
   python scripts/bench_vs_lightly.py --data cifar10_tiny --width 0.125 --epochs 1 --batch-size 64 \\
@@ -329,6 +335,7 @@ def trainer_transform_check(recipe: dict[str, Any]) -> Iterator[str | None]:
     size, load = int(recipe["input_size"]), int(recipe["load_size"])
     original = trainer._build_transform
     views = original(recipe)(torch.zeros(2, 3, load, load, dtype=torch.uint8))
+    views = [v for v in views if v.ndim == 4 and v.shape[1] == 3]  # images only (not VICRegL's grids, DetCon's masks)
     expected = expected_view_sizes(recipe)
     if [v.shape[-1] for v in views] == expected[: len(views)] and all(v.shape[-2] == v.shape[-1] for v in views):
         yield None
@@ -368,7 +375,7 @@ def build_multi_view(module: Any, spec: dict[str, Any], size: int) -> Any:
 
         cls = LIGHTLY_TRANSFORMS[name]
     params = inspect.signature(cls).parameters
-    if "global_crop_size" in params:
+    if "global_crop_size" in params or "crop_sizes" in params:  # multi-crop (DINO, VICRegL, SMoG): sizes in args
         return cls(**args)
     if "input_size" in params:
         args.setdefault("input_size", size)
@@ -600,6 +607,248 @@ class LNNCLR(LightlyModel):
         return 0.5 * (self.criterion(nn0, p1) + self.criterion(nn1, p0))
 
 
+class LFastSiam(LightlyModel):
+    """Lightly's examples/pytorch/fastsiam.py."""
+
+    def __init__(self, backbone: nn.Module, nf: int, *, hidden_dim: int | None = None, out_dim: int = 2048,
+                 pred_hidden_dim: int = 512, **_: Any) -> None:  # fmt: skip
+        super().__init__()
+        from lightly.loss import NegativeCosineSimilarity
+        from lightly.models.modules import SimSiamPredictionHead, SimSiamProjectionHead
+
+        self.backbone = backbone
+        self.projection_head = SimSiamProjectionHead(nf, hidden_dim or nf, out_dim)
+        self.prediction_head = SimSiamPredictionHead(out_dim, pred_hidden_dim, out_dim)
+        self.criterion = NegativeCosineSimilarity()
+
+    def forward(self, views: list[Tensor]) -> Tensor:
+        feats = []
+        for v in views:
+            z = self.projection_head(self.features(v))
+            feats.append((z.detach(), self.prediction_head(z)))
+        zs, ps = torch.stack([z for z, _ in feats]), torch.stack([p for _, p in feats])
+        loss = 0.0
+        for i in range(len(views)):
+            mask = torch.arange(len(views), device=zs.device) != i
+            loss += self.criterion(ps[i], torch.mean(zs[mask], dim=0)) / len(views)
+        return loss
+
+
+class LMMCR(LightlyModel):
+    """Lightly's examples/pytorch/mmcr.py (EMA per step here, with the recipe's cosine schedule)."""
+
+    def __init__(self, backbone: nn.Module, nf: int, *, hidden_dim: int | None = None, out_dim: int = 128,
+                 num_layers: int = 2, lmda: float = 5e-3, momentum_start: float = 0.996, momentum_end: float = 1.0,
+                 **_: Any) -> None:  # fmt: skip
+        super().__init__()
+        from lightly.loss import MMCRLoss
+        from lightly.models.modules import MMCRProjectionHead
+
+        self.backbone = backbone
+        self.projection_head = MMCRProjectionHead(nf, hidden_dim or nf, out_dim, num_layers=num_layers)
+        self.backbone_momentum = _momentum_copy(self.backbone)
+        self.projection_head_momentum = _momentum_copy(self.projection_head)
+        self.criterion = MMCRLoss(lmda=lmda)
+        self.momentum = (momentum_start, momentum_end)
+
+    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        return [(self.backbone, self.backbone_momentum), (self.projection_head, self.projection_head_momentum)]
+
+    def forward(self, views: list[Tensor]) -> Tensor:
+        z_o = torch.stack([self.projection_head(self.features(x)) for x in views], dim=1)
+        z_m = torch.stack([self.projection_head_momentum(self.backbone_momentum(x).flatten(1)).detach() for x in views], dim=1)
+        return self.criterion(z_o, z_m)
+
+
+class LSMoG(LightlyModel):
+    """Lightly's examples/pytorch/smog.py; the periodic re-clustering uses sslhub's torch k-means (the example's
+    scikit-learn KMeans is not a dependency), the constant EMA happens inside ``forward`` as in the example."""
+
+    def __init__(self, backbone: nn.Module, nf: int, *, hidden_dim: int = 2048, out_dim: int = 128,
+                 pred_hidden_dim: int = 2048, n_groups: int = 300, beta: float = 0.99, temperature: float = 0.1,
+                 memory_bank_size: int = 76800, reset_interval: int = 300, momentum: float = 0.99, **_: Any) -> None:  # fmt: skip
+        super().__init__()
+        from lightly.models.modules import SMoGPredictionHead, SMoGProjectionHead, SMoGPrototypes
+        from lightly.models.modules.memory_bank import MemoryBankModule
+
+        self.backbone = backbone
+        self.projection_head = SMoGProjectionHead(nf, hidden_dim, out_dim)
+        self.prediction_head = SMoGPredictionHead(out_dim, pred_hidden_dim, out_dim)
+        self.backbone_momentum = _momentum_copy(self.backbone)
+        self.projection_head_momentum = _momentum_copy(self.projection_head)
+        self.smog = SMoGPrototypes(group_features=torch.rand(n_groups, out_dim), beta=beta)
+        self.memory_bank = MemoryBankModule(size=(memory_bank_size, out_dim))
+        self.criterion = nn.CrossEntropyLoss()
+        self.n_groups, self.temperature, self.reset_interval, self.ema = n_groups, temperature, reset_interval, momentum
+        self.global_step = 0
+
+    def forward(self, views: list[Tensor]) -> Tensor:
+        from lightly.models import utils
+
+        from sslhub.methods.clustering import kmeans
+
+        x0, x1 = views[:2]
+        if self.global_step % 2:
+            x1, x0 = x0, x1
+        if self.global_step > 0 and self.global_step % self.reset_interval == 0:
+            centres = kmeans(self.memory_bank.bank.detach().float(), self.n_groups)
+            self.smog.set_group_features(nn.functional.normalize(centres, dim=1))
+            self.backbone_momentum = _momentum_copy(self.backbone)
+            self.projection_head_momentum = _momentum_copy(self.projection_head)
+        else:
+            utils.update_momentum(self.backbone, self.backbone_momentum, self.ema)
+            utils.update_momentum(self.projection_head, self.projection_head_momentum, self.ema)
+        self.global_step += 1
+        x0_encoded = self.projection_head(self.features(x0))
+        x0_predicted = self.prediction_head(x0_encoded)
+        x1_encoded = self.projection_head_momentum(self.backbone_momentum(x1).flatten(1))
+        assignments = self.smog.assign_groups(x1_encoded)
+        group_features = self.smog.get_updated_group_features(x0_encoded)
+        logits = self.smog(x0_predicted, group_features, temperature=self.temperature)
+        self.smog.set_group_features(group_features)
+        loss = self.criterion(logits, assignments)
+        self.memory_bank(x0_encoded, update=True)
+        return loss
+
+
+class LVICRegL(LightlyModel):
+    """Lightly's examples/pytorch/vicregl.py: views then grids; the ResNet's last feature map (pooled to the grid
+    size when they differ, as sslhub's VICRegL)."""
+
+    def __init__(self, backbone: nn.Module, nf: int, *, hidden_dim: int = 2048, out_dim: int = 2048,
+                 local_hidden_dim: int = 128, local_out_dim: int = 128, n_global_views: int = 2, lambda_param: float = 25.0,
+                 mu_param: float = 25.0, nu_param: float = 1.0, alpha: float = 0.75, num_matches: Sequence[int] = (20, 4),
+                 **_: Any) -> None:  # fmt: skip
+        super().__init__()
+        from lightly.loss import VICRegLLoss
+        from lightly.models.modules import BarlowTwinsProjectionHead
+        from lightly.models.modules.heads import VicRegLLocalProjectionHead
+
+        self.backbone = backbone
+        self.projection_head = BarlowTwinsProjectionHead(nf, hidden_dim, out_dim)
+        self.local_projection_head = VicRegLLocalProjectionHead(nf, local_hidden_dim, local_out_dim)
+        self.n_global_views = n_global_views
+        self.criterion = VICRegLLoss(lambda_param=lambda_param, mu_param=mu_param, nu_param=nu_param, alpha=alpha,
+                                     num_matches=tuple(num_matches))  # fmt: skip
+
+    def feature_map(self, x: Tensor) -> Tensor:
+        for m in self.backbone:  # the Sequential without its final pooling
+            if isinstance(m, (nn.AdaptiveAvgPool2d, nn.Flatten)):
+                break
+            x = m(x)
+        return x
+
+    def forward(self, views_and_grids: list[Tensor]) -> Tensor:
+        n = len(views_and_grids) // 2
+        views, grids = views_and_grids[:n], views_and_grids[n:]
+        features = []
+        for view, grid in zip(views, grids):
+            x = self.feature_map(view)
+            z = self.projection_head(nn.functional.adaptive_avg_pool2d(x, 1).flatten(start_dim=1))
+            if tuple(x.shape[2:]) != tuple(grid.shape[1:3]):
+                x = nn.functional.adaptive_avg_pool2d(x, grid.shape[1:3])
+            features.append((z, self.local_projection_head(x.permute(0, 2, 3, 1))))
+        k = self.n_global_views
+        loss = self.criterion(global_view_features=features[:k], global_view_grids=grids[:k],
+                              local_view_features=features[k:] or None, local_view_grids=grids[k:] or None)  # fmt: skip
+        return loss.reshape(())
+
+
+class _LPooledViews(LightlyModel):
+    """One projection of every view's pooled features, then ``self.loss(list of projections)``."""
+
+    def forward(self, views: list[Tensor]) -> Tensor:
+        return self.criterion([self.projection_head(self.features(v)) for v in views])
+
+
+class LFroSSL(_LPooledViews):
+    """Lightly's examples/pytorch/frossl.py."""
+
+    def __init__(self, backbone: nn.Module, nf: int, *, hidden_dim: int = 2048, out_dim: int = 2048, num_layers: int = 2,
+                 invariance_weight: float = 1.0, **_: Any) -> None:  # fmt: skip
+        super().__init__()
+        from lightly.loss import FroSSLLoss
+        from lightly.models.modules.heads import VICRegProjectionHead
+
+        self.backbone = backbone
+        self.projection_head = VICRegProjectionHead(input_dim=nf, hidden_dim=hidden_dim, output_dim=out_dim, num_layers=num_layers)
+        self.criterion = FroSSLLoss(invariance_weight=invariance_weight)
+
+
+class LMACL(LightlyModel):
+    """SimCLR's head with Lightly's MACLLoss (its docstring: 'feed through SimCLR or MoCo model')."""
+
+    def __init__(self, backbone: nn.Module, nf: int, *, hidden_dim: int | None = None, out_dim: int = 128,
+                 temperature: float = 0.1, alpha: float = 0.5, A_0: float = 0.0, **_: Any) -> None:  # fmt: skip
+        super().__init__()
+        from lightly.loss import MACLLoss
+        from lightly.models.modules.heads import SimCLRProjectionHead
+
+        self.backbone = backbone
+        self.projection_head = SimCLRProjectionHead(nf, hidden_dim or nf, out_dim)
+        self.criterion = MACLLoss(temperature=temperature, alpha=alpha, A_0=A_0)
+
+    def forward(self, views: list[Tensor]) -> Tensor:
+        z0, z1 = (self.projection_head(self.features(v)) for v in views[:2])
+        return self.criterion(z0, z1)
+
+
+class LDirectCLR(LightlyModel):
+    """Lightly's examples/pytorch/directclr.py: no head, both views as one batch."""
+
+    def __init__(self, backbone: nn.Module, nf: int, *, loss_dim: int = 64, temperature: float = 0.5,
+                 memory_bank_size: int = 0, **_: Any) -> None:  # fmt: skip
+        super().__init__()
+        from lightly.loss import DirectCLRLoss
+
+        self.backbone = backbone
+        self.criterion = DirectCLRLoss(loss_dim=loss_dim, temperature=temperature, memory_bank_size=memory_bank_size)
+
+    def forward(self, views: list[Tensor]) -> Tensor:
+        z0, z1 = self.features(torch.cat(views[:2])).chunk(2, dim=0)
+        return self.criterion(z0, z1)
+
+
+def _lightly_mlp(nf: int, hidden_dim: int, out_dim: int) -> nn.Module:
+    from lightly.models.modules.heads import ProjectionHead
+
+    return ProjectionHead([(nf, hidden_dim, nn.BatchNorm1d(hidden_dim), nn.ReLU()), (hidden_dim, out_dim, None, None)])
+
+
+class LWMSE(LightlyModel):
+    """Lightly's WMSELoss on a Linear-BN-ReLU-Linear projector, all views as one batch (the W-MSE authors' code)."""
+
+    def __init__(self, backbone: nn.Module, nf: int, *, hidden_dim: int = 1024, out_dim: int = 64, num_samples: int = 2,
+                 w_size: int = 128, w_iter: int = 1, momentum: float = 0.01, eps: float = 0.0, **_: Any) -> None:  # fmt: skip
+        super().__init__()
+        from lightly.loss import WMSELoss
+
+        self.backbone = backbone
+        self.projection_head = _lightly_mlp(nf, hidden_dim, out_dim)
+        self.criterion = WMSELoss(embedding_dim=out_dim, momentum=momentum, eps=eps, w_iter=w_iter, w_size=w_size,
+                                  num_samples=num_samples)  # fmt: skip
+
+    def forward(self, views: list[Tensor]) -> Tensor:
+        return self.criterion(self.projection_head(self.features(torch.cat(views[: self.criterion.num_samples]))))
+
+
+class LEMPSSL(LightlyModel):
+    """Lightly's EMPSSLLoss on normalised projections of all views (one batch, as the EMP-SSL authors' code)."""
+
+    def __init__(self, backbone: nn.Module, nf: int, *, hidden_dim: int = 4096, out_dim: int = 512, tcr_eps: float = 0.2,
+                 inv_coef: float = 200.0, **_: Any) -> None:  # fmt: skip
+        super().__init__()
+        from lightly.loss import EMPSSLLoss
+
+        self.backbone = backbone
+        self.projection_head = _lightly_mlp(nf, hidden_dim, out_dim)
+        self.criterion = EMPSSLLoss(tcr_eps=tcr_eps, inv_coef=inv_coef)
+
+    def forward(self, views: list[Tensor]) -> Tensor:
+        z = self.projection_head(self.features(torch.cat(views)))
+        return self.criterion([nn.functional.normalize(c, dim=1) for c in z.chunk(len(views))])
+
+
 LIGHTLY_METHODS: dict[str, Callable[..., LightlyModel]] = {
     "simclr": LSimCLR,
     "dcl": lambda b, nf, **kw: LSimCLR(b, nf, loss="dcl", **kw),
@@ -611,6 +860,16 @@ LIGHTLY_METHODS: dict[str, Callable[..., LightlyModel]] = {
     "barlowtwins": LBarlowTwins,
     "vicreg": LVICReg,
     "nnclr": LNNCLR,
+    # issue 14 (Lightly has no PIRL model; DetCon's grid masks need a placeholder mask an ImageFolder can't pass)
+    "fastsiam": LFastSiam,
+    "mmcr": LMMCR,
+    "smog": LSMoG,
+    "vicregl": LVICRegL,
+    "frossl": LFroSSL,
+    "macl": LMACL,
+    "directclr": LDirectCLR,
+    "wmse": LWMSE,
+    "emp_ssl": LEMPSSL,
 }
 
 def all_methods() -> list[str]:

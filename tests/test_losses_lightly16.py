@@ -206,14 +206,18 @@ def _gather_worker(rank: int, world: int, port: int, out: str) -> None:
             loss = fn(xs)
             loss.backward()
             res[f"{lib}_{name}"] = [loss.detach()] + [x.grad for x in xs]
+    res["local_detconb"] = ours.DetConBLoss(gather_distributed=False)(*feats, *masks).detach()
     torch.save(res, f"{out}/rank{rank}.pt")
     dist.destroy_process_group()
 
 
 def test_gathered_losses_match_lightly_under_two_processes(tmp_path) -> None:
-    torch.multiprocessing.spawn(_gather_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    # fork: the workers inherit the imported lightly and sslhub (spawn re-imports them: most of the time here)
+    torch.multiprocessing.start_processes(_gather_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True,
+                                          start_method="fork")
     for r in range(2):
         res = torch.load(tmp_path / f"rank{r}.pt", weights_only=True)
         for name in ("detconb", "vicregl", "visreg"):
             for a, b in zip(res[f"ours_{name}"], res[f"ref_{name}"]):
                 assert torch.allclose(a, b, atol=ATOL), (r, name)
+        assert not torch.allclose(res["ours_detconb"][0], res["local_detconb"])  # the other rank's negatives count

@@ -288,3 +288,41 @@ def test_training_steps_match_lightly_examples(method):
         if "momentum." in k and method in ("mmcr", "detcon_b", "smog"):
             continue  # ours applied the EMA after the last step too; the examples do it before the next one
         assert torch.allclose(sd_a[k].float(), sd_b[k].float(), atol=1e-5), (k, (sd_a[k].float() - sd_b[k].float()).abs().max())
+
+
+def test_methods_train_a_torchvision_resnet():
+    """The methods with their own feature paths on torchvision's ResNet-18 (stride 32: VICRegL pools the 1x1 map
+    to the grid, DetCon pools masks on it, PIRL embeds 16 px tiles): one step is finite and moves the backbone.
+    The others use pooled features, as the methods test_training.py trains on torchvision ResNets."""
+    g = torch.Generator().manual_seed(0)
+    img = lambda s=32: torch.randn(8, 3, s, s, generator=g)  # noqa: E731
+    masks = [torch.randint(0, 4, (8, 1, 32, 32), generator=g) for _ in range(2)]
+    views = {
+        "vicregl": [img(), img(), torch.rand(8, 4, 4, 2, generator=g), torch.rand(8, 4, 4, 2, generator=g)],
+        "detcon_b": [img(), masks[0], img(), masks[1]], "pirl": [img(), torch.randn(8, 9, 3, 16, 16, generator=g)],
+    }
+    resnet = sslhub.create_backbone("resnet18")  # built once: slow to initialise
+    for method in ("vicregl", "detcon_b", "pirl"):
+        bb = copy.deepcopy(resnet)
+        model = build_method(method, bb, bb.num_features, **{**PARITY, "pirl": ({"out_dim": 8}, 2)}[method][0]).train()
+        before = bb.conv1.weight.detach().clone()
+        loss = model(views[method], (0, 10, 0))
+        assert torch.isfinite(loss), method
+        loss.backward()
+        torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1).step()
+        assert not torch.equal(before, bb.conv1.weight), method
+
+
+def test_bad_settings_name_the_option_to_change():
+    bb = sslhub.create_backbone("resnet-9", width=0.0625)
+    with pytest.raises(ValueError, match="model.loss_dim=64 is larger"):
+        build_method("directclr", bb, bb.num_features, loss_dim=64)
+    with pytest.raises(ValueError, match=r"model.w_size >= 2 \* model.out_dim"):
+        build_method("wmse", bb, bb.num_features, out_dim=64, w_size=64)
+    with pytest.raises(ValueError, match="model.memory_bank_size=2 must be at least"):
+        build_method("smog", bb, bb.num_features, n_groups=4, memory_bank_size=2)
+    wmse = build_method("wmse", bb, bb.num_features, hidden_dim=8, out_dim=4, w_size=8)
+    with pytest.raises(ValueError, match="raise batch_size or lower model.w_size"):
+        wmse([torch.randn(4, 3, 32, 32)] * 2, (0, 1, 0))
+    with pytest.raises(ValueError, match="DetConSTransform"):
+        build_method("detcon_s", bb, bb.num_features, out_dim=8)([torch.randn(4, 3, 32, 32)] * 2, (0, 1, 0))

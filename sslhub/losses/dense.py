@@ -15,7 +15,9 @@ from sslhub.losses.regularized import VICRegLoss, covariance_loss, invariance_lo
 __all__ = ["DetConBLoss", "DetConSLoss", "PatchKernelAlignmentLoss", "VICRegLLoss", "nearest_neighbors"]
 
 
-def nearest_neighbors(input_maps: Tensor, candidate_maps: Tensor, distances: Tensor, num_matches: int | None) -> tuple[Tensor, Tensor]:
+def nearest_neighbors(
+    input_maps: Tensor, candidate_maps: Tensor, distances: Tensor, num_matches: int | None
+) -> tuple[Tensor, Tensor]:
     """The ``num_matches`` rows of ``input_maps`` (B, N, D) closest to their nearest candidate, and those
     candidates, both ``(B, num_matches, D)``, ordered by increasing distance (``lightly.models.utils``)."""
     if num_matches is None or num_matches == -1 or num_matches > input_maps.size(1):

@@ -60,6 +60,9 @@ class SMoG(SSLMethod):
     def __init__(self, backbone, num_features, hidden_dim=2048, out_dim=128, pred_hidden_dim=2048, n_groups=300,
                  beta=0.99, temperature=0.1, memory_bank_size=76800, reset_interval=300, momentum=0.99):  # fmt: skip
         super().__init__(backbone, num_features)
+        if memory_bank_size < n_groups:
+            raise ValueError(f"SMoG re-clusters its memory bank into model.n_groups={n_groups} groups: "
+                             f"model.memory_bank_size={memory_bank_size} must be at least that")  # fmt: skip
         self.projection_head = H.SMoGProjectionHead(num_features, hidden_dim, out_dim)
         self.prediction_head = H.SMoGPredictionHead(out_dim, pred_hidden_dim, out_dim)
         self._momentum_copy("backbone", "projection_head")

@@ -138,4 +138,5 @@ class PIRL(SSLMethod):
         return self.criterion(z_jigsaw, z)
 
 
-METHODS.update({"simclr": SimCLR, "moco": MoCo, "dcl": DCL, "dclw": DCLW, "nnclr": NNCLR, "directclr": DirectCLR, "macl": MACL, "pirl": PIRL})
+METHODS.update({"simclr": SimCLR, "moco": MoCo, "dcl": DCL, "dclw": DCLW, "nnclr": NNCLR, "directclr": DirectCLR,
+                "macl": MACL, "pirl": PIRL})

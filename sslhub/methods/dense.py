@@ -159,7 +159,8 @@ class DetConB(_DetCon):
         online = nn.Sequential(self.projection_head, self.prediction_head)
         p0, p1 = (self._pooled(self.backbone, online, x, m) for x, m in ((x0, m0), (x1, m1)))
         with torch.no_grad():
-            t0, t1 = (self._pooled(self.backbone_momentum, self.projection_head_momentum, x, m) for x, m in ((x0, m0), (x1, m1)))
+            target = self.projection_head_momentum
+            t0, t1 = (self._pooled(self.backbone_momentum, target, x, m) for x, m in ((x0, m0), (x1, m1)))
         idx = self._mask_ids(x0)
         return self.criterion(p0, p1, t0, t1, idx, idx)
 

@@ -39,7 +39,9 @@ class VICReg(SSLMethod):
 
 def _mlp_head(num_features: int, hidden_dim: int, out_dim: int) -> H.ProjectionHead:
     """Linear-BN-ReLU-Linear (the W-MSE and EMP-SSL projectors)."""
-    return H.ProjectionHead([(num_features, hidden_dim, nn.BatchNorm1d(hidden_dim), nn.ReLU()), (hidden_dim, out_dim, None, None)])
+    return H.ProjectionHead(
+        [(num_features, hidden_dim, nn.BatchNorm1d(hidden_dim), nn.ReLU()), (hidden_dim, out_dim, None, None)]
+    )
 
 
 class WMSE(SSLMethod):
@@ -50,6 +52,9 @@ class WMSE(SSLMethod):
     def __init__(self, backbone, num_features, hidden_dim=1024, out_dim=64, num_samples=2, w_size=128, w_iter=1,
                  momentum=0.01, eps=0.0):  # fmt: skip
         super().__init__(backbone, num_features)
+        if 2 * out_dim > w_size:
+            raise ValueError(f"W-MSE needs model.w_size >= 2 * model.out_dim for a stable whitening; got "
+                             f"w_size={w_size}, out_dim={out_dim}")  # fmt: skip
         self.projection_head = _mlp_head(num_features, hidden_dim, out_dim)
         self.criterion = L.WMSELoss(embedding_dim=out_dim, momentum=momentum, eps=eps, w_iter=w_iter, w_size=w_size,
                                     num_samples=num_samples)  # fmt: skip
@@ -58,6 +63,10 @@ class WMSE(SSLMethod):
         n = self.criterion.num_samples
         if len(views) < n:
             raise ValueError(f"W-MSE with model.num_samples={n} needs {n} views, the transform made {len(views)}")
+        if views[0].shape[0] < self.criterion.w_size:
+            raise ValueError(f"W-MSE whitens sub-batches of model.w_size={self.criterion.w_size} embeddings, but the "
+                             f"batch has {views[0].shape[0]} images; raise batch_size or lower model.w_size "
+                             f"(>= 2 * model.out_dim)")  # fmt: skip
         return self.criterion(self.projection_head(_pool(self.backbone, torch.cat(views[:n]))))
 
 

@@ -19,8 +19,7 @@ import sslhub.models.utils as U  # noqa: E402
 import sslhub.utils.scheduler as S  # noqa: E402
 
 # Lightly 1.6 names sslhub leaves out on purpose (see the module docstring of sslhub.models.utils).
-NOT_PORTED = {"random_grid_token_mask", "random_inverse_block_mask", "get_2d_sine_cosine_positional_embedding_from_grid",
-              "get_1d_sine_cosine_positional_embedding_from_positions"}  # fmt: skip
+NOT_PORTED = {"get_2d_sine_cosine_positional_embedding_from_grid", "get_1d_sine_cosine_positional_embedding_from_positions"}
 
 
 def _public_functions(module: object) -> set[str]:
@@ -197,6 +196,37 @@ def test_block_masks_equal_lightly_under_the_same_python_seed() -> None:
     assert 0 < mine.sum() <= 30
     with pytest.raises(ValueError, match="max_image_mask_ratio"):
         U.random_block_mask((2, 4, 4), min_image_mask_ratio=0.5, max_image_mask_ratio=0.1)
+
+
+def test_mask_helpers_have_one_home_in_backbones() -> None:
+    from sslhub.backbones import block_masks, ijepa_predictor
+
+    for module, names in ((block_masks, ("random_block_mask", "random_block_mask_image", "random_grid_token_mask",
+                                         "random_inverse_block_mask")),
+                          (ijepa_predictor, ("apply_masks", "repeat_interleave_batch"))):  # fmt: skip
+        for name in names:
+            assert getattr(U, name) is getattr(module, name), name
+
+
+def test_random_grid_token_mask_equals_lightly_under_the_same_torch_seed() -> None:
+    for size, kwargs in (((3, 65), {}), ((2, 64 + 4), dict(mask_ratio=0.5, grid_size=2, num_prefix_tokens=4)),
+                         ((2, 36), dict(grid_size=3, num_prefix_tokens=0, mask_ratio=0.0)),
+                         ((1, 17), dict(grid_size=4, mask_ratio=1.0))):  # fmt: skip
+        torch.manual_seed(7)
+        mine = U.random_grid_token_mask(size, **kwargs)
+        after = torch.rand(1)
+        torch.manual_seed(7)
+        ref = LU.random_grid_token_mask(size, **kwargs)
+        assert torch.equal(after, torch.rand(1)), kwargs  # same number of draws
+        assert all(a.dtype == b.dtype and torch.equal(a, b) for a, b in zip(mine, ref)), kwargs
+        keep, masked = mine
+        n_prefix = kwargs.get("num_prefix_tokens", 1)
+        assert torch.equal(keep[:, :n_prefix], torch.arange(n_prefix).expand(size[0], -1))
+        assert torch.equal(torch.cat([keep, masked], 1).sort(1).values, torch.arange(size[1]).expand(size[0], -1))
+    for size, kwargs, match in (((2, 1), {}, "greater than num_prefix_tokens"), ((2, 51), {}, "perfect square"),
+                                ((2, 37), dict(grid_size=4), "divisible by grid_size")):  # fmt: skip
+        with pytest.raises(ValueError, match=match):
+            U.random_grid_token_mask(size, **kwargs)
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,8 @@
 * :func:`random_block_mask` / :func:`random_block_mask_image`: DINOv2/iBOT's rectangles of masked patches
   (Python's ``random``, as Lightly and DINOv2 draw them).
 * :func:`random_inverse_block_mask`: CAPI's single visible block, the rest masked (torch's generator).
+* :func:`random_grid_token_mask`: Pixio's coarse token mask, whole ``grid_size`` x ``grid_size`` cells of patches
+  kept or masked together (torch's generator).
 * :func:`ijepa_multiblock_masks`: I-JEPA's context and target blocks, what Lightly's ``IJEPAMaskCollator``
   returns (block sizes from a generator seeded by a step counter, positions from torch's generator).
 """
@@ -16,7 +18,13 @@ from typing import Optional, Union
 import torch
 from torch import Tensor
 
-__all__ = ["ijepa_multiblock_masks", "random_block_mask", "random_block_mask_image", "random_inverse_block_mask"]
+__all__ = [
+    "ijepa_multiblock_masks",
+    "random_block_mask",
+    "random_block_mask_image",
+    "random_grid_token_mask",
+    "random_inverse_block_mask",
+]
 
 Device = Optional[Union[torch.device, str]]
 
@@ -33,9 +41,12 @@ def random_block_mask(
     max_attempts_per_block: int = 10,
     device: Device = None,
 ) -> Tensor:
-    """Boolean (batch, H, W) masks: ``batch_mask_ratio`` of the images get block masks covering between
-    ``min_image_mask_ratio`` and ``max_image_mask_ratio`` of their patches (spread linearly over the batch, as
-    DINOv2's collate does), the others none; the images are shuffled."""
+    """DINOv2/iBOT block masks (B, H, W), True where masked: ``int(B * batch_mask_ratio)`` images get rectangular
+    blocks covering a fraction between ``min_image_mask_ratio`` and ``max_image_mask_ratio`` of their patches
+    (spread linearly over the masked images, as DINOv2's collate does), the rest none; images in random order.
+
+    Draws from Python's ``random`` module, as Lightly and DINOv2 do, so seeded masks are identical.
+    """
     if max_image_mask_ratio < min_image_mask_ratio:
         raise ValueError("max_image_mask_ratio must be greater or equal to min_image_mask_ratio.")
     B, H, W = size
@@ -61,7 +72,8 @@ def random_block_mask_image(
     max_attempts_per_block: int = 10,
     device: Device = None,
 ) -> Tensor:
-    """Boolean (H, W) mask of about ``num_masks`` patches made of random rectangles (DINOv2's ``MaskingGenerator``)."""
+    """One boolean (H, W) mask with about ``num_masks`` masked patches, grown rectangle by rectangle (DINOv2's
+    ``MaskingGenerator``); stops early when no block fits in ``max_attempts_per_block`` tries."""
     if max_block_aspect_ratio is None:
         max_block_aspect_ratio = 1 / min_block_aspect_ratio
     if max_num_masks_per_block is None:
@@ -72,7 +84,7 @@ def random_block_mask_image(
         raise ValueError("max_block_aspect_ratio must be greater or equal to min_block_aspect_ratio.")
     log_aspect = (math.log(min_block_aspect_ratio), math.log(max_block_aspect_ratio))
     H, W = size
-    mask = torch.zeros((H, W), dtype=torch.bool, device=device)
+    mask = torch.zeros((H, W), dtype=torch.bool)  # built on the CPU: many tiny reads, one copy to ``device``
     count = 0
     while count < num_masks:
         max_new = min(num_masks - count, max_num_masks_per_block)
@@ -92,7 +104,23 @@ def random_block_mask_image(
         if delta == 0:
             break
         count += delta
-    return mask
+    return mask.to(device)
+
+
+def _square_grid_side(sequence_length: int, num_prefix_tokens: int) -> int:
+    """Side of the square patch grid behind a token sequence of ``num_prefix_tokens`` + patches."""
+    num_patches = sequence_length - num_prefix_tokens
+    if num_patches <= 0:
+        raise ValueError(
+            f"sequence_length ({sequence_length}) must be greater than num_prefix_tokens ({num_prefix_tokens})."
+        )
+    side = int(num_patches**0.5)
+    if side * side != num_patches:
+        raise ValueError(
+            f"Number of patches ({num_patches}) must be a perfect square. Got sequence_length={sequence_length} and "
+            f"num_prefix_tokens={num_prefix_tokens}."
+        )
+    return side
 
 
 def random_inverse_block_mask(
@@ -117,15 +145,8 @@ def random_inverse_block_mask(
         device: Device of the returned indices.
     """
     batch_size, sequence_length = size
-    num_patches = sequence_length - num_prefix_tokens
-    if num_patches <= 0:
-        raise ValueError(f"sequence_length ({sequence_length}) must be greater than num_prefix_tokens ({num_prefix_tokens}).")
-    height = width = int(num_patches**0.5)
-    if height * width != num_patches:
-        raise ValueError(
-            f"Number of patches ({num_patches}) must be a perfect square. Got sequence_length={sequence_length} and "
-            f"num_prefix_tokens={num_prefix_tokens}."
-        )
+    height = width = _square_grid_side(sequence_length, num_prefix_tokens)
+    num_patches = height * width
     num_masked = int(num_patches * mask_ratio)
     num_visible = num_patches - num_masked
     log_aspect = (math.log(min_aspect), math.log(max_aspect or 1.0 / min_aspect))
@@ -152,6 +173,47 @@ def random_inverse_block_mask(
         keep_rows.append(torch.cat([prefix, visible.nonzero().flatten() + num_prefix_tokens]))
         mask_rows.append((~visible).nonzero().flatten() + num_prefix_tokens)
     return torch.stack(keep_rows).to(device), torch.stack(mask_rows).to(device)
+
+
+def random_grid_token_mask(
+    size: tuple[int, int],
+    mask_ratio: float = 0.75,
+    grid_size: int = 4,
+    num_prefix_tokens: int = 1,
+    device: Device = None,
+) -> tuple[Tensor, Tensor]:
+    """Pixio's ``(idx_keep, idx_mask)`` token indices at cell granularity: the square patch grid is cut into
+    ``grid_size`` x ``grid_size`` cells, ``int(num_cells * (1 - mask_ratio))`` random cells per image are kept and
+    the rest masked, so neighbouring patches cannot leak pixels to each other.
+
+    Args:
+        size: (batch_size, sequence_length), sequence = prefix tokens + a square grid of patches.
+        mask_ratio: Fraction of cells masked.
+        grid_size: Cell side in patches; must divide the grid side.
+        num_prefix_tokens: Leading class/register tokens (never masked, first in ``idx_keep``).
+        device: Device of the returned indices (and of the random draw, as Lightly).
+
+    Returns:
+        ``idx_keep`` (B, num_prefix_tokens + kept_cells * grid_size**2) and ``idx_mask`` (B, masked_cells *
+        grid_size**2), token indices (patch index + ``num_prefix_tokens``), cell by cell in random cell order.
+
+    - In Pursuit of Pixel Supervision for Visual Pre-training (Pixio), 2025, https://arxiv.org/abs/2512.15715
+    """
+    batch_size, sequence_length = size
+    side = _square_grid_side(sequence_length, num_prefix_tokens)
+    if side % grid_size != 0:
+        raise ValueError(f"Patch grid side length ({side}) must be divisible by grid_size ({grid_size}).")
+    cells_per_side = side // grid_size
+    num_cells = cells_per_side**2
+    num_keep = int(num_cells * (1 - mask_ratio))
+    # (num_cells, grid_size**2): the token indices each cell covers, cells and their patches in row-major order.
+    cells = torch.arange(side * side, device=device) + num_prefix_tokens
+    cells = cells.reshape(cells_per_side, grid_size, cells_per_side, grid_size).permute(0, 2, 1, 3)
+    cells = cells.reshape(num_cells, grid_size * grid_size)
+    order = torch.argsort(torch.rand(batch_size, num_cells, device=device), dim=1)
+    prefix = torch.arange(num_prefix_tokens, device=device).expand(batch_size, -1)
+    idx_keep = torch.cat([prefix, cells[order[:, :num_keep]].flatten(1)], dim=1)
+    return idx_keep, cells[order[:, num_keep:]].flatten(1)
 
 
 def _block_size(g: torch.Generator, grid: tuple[int, int], scale: tuple[float, float], aspect: tuple[float, float]) -> tuple[int, int]:

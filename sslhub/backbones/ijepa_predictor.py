@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from sslhub.backbones.decoders import MaskedVisionTransformerDecoderTIMM
-from sslhub.backbones.masked_vit import initialize_2d_sine_cosine_positional_embedding
+from sslhub.backbones.masked_vit import get_at_index, initialize_2d_sine_cosine_positional_embedding
 
 __all__ = ["IJEPAPredictorTIMM", "apply_masks", "repeat_interleave_batch"]
 
@@ -25,13 +25,14 @@ def apply_masks(x: Tensor, masks: Masks) -> Tensor:
     """Tokens of ``x`` (B, N, D) at each index tensor (B, K) of ``masks``, stacked: (B * len(masks), K, D)."""
     if not isinstance(masks, list):
         masks = [masks]
-    return torch.cat([torch.gather(x, 1, m.unsqueeze(-1).repeat(1, 1, x.size(-1))) for m in masks], dim=0)
+    return torch.cat([get_at_index(x, m) for m in masks], dim=0)
 
 
-def repeat_interleave_batch(x: Tensor, B: int, repeat: int) -> Tensor:
-    """Repeats each of the ``len(x) // B`` consecutive batches of ``x`` ``repeat`` times, in place order."""
+def repeat_interleave_batch(x: Tensor, B: int, repeat: int) -> Tensor:  # noqa: N803  (Lightly's argument name)
+    """(N * B, ...) -> (N * repeat * B, ...): each of the ``N = len(x) // B`` consecutive chunks of ``B`` rows
+    repeated ``repeat`` times in place (one reshape instead of the reference's N * repeat concatenations)."""
     n = len(x) // B
-    return torch.cat([torch.cat([x[i * B : (i + 1) * B]] * repeat, dim=0) for i in range(n)], dim=0)
+    return x[: n * B].reshape(n, 1, B, *x.shape[1:]).expand(-1, repeat, -1, *x.shape[1:]).reshape(-1, *x.shape[1:])
 
 
 class IJEPAPredictorTIMM(nn.Module):

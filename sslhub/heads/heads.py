@@ -317,19 +317,20 @@ def _trunc_normal_(tensor: Tensor, mean: float = 0.0, std: float = 0.02, a: floa
 
 
 class WeightNormLinear(nn.Module):
-    """Bias-free linear layer with weight normalisation ``W = g * v / ||v||`` (row-wise).
+    """Linear layer (bias-free by default) with weight normalisation ``W = g * v / ||v||`` (row-wise).
 
-    Has the parameters ``weight_g`` (out, 1) and ``weight_v`` (out, in) of the legacy
-    ``torch.nn.utils.weight_norm`` that Lightly uses, so state dicts are interchangeable, but without its
-    deprecation warning and with working ``copy.deepcopy`` (needed to build DINO teachers).
+    Has the parameters ``bias`` (with ``bias=True``), ``weight_g`` (out, 1) and ``weight_v`` (out, in) of the
+    legacy ``torch.nn.utils.weight_norm`` that Lightly uses, in its order, so state dicts are interchangeable, but
+    without its deprecation warning and with working ``copy.deepcopy`` (needed to build DINO teachers).
     """
 
-    def __init__(self, in_features: int, out_features: int) -> None:
+    def __init__(self, in_features: int, out_features: int, bias: bool = False) -> None:
         super().__init__()
-        # Initialise v like nn.Linear (same random draws as Lightly's nn.Linear + weight_norm).
-        v = nn.Linear(in_features, out_features, bias=False).weight.detach()
+        # Initialise like nn.Linear (same random draws as Lightly's nn.Linear + weight_norm).
+        linear = nn.Linear(in_features, out_features, bias=bias)
+        self.bias = linear.bias  # None without bias (as nn.Linear, not in the state dict)
         self.weight_g = nn.Parameter(torch.ones(out_features, 1))
-        self.weight_v = nn.Parameter(v.clone())
+        self.weight_v = nn.Parameter(linear.weight.detach().clone())
 
     @property
     def weight(self) -> Tensor:
@@ -338,10 +339,10 @@ class WeightNormLinear(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Applies the weight-normalised linear map."""
-        return nn.functional.linear(x, self.weight)
+        return nn.functional.linear(x, self.weight, self.bias)
 
     def extra_repr(self) -> str:
-        return f"in_features={self.weight_v.shape[1]}, out_features={self.weight_v.shape[0]}, bias=False"
+        return f"in_features={self.weight_v.shape[1]}, out_features={self.weight_v.shape[0]}, bias={self.bias is not None}"
 
 
 class DINOProjectionHead(ProjectionHead):

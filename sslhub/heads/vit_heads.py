@@ -276,26 +276,6 @@ class DINOv2ProjectionHead(ProjectionHead):
         return self.last_layer(x)
 
 
-class _WeightNormLinearWithBias(nn.Module):
-    """``torch.nn.utils.weight_norm(nn.Linear(...))`` with its keys (``bias``, ``weight_g``, ``weight_v``) and
-    random draws, without the deprecated hook (which breaks ``copy.deepcopy``)."""
-
-    def __init__(self, in_features: int, out_features: int, bias: bool) -> None:
-        super().__init__()
-        linear = nn.Linear(in_features, out_features, bias=bias)
-        self.bias = linear.bias
-        self.weight_g = nn.Parameter(torch.ones(out_features, 1))
-        self.weight_v = nn.Parameter(linear.weight.detach().clone())
-
-    @property
-    def weight(self) -> Tensor:
-        """The effective weight ``g * v / ||v||`` (row-wise)."""
-        return self.weight_g * self.weight_v / self.weight_v.norm(dim=1, keepdim=True)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return nn.functional.linear(x, self.weight, self.bias)
-
-
 class CAPIProjectionHead(nn.Module):
     """CAPI's clustering head: L2-normalised features times the prototypes (one linear layer ``layer``).
 
@@ -310,7 +290,7 @@ class CAPIProjectionHead(nn.Module):
         super().__init__()
         self.layer: nn.Module
         if weight_norm:
-            self.layer = _WeightNormLinearWithBias(input_dim, num_clusters, bias)
+            self.layer = WeightNormLinear(input_dim, num_clusters, bias)
             self.layer.weight_g.requires_grad = False
         else:
             self.layer = nn.Linear(input_dim, num_clusters, bias=bias)

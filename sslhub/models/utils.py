@@ -1,22 +1,21 @@
 """Lightly's ``lightly.models.utils`` at ``sslhub.models.utils``: port with ``lightly.`` -> ``sslhub.``.
 
 Names with a home elsewhere in sslhub are re-exported from it (momentum helpers from :mod:`sslhub.heads.utils`,
-token masking and positional embeddings from :mod:`sslhub.backbones.masked_vit`, ``patchify`` from
-:mod:`sslhub.losses.reconstruction`, ``concat_all_gather`` from :mod:`sslhub.losses.dist`, ``nearest_neighbors``
-from :mod:`sslhub.losses.dense`); the rest (batch shuffling, masked pooling, feature matching, weight-decay
-groups, block masks, ...) is defined here with Lightly's signatures and numbers.
+token masking and positional embeddings from :mod:`sslhub.backbones.masked_vit`, block masks from
+:mod:`sslhub.backbones.block_masks`, I-JEPA's ``apply_masks`` / ``repeat_interleave_batch`` from
+:mod:`sslhub.backbones.ijepa_predictor`, ``patchify`` from :mod:`sslhub.losses.reconstruction`,
+``concat_all_gather`` from :mod:`sslhub.losses.dist`, ``nearest_neighbors`` from :mod:`sslhub.losses.dense`); the
+rest (batch shuffling, masked pooling, feature matching, weight-decay groups, ...) is defined here with Lightly's
+signatures and numbers.
 
-Not here: ``random_grid_token_mask`` (Pixio) and ``random_inverse_block_mask`` (CAPI), whose methods sslhub does
-not have, and the numpy internals of the sine-cosine table (``get_2d_sine_cosine_positional_embedding_from_grid``,
+Not here: the numpy internals of the sine-cosine table (``get_2d_sine_cosine_positional_embedding_from_grid``,
 ``get_1d_sine_cosine_positional_embedding_from_positions``).
 """
 
 from __future__ import annotations
 
-import math
-import random
 from collections.abc import Iterable
-from typing import Optional, Union
+from typing import Optional
 
 import numpy as np
 import torch
@@ -26,6 +25,13 @@ from torch.nn import functional as F
 from torch.nn.modules.batchnorm import _NormBase
 
 from sslhub.backbones import masked_vit as _vit
+from sslhub.backbones.block_masks import (
+    random_block_mask,
+    random_block_mask_image,
+    random_grid_token_mask,
+    random_inverse_block_mask,
+)
+from sslhub.backbones.ijepa_predictor import apply_masks, repeat_interleave_batch
 from sslhub.backbones.masked_vit import (
     expand_index_like,
     get_at_index,
@@ -71,6 +77,8 @@ __all__ = [
     "prepend_class_token",
     "random_block_mask",
     "random_block_mask_image",
+    "random_grid_token_mask",
+    "random_inverse_block_mask",
     "random_prefix_mask",
     "random_token_mask",
     "repeat_interleave_batch",
@@ -81,8 +89,6 @@ __all__ = [
     "update_drop_path_rate",
     "update_momentum",
 ]
-
-Device = Optional[Union[torch.device, str]]
 
 
 # ------------------------------------------------------------------------------------- batch shuffling (MoCo)
@@ -267,95 +273,3 @@ def add_stochastic_depth_to_blocks(vit: nn.Module, prob: float = 0.0, mode: str 
         if isinstance(mod, EncoderBlock):
             mod.dropout = nn.Sequential(mod.dropout, StochasticDepth(p=prob, mode=mode))
             mod.mlp = nn.Sequential(mod.mlp, StochasticDepth(p=prob, mode=mode))
-
-
-def repeat_interleave_batch(x: Tensor, B: int, repeat: int) -> Tensor:  # noqa: N803  (Lightly's argument name)
-    """(N * B, ...) -> (N * repeat * B, ...): each consecutive chunk of ``B`` rows repeated ``repeat`` times (I-JEPA)."""
-    n = len(x) // B
-    return x[: n * B].reshape(n, 1, B, *x.shape[1:]).expand(-1, repeat, -1, *x.shape[1:]).reshape(-1, *x.shape[1:])
-
-
-def apply_masks(x: Tensor, masks: Union[Tensor, list[Tensor]]) -> Tensor:
-    """I-JEPA's masking: for every (B, K) index tensor in ``masks``, the kept tokens of ``x`` (B, N, D);
-    concatenated to (B * len(masks), K, D)."""
-    masks = masks if isinstance(masks, list) else [masks]
-    return torch.cat([get_at_index(x, m) for m in masks], dim=0)
-
-
-def random_block_mask(
-    size: tuple[int, int, int],
-    batch_mask_ratio: float = 0.5,
-    min_image_mask_ratio: float = 0.1,
-    max_image_mask_ratio: float = 0.5,
-    min_num_masks_per_block: int = 4,
-    max_num_masks_per_block: Optional[int] = None,
-    min_block_aspect_ratio: float = 0.3,
-    max_block_aspect_ratio: Optional[float] = None,
-    max_attempts_per_block: int = 10,
-    device: Device = None,
-) -> Tensor:
-    """DINOv2/iBOT block masks (B, H, W), True where masked: ``int(B * batch_mask_ratio)`` images get rectangular
-    blocks covering a fraction between ``min_image_mask_ratio`` and ``max_image_mask_ratio`` (spread over the
-    masked images), the rest none; images in random order.
-
-    Draws from Python's ``random`` module, as Lightly and DINOv2 do, so seeded masks are identical.
-    """
-    if max_image_mask_ratio < min_image_mask_ratio:
-        raise ValueError("max_image_mask_ratio must be greater or equal to min_image_mask_ratio.")
-    batch, height, width = size
-    num_masked = int(batch * batch_mask_ratio)
-    probs = torch.linspace(min_image_mask_ratio, max_image_mask_ratio, num_masked + 1).tolist()
-    masks = [
-        random_block_mask_image((height, width), int(height * width * random.uniform(lo, hi)),
-                                min_num_masks_per_block, max_num_masks_per_block, min_block_aspect_ratio,
-                                max_block_aspect_ratio, max_attempts_per_block, device)  # fmt: skip
-        for lo, hi in zip(probs[:-1], probs[1:])
-    ]
-    masks += [torch.zeros((height, width), dtype=torch.bool, device=device) for _ in range(num_masked, batch)]
-    random.shuffle(masks)
-    return torch.stack(masks)
-
-
-def random_block_mask_image(
-    size: tuple[int, int],
-    num_masks: int,
-    min_num_masks_per_block: int = 4,
-    max_num_masks_per_block: Optional[int] = None,
-    min_block_aspect_ratio: float = 0.3,
-    max_block_aspect_ratio: Optional[float] = None,
-    max_attempts_per_block: int = 10,
-    device: Device = None,
-) -> Tensor:
-    """One (H, W) block mask with about ``num_masks`` masked patches, grown block by block (DINOv2's
-    ``MaskingGenerator``); stops early when no block fits in ``max_attempts_per_block`` tries."""
-    if max_block_aspect_ratio is None:
-        max_block_aspect_ratio = 1 / min_block_aspect_ratio
-    if max_num_masks_per_block is None:
-        max_num_masks_per_block = num_masks
-    if max_num_masks_per_block < min_num_masks_per_block:
-        raise ValueError("max_num_masks_per_block must be greater or equal to min_num_masks_per_block.")
-    if max_block_aspect_ratio < min_block_aspect_ratio:
-        raise ValueError("max_block_aspect_ratio must be greater or equal to min_block_aspect_ratio.")
-    log_aspect = (math.log(min_block_aspect_ratio), math.log(max_block_aspect_ratio))
-    height, width = size
-    mask = torch.zeros((height, width), dtype=torch.bool)  # built on the CPU: many tiny reads
-    count = 0
-    while count < num_masks:
-        budget = min(num_masks - count, max_num_masks_per_block)
-        added = 0
-        for _ in range(max_attempts_per_block):
-            area = random.uniform(min_num_masks_per_block, budget)
-            aspect = math.exp(random.uniform(*log_aspect))
-            h, w = int(round(math.sqrt(area * aspect))), int(round(math.sqrt(area / aspect)))
-            if w < width and h < height:
-                top, left = random.randint(0, height - h), random.randint(0, width - w)
-                new = h * w - int(mask[top : top + h, left : left + w].sum())
-                if 0 < new <= budget:
-                    mask[top : top + h, left : left + w] = True
-                    added += new
-            if added > 0:
-                break
-        if added == 0:
-            break
-        count += added
-    return mask.to(device)

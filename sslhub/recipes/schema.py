@@ -102,6 +102,7 @@ BACKBONE: dict[str, Key] = {
     "img_size": Key(INT, "positive", nullable=True),
 }
 _TV_VIT = {k: Key(INT, "positive") for k in ("patch_size", "num_layers", "num_heads", "hidden_dim", "mlp_dim")}
+_TIMM_ONLY_VIT = ("dynamic_img_size", "init_values", "reg_tokens")
 
 # transform arguments that are probabilities or fractions, by name (Lightly's names)
 _PROBABILITY_ARGS = ("random_gray_scale", "gaussian_blur", "solarization", "min_scale", "mask_ratio")
@@ -182,7 +183,10 @@ def _backbone_keys(recipe: Mapping[str, Any]) -> tuple[dict[str, Key | None], bo
     family = family_of(arch) if isinstance(arch, str) else None
     if family == "torchvision_vit":
         keys.update(_TV_VIT)
-        keys["dynamic_img_size"] = Key(BOOL, nullable=True)
+        # timm-only options of a timm base recipe: its torchvision variants unset them with null (the trainer drops
+        # None values before building the backbone); any other value is an error
+        for name in _TIMM_ONLY_VIT:
+            keys[name] = Key((type(None),), nullable=True, help="a timm ViT option; torchvision ViTs take only null")
     # timm models take any keyword their model class accepts (forwarded to timm.create_model)
     return keys, family == "timm", f"the backbone keys for arch {arch!r}"
 
@@ -231,7 +235,7 @@ def _type_name(types: tuple[type, ...]) -> str:
     if types == NUM:
         return "a number"
     return {int: "an integer", str: "a string", bool: "true or false", dict: "a mapping {...}",
-            list: "a list [...]", tuple: "a list [...]"}.get(types[0], types[0].__name__)  # fmt: skip
+            list: "a list [...]", tuple: "a list [...]", type(None): "null"}.get(types[0], types[0].__name__)  # fmt: skip
 
 
 def _check_value(path: str, value: Any, key: Key | None, raw: str | None = None) -> None:

@@ -173,8 +173,8 @@ def test_list_pretrained_filters():
     assert list_pretrained(method="SimCLR") == sorted(n for n in names if n.startswith("simclr-"))
     resnet9 = [k for k in ZOO if k.startswith("resnet-9/")]
     assert len(list_pretrained(arch="resnet-9")) == len(resnet9) == len(list_pretrained(arch="resnet9"))
-    assert list_pretrained(arch="vit_*") == ["mae-vitb16.lightly-in1k"]
-    assert list_pretrained("dino") == ["dino-resnet50.lightly-in1k"]  # a plain word matches as a substring
+    assert list_pretrained("*.lightly-*", arch="vit_*") == ["mae-vitb16.lightly-in1k"]
+    assert list_pretrained("dino-res") == ["dino-resnet50.fb-in1k", "dino-resnet50.lightly-in1k"]  # a plain word: substring
     assert list_pretrained("nothing-like-this") == []
 
 
@@ -187,7 +187,7 @@ def test_cli_list_and_card(capsys):
     simclr = next(line for line in out if line.startswith("simclr-resnet50.lightly-in1k "))
     assert "63.2" in simclr and "44.8" in simclr and "73.9" in simclr and "Lightly" in simclr
 
-    assert main(["list", "--json", "--method", "mae"]) == 0
+    assert main(["list", "*.lightly-*", "--json", "--method", "mae"]) == 0
     cards = json.loads(capsys.readouterr().out)
     assert [c["name"] for c in cards] == ["mae-vitb16.lightly-in1k"] and cards[0]["load"]["prefix"] == "backbone.vit."
 

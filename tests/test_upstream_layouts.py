@@ -82,22 +82,20 @@ def test_upstream_file_loads_with_no_flags(case, tmp_path):
         assert info["upstream"] and info["evaluation_copy"]
 
 
-def _dinov2_case(tmp_path, registers: bool, teacher: bool):
-    path, ref, up = uf.dinov2(tmp_path / ("teacher_checkpoint.pth" if teacher else "dinov2.pth"),
-                              registers=registers, teacher=teacher)  # fmt: skip
-    return path, ref
-
-
-@pytest.mark.parametrize("registers,teacher", [(False, False), (True, False), (True, True)],
-                         ids=["released", "released-reg4", "teacher-chunked-reg4"])  # fmt: skip
-def test_dinov2_matches_timm_own_filter(tmp_path, registers, teacher):
-    """Reference: timm's vit_small_patch14[_reg4]_dinov2 loaded through timm's own checkpoint_filter_fn."""
-    path, ref = _dinov2_case(tmp_path, registers, teacher)
+@pytest.mark.parametrize("registers,teacher,img", [(False, False, 224), (True, False, 518), (True, True, 224)],
+                         ids=["released-224", "released-reg4-518", "teacher-chunked-reg4-224"])  # fmt: skip
+def test_dinov2_matches_timm_own_filter(tmp_path, registers, teacher, img):
+    """Reference: timm's vit_small_patch14[_reg4]_dinov2 loaded through timm's own checkpoint_filter_fn. The
+    released files have a 518-px grid (37x37); 224 px (16x16) keeps two of the three cases fast."""
+    name = "teacher_checkpoint.pth" if teacher else "dinov2.pth"
+    path, ref, _up = uf.dinov2(tmp_path / name, registers=registers, teacher=teacher, img_size=img)
     model = sslhub.load_pretrained(path)
     cfg = model.pretrained_cfg
     assert cfg["layout"] == "dinov2" and cfg["arch"] == ("vit_small_patch14_reg4_dinov2" if registers else "vit_small_patch14_dinov2")
     assert cfg["backbone_prefix"] == ("backbone." if teacher else "")
-    assert _max_diff(_features(model, X518), _features(ref, X518)) <= TOL
+    assert cfg.get("img_size") == (None if img == 518 else img)
+    x = X518 if img == 518 else X224
+    assert _max_diff(_features(model, x), _features(ref, x)) <= TOL
     info = sslhub.info(path)
     dropped = info["dropped"]
     assert ("backbone.mask_token" if teacher else "mask_token") in dropped
@@ -143,7 +141,7 @@ def test_vicreg_training_checkpoint_is_refused_and_extractable(tmp_path):
         sslhub.load_pretrained(path)
     msg = str(e.value)
     assert "__main__.exclude_bias_and_norm under 'optimizer'" in msg
-    assert "under 'model'" in msg and "weights_only=False" in msg and "c['model']" in msg
+    assert "weights are under 'model'" in msg and "weights_only=False" in msg and "c['model']" in msg
     # the one-liner from the message, in a "trusted environment" (here: where that function exists)
     cmd = msg.split("\n  ", 1)[1].strip()
     code = cmd.split('python -c "', 1)[1].rsplit('"', 1)[0]
@@ -164,7 +162,7 @@ def test_mmengine_full_run_is_refused_naming_state_dict(tmp_path):
         sslhub.load_pretrained(path)
     msg = str(e.value)
     assert "mmengine.logging.history_buffer.HistoryBuffer under 'message_hub'" in msg
-    assert "under 'state_dict'" in msg and "c['state_dict']" in msg
+    assert "weights are under 'state_dict'" in msg and "c['state_dict']" in msg
 
 
 def test_refusal_scan_executes_nothing(tmp_path):
@@ -178,7 +176,7 @@ def test_refusal_scan_executes_nothing(tmp_path):
     for legacy in (False, True):
         p = tmp_path / f"evil{legacy}.pth"
         torch.save({"model": {"w": torch.zeros(2)}, "payload": Evil()}, p, _use_new_zipfile_serialization=not legacy)
-        with pytest.raises(CheckpointError, match=r"pathlib\.Path\.touch under 'payload'.*under 'model' \(1 tensors\)"):
+        with pytest.raises(CheckpointError, match=r"pathlib\.Path.* under 'payload'.*weights are under 'model' \(1 tensors\)"):
             sslhub.load_pretrained(p)
         assert not marker.exists()
 

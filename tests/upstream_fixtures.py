@@ -312,15 +312,15 @@ def dino(path: Path, arch: str = "vit_small", released: bool = False) -> tuple[P
 # --- facebookresearch/dinov2 ------------------------------------------------------------------------------------------
 
 
-def dinov2(path: Path, size: str = "small", registers: bool = False, teacher: bool = False,
-           chunks: int = 4) -> tuple[Path, nn.Module, dict[str, torch.Tensor]]:  # fmt: skip
+def dinov2(path: Path, size: str = "small", registers: bool = False, teacher: bool = False, chunks: int = 4,
+           img_size: int = 518) -> tuple[Path, nn.Module, dict[str, torch.Tensor]]:  # fmt: skip
     """dinov2/models/vision_transformer.py ``DinoVisionTransformer`` keys (``register_tokens``, ``mask_token`` (1, D),
     LayerScale ``ls1/ls2.gamma``, 518-px ``pos_embed`` incl. cls); train.py's ``{"teacher": {backbone, dino_head,
     ibot_head}}`` with ``backbone.blocks.<chunk>.<i>`` (block_chunks=4). Returns (file, timm reference model built
     with timm's own checkpoint_filter_fn from these keys, the upstream state dict)."""
     name = f"vit_{size}_patch14{'_reg4' if registers else ''}_dinov2"
     torch.manual_seed(SEED)
-    src = randomize(timm.create_model(name, pretrained=False, num_classes=0), SEED)
+    src = randomize(timm.create_model(name, pretrained=False, num_classes=0, img_size=img_size), SEED)
     t = src.state_dict()
     g = torch.Generator().manual_seed(3)
     up: dict[str, torch.Tensor] = {}
@@ -334,24 +334,21 @@ def dinov2(path: Path, size: str = "small", registers: bool = False, teacher: bo
         up["cls_token"], up["pos_embed"] = t["cls_token"], t["pos_embed"]
     up["mask_token"] = torch.randn(1, d, generator=g)
     depth = len(src.blocks)
-    for k, v in t.items():
-        if k in ("cls_token", "pos_embed", "reg_token"):
-            continue
-        if teacher and k.startswith("blocks."):
-            i = int(k.split(".")[1])
-            k = f"blocks.{i // (depth // chunks)}.{k[len('blocks.'):]}"
-        up[k] = v
+    up.update({k: v for k, v in t.items() if k not in ("cls_token", "pos_embed", "reg_token")})
+    released = dict(up)  # the unchunked keys, as dinov2's hub models and timm's filter know them
+    if teacher:  # BlockChunk: chunk c holds the blocks c*size.. under their global index
+        up = {(f"blocks.{int(k.split('.')[1]) // (depth // chunks)}.{k[len('blocks.'):]}" if k.startswith("blocks.")
+               else k): v for k, v in up.items()}  # fmt: skip
     if teacher:
         heads = {"dino_head.mlp.0.weight": torch.randn(64, d), "dino_head.last_layer.weight_g": torch.ones(256, 1),
                  "dino_head.last_layer.weight_v": torch.randn(256, 64), "ibot_head.mlp.0.weight": torch.randn(64, d)}  # fmt: skip
         torch.save({"teacher": {**{f"backbone.{k}": v for k, v in up.items()}, **heads}}, path)
     else:
         torch.save(up, path)
-    ref = timm.create_model(name, pretrained=False, num_classes=0)
+    ref = timm.create_model(name, pretrained=False, num_classes=0, img_size=img_size)
     from timm.models.vision_transformer import checkpoint_filter_fn
 
-    flat = {k: v for k, v in up.items()}
-    ref.load_state_dict(checkpoint_filter_fn(flat, ref), strict=True)
+    ref.load_state_dict(checkpoint_filter_fn(released, ref), strict=True)
     return path, ref.eval(), up
 
 

@@ -290,7 +290,7 @@ def _components(sd: Mapping[str, Any], prefix: str, family: str | None = None) -
             continue
         parts = k.split(".")
         # Worker files carry a one-component prefix (``model.``): report ``model.projection_head``.
-        head = ".".join(parts[:2]) if parts[0] in ("model", "module") and len(parts) > 2 else parts[0]
+        head = ".".join(parts[:2]) if parts[0] in ("model", "module") and len(parts) >= 2 else parts[0]
         out.add(head)
     return sorted(out)
 

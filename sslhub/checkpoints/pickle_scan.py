@@ -144,7 +144,10 @@ def _run(stream: io.BytesIO) -> Any:
             stack.append(_Obj(items[0], tuple(items[1:])) if items else None)
         elif n == "REDUCE" or n == "NEWOBJ":
             args, func = stack.pop(), stack.pop()
-            stack.append(_Obj(func, args))
+            if isinstance(func, _Global) and func.qualname == "collections.OrderedDict":
+                stack.append(_Dict())  # state dicts: filled by the SETITEMS that follow
+            else:
+                stack.append(_Obj(func, args))
         elif n == "NEWOBJ_EX":
             _kw, args, func = stack.pop(), stack.pop(), stack.pop()
             stack.append(_Obj(func, args))

@@ -174,7 +174,8 @@ def test_list_pretrained_filters():
     resnet9 = [k for k in ZOO if k.startswith("resnet-9/")]
     assert len(list_pretrained(arch="resnet-9")) == len(resnet9) == len(list_pretrained(arch="resnet9"))
     assert list_pretrained("*.lightly-*", arch="vit_*") == ["mae-vitb16.lightly-in1k"]
-    assert list_pretrained("dino-res") == ["dino-resnet50.fb-in1k", "dino-resnet50.lightly-in1k"]  # a plain word: substring
+    # a plain word matches as a substring
+    assert list_pretrained("dino-res") == ["dino-resnet50.fb-in1k", "dino-resnet50.lightly-in1k"]
     assert list_pretrained("nothing-like-this") == []
 
 

@@ -47,31 +47,42 @@ CASES = {
     "moco-v3-resnet": (lambda d: uf.moco_v3(d / "r-50-1000ep.pth.tar", "resnet18"), "moco-v3", "module.base_encoder.", X64),
     "moco-v3-vit-s": (lambda d: uf.moco_v3(d / "vit-s-300ep.pth.tar"), "moco-v3", "module.base_encoder.", X224),
     "simsiam": (lambda d: uf.simsiam(d / "checkpoint_0099.pth.tar", "resnet18"), "simsiam", "module.encoder.", X64),
-    "swav-released": (lambda d: uf.swav(d / "swav_800ep_pretrain.pth.tar"), "swav", "module.", X64),
+    "swav-released": (lambda d: uf.swav(d / "swav_800ep_pretrain.pth.tar", arch="resnet18"), "swav", "module.", X64),
     "swav-training": (lambda d: uf.swav(d / "checkpoint.pth.tar", training=True, arch="resnet18"), "swav", "module.", X64),
     "barlowtwins-training": (lambda d: uf.barlow_vicreg(d / "checkpoint.pth", "barlowtwins", arch="resnet18"),
                              "barlowtwins", "module.backbone.", X64),
     "barlowtwins-released": (lambda d: uf.barlow_vicreg(d / "resnet50.pth", "barlowtwins", released=True),
                              "state-dict", "", X64),
-    "dino-vit-s-training": (lambda d: uf.dino(d / "checkpoint.pth"), "dino", "backbone.", X224),
-    "dino-r50-training": (lambda d: uf.dino(d / "checkpoint.pth", "resnet18"), "dino", "module.backbone.", X64),
+    "dino-vit-s-training": (lambda d: uf.dino(d / "checkpoint.pth", img_size=64), "dino", "backbone.", X64),
+    "dino-resnet-training": (lambda d: uf.dino(d / "checkpoint.pth", "resnet18"), "dino", "module.backbone.", X64),
     "dino-vit-s-released": (lambda d: uf.dino(d / "dino_deitsmall16_pretrain.pth", released=True), "state-dict", "", X224),
-    "dino-r50-released": (lambda d: uf.dino(d / "dino_resnet50_pretrain.pth", "resnet50", released=True),
-                          "state-dict", "", X64),
     "mae-released": (lambda d: uf.mae(d / "mae_pretrain_vit_small.pth"), "mae", "", X224),
-    "mae-training": (lambda d: uf.mae(d / "checkpoint-799.pth", training=True), "mae", "", X224),
+    "mae-training": (lambda d: uf.mae(d / "checkpoint-799.pth", training=True, img_size=64), "mae", "", X64),
     "solo-learn-cifar": (lambda d: uf.solo_learn(d / "byol-cifar10.ckpt"), "solo-learn", "backbone.", X32),
     "solo-learn-imagenet": (lambda d: uf.solo_learn(d / "byol-imagenet.ckpt", cifar=False), "solo-learn", "backbone.", X64),
     "mmpretrain-resnet": (lambda d: uf.mmpretrain(d / "epoch_200.pth"), "mmpretrain", "backbone.", X64),
     "mmpretrain-vit": (lambda d: uf.mmpretrain(d / "vit-tiny.pth", "vit"), "mmpretrain", "backbone.", X224),
-    "vissl": (lambda d: uf.vissl(d / "model_final_checkpoint_phase799.torch"), "vissl", "trunk._feature_blocks.", X64),
+    "vissl": (lambda d: uf.vissl(d / "model_final_checkpoint_phase799.torch", "resnet18"), "vissl", "trunk._feature_blocks.", X64),
 }  # fmt: skip
 
 
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    """Each case's file, written once per module run: case -> (path, reference model)."""
+    cache: dict[str, tuple[Path, nn.Module]] = {}
+
+    def get(case: str) -> tuple[Path, nn.Module]:
+        if case not in cache:
+            cache[case] = CASES[case][0](tmp_path_factory.mktemp(case))
+        return cache[case]
+
+    return get
+
+
 @pytest.mark.parametrize("case", list(CASES))
-def test_upstream_file_loads_with_no_flags(case, tmp_path):
-    write, layout, prefix, x = CASES[case]
-    path, ref = write(tmp_path)
+def test_upstream_file_loads_with_no_flags(case, written):
+    _write, layout, prefix, x = CASES[case]
+    path, ref = written(case)
     model = sslhub.load_pretrained(path)
     assert model.pretrained_cfg["layout"] == layout
     assert model.pretrained_cfg["backbone_prefix"] == prefix
@@ -101,21 +112,33 @@ def test_dinov2_matches_timm_own_filter(tmp_path, registers, teacher, img):
     assert ("backbone.mask_token" if teacher else "mask_token") in dropped
     if teacher:
         assert {"dino_head", "ibot_head"} <= set(dropped)
+        # onward: sslhub safetensors (lossless, remapped on load) and timm's own loader
+        st = sslhub.convert(path, tmp_path / "model.safetensors")
+        assert _max_diff(_features(sslhub.load_pretrained(st), x), _features(ref, x)) <= TOL
+        from sslhub.export import export_checkpoint
+
+        tm = export_checkpoint(path, "timm", tmp_path / "timm.pth")
+        assert tm.arch == "vit_small_patch14_reg4_dinov2"
+        timm_model = timm.create_model(tm.arch, num_classes=0, checkpoint_path=str(tm.path), **tm.kwargs)
+        assert _max_diff(_features(timm_model, x), _features(ref, x)) <= TOL
 
 
-def test_moco_v3_vit_small_has_12_heads(tmp_path):
+def test_moco_v3_vit_small_has_12_heads(written):
     """The tensors of a 6- and a 12-head ViT-S are the same shapes; only the reader's fact gets the features right."""
-    path, ref = uf.moco_v3(tmp_path / "vit-s-300ep.pth.tar")
+    path, ref = written("moco-v3-vit-s")
     model = sslhub.load_pretrained(path)
     assert model.pretrained_cfg["timm_kwargs"]["num_heads"] == 12
+    # naming the copy gives the same (it used to load a 6-head ViT silently)
+    named = sslhub.load_pretrained(path, prefix="module.base_encoder.")
+    assert _max_diff(_features(named, X224), _features(ref, X224)) <= TOL
     assert any("num_heads=12" in f for f in sslhub.info(path)["facts"])
     six = timm.create_model("vit_small_patch16_224", num_classes=0)  # timm's vit_small: 6 heads
     six.load_state_dict(sslhub.load_pretrained(path).state_dict())
     assert _max_diff(_features(six, X224), _features(ref, X224)) > 1e-2  # what a 6-head reading would give
 
 
-def test_solo_learn_cifar_stem_padding_2(tmp_path):
-    path, ref = uf.solo_learn(tmp_path / "byol-cifar10.ckpt")
+def test_solo_learn_cifar_stem_padding_2(written, tmp_path):
+    path, ref = written("solo-learn-cifar")
     model = sslhub.load_pretrained(path)
     assert model.conv1.padding == (2, 2) and isinstance(model.maxpool, nn.Identity)
     pad1 = uf.solo_cifar_resnet("resnet18", 0, padding=1)
@@ -181,8 +204,8 @@ def test_refusal_scan_executes_nothing(tmp_path):
         assert not marker.exists()
 
 
-def test_namespace_args_allowed_but_nothing_else(tmp_path):
-    path, ref = uf.mae(tmp_path / "checkpoint-799.pth", training=True)
+def test_namespace_args_allowed_but_nothing_else(written, tmp_path):
+    path, _ref = written("mae-training")
     assert sslhub.load_pretrained(path).pretrained_cfg["layout"] == "mae"  # args: argparse.Namespace
     evil = tmp_path / "ns.pth"
     ns = uf.argparse.Namespace(hook=uf.exclude_bias_and_norm)  # a Namespace carrying a function
@@ -194,8 +217,8 @@ def test_namespace_args_allowed_but_nothing_else(tmp_path):
 # --- onward: sslhub safetensors, torchvision, timm, Detectron2 --------------------------------------------------------
 
 ONWARD = ["moco-v2", "moco-v3-vit-s", "swav-training", "dino-vit-s-training", "mae-training", "mmpretrain-vit",
-          "vissl", "solo-learn-imagenet", "barlowtwins-training", "simsiam", "mmpretrain-resnet", "dino-r50-training",
-          "moco-v3-resnet", "swav-released", "mae-released"]  # fmt: skip
+          "vissl", "solo-learn-imagenet", "barlowtwins-training", "simsiam", "mmpretrain-resnet", "dino-resnet-training",
+          "moco-v3-resnet", "swav-released", "barlowtwins-released"]  # fmt: skip
 
 
 def _timm_load(arch: str, kwargs: dict, file: Path) -> nn.Module:
@@ -218,11 +241,11 @@ def _torchvision_load(result, file: Path) -> nn.Module:
 
 
 @pytest.mark.parametrize("case", ONWARD)
-def test_convert_and_export(case, tmp_path):
+def test_convert_and_export(case, written, tmp_path):
     from sslhub.export import export_checkpoint
 
-    write, layout, prefix, x = CASES[case]
-    path, ref = write(tmp_path)
+    _write, layout, prefix, x = CASES[case]
+    path, ref = written(case)
     want = _features(ref, x)
     # sslhub safetensors: lossless, the header records the layout, loads with no flags
     st = sslhub.convert(path, tmp_path / "model.safetensors")
@@ -236,8 +259,8 @@ def test_convert_and_export(case, tmp_path):
     assert _max_diff(_features(_timm_load(tm.arch, tm.kwargs, tm.path), x), want) <= TOL
 
 
-@pytest.mark.parametrize("case", ["moco-v2", "vissl", "mmpretrain-resnet", "swav-training"])
-def test_detectron2_checkpointer_loads_upstream_resnets(case, tmp_path):
+@pytest.mark.parametrize("case", ["barlowtwins-released", "moco-v2", "vissl", "mmpretrain-resnet"])
+def test_detectron2_checkpointer_loads_upstream_resnets(case, written, tmp_path):
     """Detectron2's own DetectionCheckpointer and ResNet (vendored source snapshot) reproduce the trunk."""
     import_detectron2()
     from detectron2.checkpoint import DetectionCheckpointer
@@ -245,8 +268,8 @@ def test_detectron2_checkpointer_loads_upstream_resnets(case, tmp_path):
     from detectron2.layers import ShapeSpec
     from detectron2.modeling.backbone.resnet import build_resnet_backbone
 
-    write, _layout, _prefix, x = CASES[case]
-    path, ref = write(tmp_path)
+    x = CASES[case][3]
+    path, ref = written(case)
     out = sslhub.export(path, "detectron2", tmp_path / "d2.pkl")
     cfg = get_cfg()
     cfg.merge_from_file(str(out.with_suffix(".yaml")))
@@ -260,8 +283,8 @@ def test_detectron2_checkpointer_loads_upstream_resnets(case, tmp_path):
     assert _max_diff(got, _features(ref, x)) <= TOL
 
 
-def test_cli_info_names_upstream_copy_and_drops(tmp_path):
-    path, _ref = uf.moco_v2(tmp_path / "moco.pth.tar", arch="resnet18")
+def test_cli_info_names_upstream_copy_and_drops(written):
+    path, _ref = written("moco-v2")
     env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
     r = subprocess.run([sys.executable, "-m", "sslhub", "info", "--json", str(path)], capture_output=True, text=True,
                        env=env, timeout=300)  # fmt: skip

@@ -281,17 +281,17 @@ class MultiCropWrapper(nn.Module):
         self.head = head
 
 
-def dino_vit_small(seed: int) -> nn.Module:
+def dino_vit_small(seed: int, img_size: int = 224) -> nn.Module:
     """dino/vision_transformer.py ``vit_small``: timm's key names, 6 heads, eps 1e-6 (timm vit_small_patch16_224)."""
     torch.manual_seed(seed)
-    return randomize(timm.create_model("vit_small_patch16_224", pretrained=False, num_classes=0), seed)
+    return randomize(timm.create_model("vit_small_patch16_224", pretrained=False, num_classes=0, img_size=img_size), seed)
 
 
-def dino(path: Path, arch: str = "vit_small", released: bool = False) -> tuple[Path, nn.Module]:
+def dino(path: Path, arch: str = "vit_small", released: bool = False, img_size: int = 224) -> tuple[Path, nn.Module]:
     """main_dino.py: ``{student, teacher, optimizer, epoch, args, dino_loss, fp16_scaler}``; student DDP, teacher DDP
     only with BatchNorm (ResNets); released ``dino_*_pretrain.pth``: the teacher backbone's bare state dict."""
     is_vit = arch.startswith("vit")
-    trunk = dino_vit_small(SEED) if is_vit else tv_resnet(arch, SEED)
+    trunk = dino_vit_small(SEED, img_size) if is_vit else tv_resnet(arch, SEED)
     if released:
         torch.save(trunk.state_dict(), path)
         return path, trunk
@@ -372,14 +372,15 @@ def mae_pos_embed_numpy(embed_dim: int, grid_size: int) -> np.ndarray:
     return np.concatenate([np.zeros([1, embed_dim]), emb], axis=0)
 
 
-def mae(path: Path, training: bool = False) -> tuple[Path, nn.Module]:
+def mae(path: Path, training: bool = False, img_size: int = 224) -> tuple[Path, nn.Module]:
     """mae/models_mae.py ``MaskedAutoencoderViT`` (timm encoder keys + mask_token (1,1,D) + decoder_*), fixed sin-cos
     ``pos_embed``; main_pretrain.py saves ``{model, optimizer, epoch, scaler, args}``; released: ``{model: encoder}``.
     The reference is models_vit with global_pool=False: a timm ViT, final-norm cls token."""
     torch.manual_seed(SEED)
-    enc = randomize(timm.create_model("vit_small_patch16_224", pretrained=False, num_classes=0), SEED)
+    enc = randomize(timm.create_model("vit_small_patch16_224", pretrained=False, num_classes=0, img_size=img_size), SEED)
+    grid = img_size // 16
     with torch.no_grad():
-        enc.pos_embed.copy_(torch.from_numpy(mae_pos_embed_numpy(384, 14)).float()[None])
+        enc.pos_embed.copy_(torch.from_numpy(mae_pos_embed_numpy(384, grid)).float()[None])
     if not training:
         torch.save({"model": enc.state_dict()}, path)
         return path, enc
@@ -394,13 +395,13 @@ def mae(path: Path, training: bool = False) -> tuple[Path, nn.Module]:
             self.norm = copy.deepcopy(enc.norm)
             self.decoder_embed = nn.Linear(384, 128)
             self.mask_token = nn.Parameter(torch.randn(1, 1, 128))
-            self.decoder_pos_embed = nn.Parameter(torch.randn(1, 197, 128), requires_grad=False)
+            self.decoder_pos_embed = nn.Parameter(torch.randn(1, 1 + grid**2, 128), requires_grad=False)
             self.decoder_blocks = nn.ModuleList([timm.models.vision_transformer.Block(128, 4, qkv_bias=True)])
             self.decoder_norm = nn.LayerNorm(128)
             self.decoder_pred = nn.Linear(128, 16 * 16 * 3)
 
     model = MaskedAutoencoderViT()
-    args = argparse.Namespace(model="mae_vit_small_patch16", input_size=224, mask_ratio=0.75, norm_pix_loss=True,
+    args = argparse.Namespace(model="mae_vit_small_patch16", input_size=img_size, mask_ratio=0.75, norm_pix_loss=True,
                               epochs=800, blr=1.5e-4, output_dir="./output_dir")  # fmt: skip
     torch.save({"model": model.state_dict(), "optimizer": _optimizer_state(model), "epoch": 799, "scaler": _scaler(),
                 "args": args}, path)  # fmt: skip

@@ -293,3 +293,14 @@ def test_cli_info_names_upstream_copy_and_drops(written):
     assert out["layout"] == "moco-v2" and out["upstream"] == "facebookresearch/moco"
     assert out["backbone_prefix"] == "module.encoder_q."
     assert {"module.encoder_k", "module.queue", "module.queue_ptr", "module.encoder_q.fc"} <= set(out["dropped"])
+
+
+def test_unfit_upstream_file_lists_unexpected_key_groups(tmp_path):
+    """An mmpretrain ViT with LayerScale (not remapped): the error names the key groups, not the Lightly Worker."""
+    path, _ref = uf.mmpretrain(tmp_path / "vit.pth", "vit")
+    obj = torch.load(path, weights_only=True)
+    obj["state_dict"]["backbone.layers.0.attn.gamma1.weight"] = torch.ones(192)
+    torch.save(obj, path)
+    with pytest.raises(CheckpointError, match=r"unexpected key groups: \['blocks'\]") as e:
+        sslhub.load_pretrained(path)
+    assert "Lightly Worker" not in str(e.value) and "blocks.0.attn.gamma1.weight" in str(e.value)

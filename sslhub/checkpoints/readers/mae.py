@@ -48,6 +48,6 @@ class MAE(Reader):
             return None  # released encoders are {"model": encoder} and nothing else
         grid = int((pos.shape[1] - 1) ** 0.5)
         if grid * grid == pos.shape[1] - 1 and pos.shape[2] % 4 == 0:
-            if torch.allclose(pos.float(), mae_sincos_pos_embed(pos.shape[2], grid), atol=1e-5):
+            if torch.allclose(pos.float(), mae_sincos_pos_embed(pos.shape[2], grid), atol=1e-4):
                 return Match("", "released encoder")
         return None

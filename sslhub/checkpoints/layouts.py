@@ -4,6 +4,11 @@ A state dict may hold several backbones (Lightly benchmark files keep teacher/st
 found by an *anchor* key of its family under some prefix; the prefix that a method evaluates with is chosen by
 a fixed preference order (``backbone.`` first, as in every Lightly benchmark, then the Worker's
 ``model.backbone.``, then ``teacher_backbone.`` for iBOT/DINOv2-style files, then the bare state dict).
+
+Files written by other SSL projects' code (MoCo, DINO, DINOv2, MAE, SwAV, solo-learn, mmpretrain, VISSL...) are
+recognised first, by the readers in :mod:`sslhub.checkpoints.readers` (one per layout: anchor keys, evaluation
+copy, drops, key remap, and facts the tensors cannot tell); the rules here handle Lightly's layouts and plain
+torchvision/timm state dicts.
 """
 
 from __future__ import annotations
@@ -416,7 +421,7 @@ def _detect_upstream(
     if hit is None:
         return None
     reader, m = hit
-    if prefix is not None and prefix.rstrip(".") + "." != m.prefix:
+    if prefix is not None and (prefix if not prefix or prefix.endswith(".") else prefix + ".") != m.prefix:
         return None  # another copy asked for: the generic rules pick it
     stripped = strip_prefix(sd, m.prefix)
     sub = reader.backbone(stripped)

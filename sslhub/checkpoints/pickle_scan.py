@@ -68,7 +68,8 @@ def _pickle_stream(path: str | os.PathLike) -> io.BytesIO:
         with zipfile.ZipFile(path) as z:
             name = next(n for n in z.namelist() if n.endswith("data.pkl"))
             return io.BytesIO(z.read(name))
-    f = io.BytesIO(open(path, "rb").read(64 << 20))  # legacy: magic, protocol, sys_info, then the object
+    with open(path, "rb") as fh:  # legacy: magic, protocol, sys_info, then the object; tensor bytes follow it
+        f = io.BytesIO(fh.read(64 << 20))
     for _ in range(3):
         for op, _arg, _pos in pickletools.genops(f):
             if op.name == "STOP":

@@ -17,3 +17,23 @@ def shared_data(name: str) -> Path:
         if (base / name).is_dir():
             return base / name
     raise FileNotFoundError(f"dataset {name!r} not found in any of {[str(c) for c in candidates]}")
+
+
+def shared_vendor(name: str) -> Path:
+    """Path of the folder holding the vendored package ``shared/vendor/<name>/<name>`` (e.g. Detectron2's source
+    snapshot), looked up like :func:`shared_data`; put it on ``sys.path`` to import the package."""
+    candidates = [Path(p) / "vendor" for p in [os.environ.get("SSLHUB_SHARED")] if p]
+    candidates += [ROOT.parent / "shared" / "vendor", ROOT / "shared" / "vendor", Path("/work/shared/vendor")]
+    for base in candidates:
+        if (base / name / name).is_dir():
+            return base / name
+    raise FileNotFoundError(f"vendored {name!r} not found in any of {[str(c) for c in candidates]}")
+
+
+def import_detectron2() -> None:
+    """Make the vendored Detectron2 snapshot importable (its pure-Python deps are in the ``test`` extra)."""
+    import sys
+
+    path = str(shared_vendor("detectron2"))
+    if path not in sys.path:
+        sys.path.insert(0, path)

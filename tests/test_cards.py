@@ -175,9 +175,11 @@ def test_list_pretrained_filters():
     resnet9 = [k for k in ZOO if k.startswith("resnet-9/")]
     # resnet-9 is Lightly's ResNetGenerator (its cards are simclr-resnet-9-...); resnet9 would be torchvision's
     assert len(list_pretrained(arch="resnet-9")) == len(resnet9) and list_pretrained(arch="resnet9") == []
-    assert list_pretrained(method="mocov2") == list_pretrained(method="moco") == ["moco-resnet50.lightly-in1k"]
-    assert list_pretrained(arch="vit_*") == ["mae-vitb16.lightly-in1k"]
-    assert list_pretrained("dino") == ["dino-resnet50.lightly-in1k"]  # a plain word matches as a substring
+    both = ["moco-resnet50.fb-in1k", "moco-resnet50.lightly-in1k"]
+    assert list_pretrained(method="mocov2") == list_pretrained(method="moco") == both
+    assert list_pretrained("*.lightly-*", arch="vit_*") == ["mae-vitb16.lightly-in1k"]
+    # a plain word matches as a substring
+    assert list_pretrained("dino-res") == ["dino-resnet50.fb-in1k", "dino-resnet50.lightly-in1k"]
     assert list_pretrained("nothing-like-this") == []
 
 
@@ -190,7 +192,7 @@ def test_cli_list_and_card(capsys):
     simclr = next(line for line in out if line.startswith("simclr-resnet50.lightly-in1k "))
     assert "63.2" in simclr and "44.8" in simclr and "73.9" in simclr and "Lightly" in simclr
 
-    assert main(["list", "--json", "--method", "mae"]) == 0
+    assert main(["list", "*.lightly-*", "--json", "--method", "mae"]) == 0
     cards = json.loads(capsys.readouterr().out)
     assert [c["name"] for c in cards] == ["mae-vitb16.lightly-in1k"] and cards[0]["load"]["prefix"] == "backbone.vit."
 

@@ -21,6 +21,7 @@ from sslhub.backbones import create_backbone
 from sslhub.cli import main
 from sslhub.checkpoints.io import save_safetensors
 from sslhub.export import ExportError, export_checkpoint
+from shared_data import import_detectron2
 
 X = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
 X224 = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(1))
@@ -218,8 +219,8 @@ def test_detectron2_pkl_and_config(r18, r50, tmp_path, depth):
 
 
 def test_detectron2_checkpointer_loads_it(r18, tmp_path):
-    """With Detectron2 installed: its own checkpointer and ResNet reproduce the torchvision trunk."""
-    pytest.importorskip("detectron2")
+    """Detectron2's own checkpointer and ResNet (the vendored source snapshot) reproduce the torchvision trunk."""
+    import_detectron2()
     from detectron2.checkpoint import DetectionCheckpointer
     from detectron2.config import get_cfg
     from detectron2.layers import ShapeSpec

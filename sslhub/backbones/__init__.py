@@ -30,6 +30,7 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "RESNET_GENERATOR_SPECS",
+    "SOLO_CIFAR_STEM",
     "TORCHVISION_RESNETS",
     "TORCHVISION_VITS",
     "TORCHVISION_VIT_SIZES",
@@ -43,6 +44,8 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 TORCHVISION_RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+# solo-learn's CIFAR variant of the torchvision ResNets: conv1 3x3 stride 1 padding 2, no max-pool
+SOLO_CIFAR_STEM = "solo-cifar"
 TORCHVISION_VITS = ("vit_b_16", "vit_b_32", "vit_l_16", "vit_l_32", "vit_h_14")
 # torchvision ViT name -> the ``VisionTransformer`` size arguments its builder passes (torchvision 0.15+).
 # ``create_backbone(<name>, **overrides)`` accepts any of these keys as overrides (e.g. CPU-sized test models).
@@ -169,10 +172,18 @@ def create_backbone(
         elif family == "torchvision_resnet":
             import torchvision
 
+            stem = timm_kwargs.pop("stem", None)
+            if stem not in (None, SOLO_CIFAR_STEM):
+                raise ValueError(f"{arch}: unknown stem={stem!r}; torchvision ResNets take stem={SOLO_CIFAR_STEM!r} or none")
             model = getattr(torchvision.models, arch)(weights=None)
             model.num_features = model.fc.in_features
             model.fc = nn.Identity()
             cfg["input_size"] = (3, 224, 224)
+            if stem == SOLO_CIFAR_STEM:
+                # solo-learn's CIFAR ResNets (solo/methods/base.py): 3x3 stride-1 conv with padding 2, no max-pool
+                model.conv1 = nn.Conv2d(3, model.conv1.out_channels, kernel_size=3, stride=1, padding=2, bias=False)
+                model.maxpool = nn.Identity()
+                cfg.update(input_size=(3, 32, 32), timm_kwargs={"stem": stem})
         elif family == "torchvision_vit":
             model = _torchvision_vit(arch, img_size, timm_kwargs)
             model.num_features = model.hidden_dim

@@ -56,4 +56,8 @@ def info(source: str | os.PathLike, *, arch: str | None = None) -> dict[str, Any
         heads=det.components if det.prefix in det.candidates else [],
         other_backbones=sorted(p for p in det.candidates if p != det.prefix),
     )
+    if det.upstream:  # a layout of another SSL project: where it comes from and what was left out
+        out.update(upstream=det.upstream, variant=det.variant, evaluation_copy=det.evaluation_copy,
+                   dropped=det.components, facts=det.facts)  # fmt: skip
+        del out["heads"]
     return out

@@ -1,14 +1,16 @@
 """Safe reading and atomic writing of checkpoint files.
 
-* Torch files are read with ``torch.load(weights_only=True)`` only. The one exception to "tensors and plain
+* Torch files are read with ``torch.load(weights_only=True)`` only. The exceptions to "tensors and plain
   containers" are the few numpy scalar types that Lightly's LR schedulers leaked into published benchmark
-  checkpoints (lightly < 1.5.25); they are allowed by name and nothing else is.
+  checkpoints (lightly < 1.5.25) and ``argparse.Namespace`` (DINO/MAE ``args``); they are allowed by name and
+  nothing else is. A refusal says which key holds the tensors (:mod:`sslhub.checkpoints.pickle_scan`).
 * Every write goes to a temporary file in the destination folder and is renamed into place, so a crash never
   leaves a half-written file and an existing file is only replaced when the new one is complete.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -47,7 +49,8 @@ def _numpy_safe_globals() -> list[Any]:
     except ImportError:  # pragma: no cover - numpy comes with torch
         return []
     scalar = np._core.multiarray.scalar
-    allowed: list[Any] = [scalar, np.dtype, np.dtypes.Float64DType]
+    # argparse.Namespace: DINO and MAE store their ``args`` as one (timm allows it the same way); plain data.
+    allowed: list[Any] = [scalar, np.dtype, np.dtypes.Float64DType, argparse.Namespace]
     # Files pickled under numpy 1.x name the module ``numpy.core.multiarray``.
     allowed.append((scalar, "numpy.core.multiarray.scalar"))
     return allowed
@@ -109,13 +112,10 @@ def load_torch_file(path: str | os.PathLike) -> Any:
         _raise_if_not_a_checkpoint(path)
         msg = str(e)
         if "Weights only load failed" in msg or "Unsupported global" in msg or "unsupported" in msg.lower():
+            from sslhub.checkpoints.pickle_scan import refusal_message  # names the key holding the tensors
+
             detail = next((line.strip() for line in msg.splitlines() if "GLOBAL" in line or "global" in line), "")
-            raise CheckpointError(
-                f"{path} contains pickled Python objects other than tensors ({detail or 'unsupported global'}). "
-                "sslhub never unpickles untrusted data. If you trust the file's origin, re-save its tensors in a "
-                "trusted environment (read it with torch's weights_only=False, then "
-                "safetensors.torch.save_file(checkpoint['state_dict'], 'model.safetensors')) and load that file."
-            ) from None
+            raise CheckpointError(refusal_message(path, detail)) from None
         raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({msg.splitlines()[0]})") from None
     except PermissionError:
         raise CheckpointError(f"{path}: permission denied; check the permissions of the file") from None

@@ -4,6 +4,11 @@ A state dict may hold several backbones (Lightly benchmark files keep teacher/st
 found by an *anchor* key of its family under some prefix; the prefix that a method evaluates with is chosen by
 a fixed preference order (``backbone.`` first, as in every Lightly benchmark, then the Worker's
 ``model.backbone.``, then ``teacher_backbone.`` for iBOT/DINOv2-style files, then the bare state dict).
+
+Files written by other SSL projects' code (MoCo, DINO, DINOv2, MAE, SwAV, solo-learn, mmpretrain, VISSL...) are
+recognised first, by the readers in :mod:`sslhub.checkpoints.readers` (one per layout: anchor keys, evaluation
+copy, drops, key remap, and facts the tensors cannot tell); the rules here handle Lightly's layouts and plain
+torchvision/timm state dicts.
 """
 
 from __future__ import annotations
@@ -17,8 +22,9 @@ import torch
 
 from sslhub.backbones import RESNET_GENERATOR_SPECS, TORCHVISION_RESNETS, family_of
 from sslhub.checkpoints.io import CheckpointError
+from sslhub.checkpoints.readers import get_reader, match_reader, unwrap_nested
 
-__all__ = ["BackboneSpec", "Detected", "detect", "strip_prefix", "unwrap_checkpoint"]
+__all__ = ["BackboneSpec", "Detected", "backbone_tensors", "detect", "strip_prefix", "unwrap_checkpoint"]
 
 # Eval-time prefixes in order of preference. Anything else (student_/key_/momentum copies) is only used when
 # it is the sole candidate or when asked for with ``prefix=``.
@@ -88,12 +94,19 @@ class Detected:
     out_dim: int | None = None
     components: list[str] = field(default_factory=list)
     candidates: dict[str, str] = field(default_factory=dict)
+    upstream: str | None = None  # the project that writes this layout (upstream readers only)
+    evaluation_copy: str | None = None  # which copy is the evaluation backbone, in the upstream's words
+    variant: str | None = None  # e.g. "training checkpoint", "released backbone"
+    facts: list[str] = field(default_factory=list)  # what the reader applied that the tensors cannot tell
 
 
 def unwrap_checkpoint(obj: Any, path: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Split a loaded torch object into (state dict, other top-level entries)."""
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a checkpoint dict or state dict")
+    nested = unwrap_nested(obj)
+    if nested is not None:
+        return nested
     for key in ("state_dict", "model", "teacher", "module"):
         inner = obj.get(key)
         if isinstance(inner, Mapping) and inner and all(isinstance(v, torch.Tensor) for v in inner.values()):
@@ -113,6 +126,13 @@ def strip_prefix(sd: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch
     """Keys under ``prefix`` with the prefix removed."""
     n = len(prefix)
     return {k[n:]: v for k, v in sd.items() if k.startswith(prefix)}
+
+
+def backbone_tensors(sd: Mapping[str, torch.Tensor], layout: str | None, prefix: str) -> dict[str, torch.Tensor]:
+    """The backbone's tensors under ``prefix``, with an upstream layout's drops and key remap applied."""
+    sub = strip_prefix(sd, prefix)
+    reader = get_reader(layout)
+    return reader.backbone(sub) if reader is not None else sub
 
 
 def _anchors(sd: Mapping[str, torch.Tensor]) -> dict[str, str]:
@@ -275,7 +295,7 @@ def _components(sd: Mapping[str, Any], prefix: str, family: str | None = None) -
             continue
         parts = k.split(".")
         # Worker files carry a one-component prefix (``model.``): report ``model.projection_head``.
-        head = ".".join(parts[:2]) if parts[0] in ("model", "module") and len(parts) > 2 else parts[0]
+        head = ".".join(parts[:2]) if parts[0] in ("model", "module") and len(parts) >= 2 else parts[0]
         out.add(head)
     return sorted(out)
 
@@ -334,6 +354,9 @@ def detect(
     extras = extras or {}
     if not sd:
         raise CheckpointError(f"{where} holds an empty state dict: there are no weights to load")
+    upstream = _detect_upstream(sd, where, extras, prefix)
+    if upstream is not None:
+        return upstream
     found = _anchors(sd)
     if prefix is not None:
         if prefix and not prefix.endswith("."):
@@ -387,4 +410,40 @@ def detect(
         out_dim=_out_dim(sd, components),
         components=components,
         candidates=found,
+    )
+
+
+def _detect_upstream(
+    sd: Mapping[str, torch.Tensor], where: str, extras: Mapping[str, Any], prefix: str | None
+) -> Detected | None:
+    """A layout of another SSL project (see :mod:`sslhub.checkpoints.readers`), or None."""
+    hit = match_reader(sd, extras)
+    if hit is None:
+        return None
+    reader, m = hit
+    if prefix is not None and (prefix if not prefix or prefix.endswith(".") else prefix + ".") != m.prefix:
+        return None  # another copy asked for: the generic rules pick it
+    stripped = strip_prefix(sd, m.prefix)
+    sub = reader.backbone(stripped)
+    here = f"{where} [{reader.name}: {m.prefix or '<root>'}]"
+    family = _anchors(sub).get("")
+    if family is None:
+        groups = sorted({k.split(".")[0] for k in sub})[:12]
+        raise CheckpointError(
+            f"{here}: a {reader.upstream} file whose backbone is not a torchvision ResNet or timm ViT "
+            f"(key groups under {m.prefix!r}: {groups}); sslhub cannot rebuild it"
+        )
+    spec = _INFER[family](sub, here)
+    facts = reader.facts(spec, sub)
+    components = _components(sd, m.prefix, family) + [m.prefix + d for d in reader.dropped_inside(stripped)]
+    return Detected(
+        layout=reader.name,
+        prefix=m.prefix,
+        spec=spec,
+        method=reader.method,
+        components=sorted(components),
+        upstream=reader.upstream,
+        evaluation_copy=reader.evaluation_copy,
+        variant=m.variant or None,
+        facts=facts,
     )

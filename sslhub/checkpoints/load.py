@@ -15,7 +15,7 @@ from torch import nn
 from sslhub.backbones import IMAGENET_MEAN, IMAGENET_STD, create_backbone, family_of
 from sslhub.checkpoints.io import CheckpointError, is_safetensors_file, load_torch_file, read_safetensors
 from sslhub.checkpoints.skeleton import assemble
-from sslhub.checkpoints.layouts import BackboneSpec, Detected, detect, strip_prefix, unwrap_checkpoint
+from sslhub.checkpoints.layouts import BackboneSpec, Detected, backbone_tensors, detect, unwrap_checkpoint
 from sslhub.suggest import FILE_SUFFIXES, no_such_file
 
 logger = logging.getLogger(__name__)
@@ -212,7 +212,7 @@ def load_backbone_state(
             f"{where}: features='embedding' needs a Lightly Worker checkpoint with the num_ftrs conv (backbone.7); "
             f"this file holds a {spec.describe()} without it. Use features='backbone'."
         )
-    sub = _backbone_keys(strip_prefix(sd, det.prefix), spec, keep_num_ftrs)
+    sub = _backbone_keys(backbone_tensors(sd, det.layout, det.prefix), spec, keep_num_ftrs)
     metadata: dict[str, Any] = {
         "layout": det.layout,
         "family": spec.family,
@@ -225,6 +225,7 @@ def load_backbone_state(
         "method": det.method,
         "out_dim": det.out_dim,
         "components": det.components,
+        "upstream": det.upstream,
         "source": where,
         **{k: v for k, v in meta.items() if k.startswith("source_")},
         **_preprocessing(spec, det.layout),
@@ -255,9 +256,15 @@ def build_from_state(state: BackboneState, *, keep_num_ftrs: bool = False, where
             for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", sorted(shapes)))
             if keys
         )
-        raise CheckpointError(
-            f"{where}: the weights do not fit a {state.spec.describe()} ({detail}). Pass arch=/width= matching the run that made the file "
+        groups = sorted({k.split(".")[0] for k in unexpected})
+        hint = (
             "(for the Lightly Worker: lightly.model.name and lightly.model.width in output_dir/config/config.yaml)"
+            if str(state.metadata.get("layout", "")).startswith("lightly-worker")
+            else f"(unexpected key groups: {groups})" if groups else ""
+        )
+        raise CheckpointError(
+            f"{where}: the weights do not fit a {state.spec.describe()} ({detail}). Pass arch=/width= matching "
+            f"the run that made the file {hint}".rstrip()
         ) from None
     leftovers = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
     if leftovers:  # buffers that are not in state dicts (none for supported families); initialise them for real

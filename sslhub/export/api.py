@@ -57,6 +57,13 @@ _GENERATOR_REFUSAL = (
     "{target} weights, train a torchvision-family recipe instead (e.g. simclr-resnet18, see `sslhub recipes`)."
 )
 
+_STEM_REFUSAL = (
+    "{arch} with stem={stem!r} is solo-learn's CIFAR ResNet (conv1 3x3 stride 1 padding 2, no max-pool). "
+    "{target}'s ResNet has the 7x7 stride-2 stem with max-pool; the same tensors in it give other features "
+    "without any error, so sslhub does not write that file. Load it as it is with sslhub.load_pretrained(...), "
+    "or convert it to sslhub .safetensors (`sslhub convert`), which records the stem."
+)
+
 
 class ExportError(SslhubError, ValueError):
     """An export that cannot be done; the message names the file and what to do instead."""
@@ -177,6 +184,8 @@ def _export_state(
     where = f"{src}: " if src is not None else ""
     if source.family == "resnet_generator":
         raise ExportError(where + _GENERATOR_REFUSAL.format(arch=source.arch, target=to, src=src or "SRC"))
+    if source.family == "torchvision_resnet" and source.timm_kwargs.get("stem"):
+        raise ExportError(where + _STEM_REFUSAL.format(arch=source.arch, stem=source.timm_kwargs["stem"], target=to))
     try:
         if to == "detectron2":
             return _to_detectron2(state_dict, source, out, src=src, mean=mean, std=std)

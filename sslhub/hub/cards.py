@@ -37,7 +37,11 @@ __all__ = [
 
 UNKNOWN = "unknown"
 METRIC_TASKS = ("knn", "linear", "finetune")
-LAYOUTS = ("lightly-worker", "lightly-zoo", "lightly-benchmark", "lightly-train", "sslhub", "torchvision", "timm")
+# Lightly and sslhub layouts, plain torchvision/timm state dicts, then the upstream projects' own on-disk forms
+# (one reader each under sslhub/checkpoints/); a card names the form its file is published in.
+LAYOUTS = ("lightly-worker", "lightly-zoo", "lightly-benchmark", "lightly-train", "sslhub", "torchvision", "timm",
+           "moco-v2", "moco-v3", "simsiam", "swav", "barlowtwins", "vicreg", "dino", "dinov2", "mae", "solo-learn",
+           "mmpretrain", "vissl")
 FILE_ROLES = ("weights", "log")
 
 NAME_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9_.]+)+\.[a-z0-9][a-z0-9_-]*$")

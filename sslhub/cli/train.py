@@ -37,7 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a recipe field (repeatable)")
     p.add_argument("--resume", action="store_true",
-                   help="continue the run in --out with its saved config.yaml and checkpoints/last.ckpt")
+                   help="continue the run in --out with its saved config.yaml and checkpoints/last.ckpt (no --set "
+                        "needed; only more --epochs, monitor_every and knn.* may change)")
     p.add_argument("--force", action="store_true", help="replace the run that --out holds (its run files are deleted)")
     p.add_argument("--device", help="cpu or cuda (default: cuda if available)")
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")

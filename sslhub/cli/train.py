@@ -114,7 +114,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="mixed precision: = --set amp=true/false (default: on for CUDA, off on the CPU; "
                         "--amp on the CPU uses bfloat16)")  # fmt: skip
     p.add_argument("--resume", action="store_true",
-                   help="continue the run in --out with its saved config.yaml and checkpoints/last.ckpt")
+                   help="continue the run in --out with its saved config.yaml and checkpoints/last.ckpt (no --set "
+                        "needed; only more --epochs, monitor_every and knn.* may change)")
     p.add_argument("--force", action="store_true", help="replace the run that --out holds (its run files are deleted)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--num-workers", "--workers", dest="workers", type=int, default=0, metavar="N",

@@ -75,6 +75,7 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "clip_grad": Key(NUM, "positive", nullable=True),
         "exclude_norm_bias": Key(BOOL, help="no weight decay (and no LARS scaling) for norms and biases"),
         "trust_coefficient": Key(NUM, "positive", help="LARS trust coefficient"),
+        "clip_lr": Key(BOOL, help="LARS: cap the layer rate at the global one (solo-learn)"),
         "eps": Key(NUM, "positive"),
     },
     # the trainer's opt-in fast path (sslhub.training.fast); every key defaults to off

@@ -110,6 +110,10 @@ _PROBABILITY_ARGS = ("random_gray_scale", "gaussian_blur", "solarization", "min_
 _PROBABILITY_MODEL = ("mask_ratio", "momentum_start", "momentum_end", "center_momentum")
 
 
+# sections that ``null`` switches off (``worker: null``: train the plain model, no Lightly Worker checkpoint)
+_NULLABLE_SECTIONS = ("worker",)
+
+
 def register_section(name: str, keys: Mapping[str, Key]) -> None:
     """Describe a new fixed section (e.g. ``register_section("compile", {"mode": Key(STR)})``)."""
     SECTIONS[name] = dict(keys)
@@ -346,7 +350,7 @@ def validate_recipe(recipe: Mapping[str, Any], strict: bool = False) -> None:
     """
     where = recipe.get("name", "recipe")
     for k, v in recipe.items():
-        if k in ("backbones", "variants"):
+        if k in ("backbones", "variants") or (v is None and k in _NULLABLE_SECTIONS):
             continue
         if isinstance(v, Mapping) and k in ("model", "backbone", "transform", *SECTIONS):
             for kk, vv in v.items():

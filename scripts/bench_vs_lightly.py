@@ -865,6 +865,14 @@ LIGHTLY_METHODS: dict[str, Callable[..., LightlyModel]] = {
     "emp_ssl": LEMPSSL,
 }
 
+# sslhub methods without a Lightly side here, and why.
+NOT_BENCHMARKED = {
+    "pirl": "Lightly 1.6 has PIRLTransform but no PIRL model or loss",
+    "detcon_s": "Lightly's grid DetConSTransform needs a placeholder mask per image, which ImageFolder cannot pass",
+    "detcon_b": "Lightly's grid DetConSTransform needs a placeholder mask per image, which ImageFolder cannot pass",
+}
+
+
 def all_methods() -> list[str]:
     """Method names the benchmark knows: the ResNet ones above and the ViT ones of ``bench_lightly_vit``."""
     from bench_lightly_vit import VIT_METHODS
@@ -1223,6 +1231,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.workers is None:
         args.workers = 0 if device.type == "cpu" else min(8, len(os.sched_getaffinity(0)))
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    skipped = [f"{m} ({NOT_BENCHMARKED[m]})" for m in methods if m in NOT_BENCHMARKED]
+    if skipped:
+        raise SystemExit(f"no Lightly side for {', '.join(skipped)}; train them with `sslhub train` alone")
     unknown = [m for m in methods if m not in all_methods()]
     if unknown:
         raise SystemExit(f"unknown method(s) {unknown}; choose from {sorted(all_methods())}")

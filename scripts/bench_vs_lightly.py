@@ -34,8 +34,9 @@ class-token features.
 Issue-14 methods (``fastsiam``, ``mmcr``, ``smog``, ``vicregl``, ``frossl``, ``macl``, ``directclr``, ``wmse``,
 ``emp_ssl``): their Lightly side follows Lightly's examples (``examples/pytorch/<method>.py``) where one exists, else
 Lightly's loss docstrings (W-MSE, EMP-SSL, MACL); SMoG's periodic re-clustering uses sslhub's torch k-means on
-both sides (the example's scikit-learn KMeans is no dependency). Not benchmarked: PIRL (Lightly has no PIRL model)
-and DetCon-S/B (Lightly's grid DetConSTransform needs a placeholder mask per image, which ImageFolder cannot pass).
+both sides (the example's scikit-learn KMeans is no dependency). DetCon-S/B call Lightly's grid
+``DetConSTransform`` with a placeholder mask per image, as its docstring says. Not benchmarked: PIRL (Lightly has no
+PIRL model).
 
 Examples:
   # CPU smoke (minutes):
@@ -731,8 +732,9 @@ class LVICRegL(LightlyModel):
         self.criterion = VICRegLLoss(lambda_param=lambda_param, mu_param=mu_param, nu_param=nu_param, alpha=alpha,
                                      num_matches=tuple(num_matches))  # fmt: skip
 
-    def feature_map(self, x: Tensor) -> Tensor:
-        for m in self.backbone:  # the Sequential without its final pooling
+    @staticmethod
+    def feature_map(backbone: nn.Module, x: Tensor) -> Tensor:
+        for m in backbone:  # the Sequential without its final pooling
             if isinstance(m, (nn.AdaptiveAvgPool2d, nn.Flatten)):
                 break
             x = m(x)
@@ -743,7 +745,7 @@ class LVICRegL(LightlyModel):
         views, grids = views_and_grids[:n], views_and_grids[n:]
         features = []
         for view, grid in zip(views, grids):
-            x = self.feature_map(view)
+            x = self.feature_map(self.backbone, view)
             z = self.projection_head(nn.functional.adaptive_avg_pool2d(x, 1).flatten(start_dim=1))
             if tuple(x.shape[2:]) != tuple(grid.shape[1:3]):
                 x = nn.functional.adaptive_avg_pool2d(x, grid.shape[1:3])
@@ -752,6 +754,75 @@ class LVICRegL(LightlyModel):
         loss = self.criterion(global_view_features=features[:k], global_view_grids=grids[:k],
                               local_view_features=features[k:] or None, local_view_grids=grids[k:] or None)  # fmt: skip
         return loss.reshape(())
+
+
+class LightlyRegionViews:
+    """Lightly's grid ``DetConSTransform`` called as its docstring says, with the image and a placeholder ``Mask``
+    that ``AddGridTransform`` fills; the two ``(view, mask)`` pairs come back flat, ``[x0, mask0, x1, mask1]``,
+    so the DataLoader collates them into tensors."""
+
+    def __init__(self, transform: Any) -> None:
+        self.transform = transform
+
+    def __call__(self, image: Any) -> list[Tensor]:
+        from torchvision.tv_tensors import Mask
+
+        w, h = image.size
+        pairs = self.transform(image, Mask(torch.zeros(1, h, w, dtype=torch.long)))
+        return [t.as_subclass(Tensor) for pair in pairs for t in pair]
+
+
+class LDetCon(LightlyModel):
+    """Lightly's examples/pytorch/detcon.py (DetCon-S: SimCLR head, ``pool_masked`` over the grid regions of the
+    last feature map); with ``byol=True`` DetCon-B: BYOL's heads and momentum encoder, ``DetConBLoss``."""
+
+    def __init__(self, backbone: nn.Module, nf: int, *, hidden_dim: int | None = None, out_dim: int = 128,
+                 num_classes: int = 25, temperature: float = 0.1, momentum_start: float = 0.99,
+                 momentum_end: float = 1.0, byol: bool = False, **_: Any) -> None:  # fmt: skip
+        super().__init__()
+        from lightly.loss import DetConBLoss, DetConSLoss
+        from lightly.models.modules.heads import BYOLPredictionHead, BYOLProjectionHead, SimCLRProjectionHead
+
+        self.backbone = backbone
+        self.num_classes, self.byol = num_classes, byol
+        if byol:
+            self.projection_head = BYOLProjectionHead(nf, hidden_dim or 4096, out_dim)
+            self.prediction_head = BYOLPredictionHead(out_dim, hidden_dim or 4096, out_dim)
+            self.backbone_momentum = _momentum_copy(self.backbone)
+            self.projection_head_momentum = _momentum_copy(self.projection_head)
+            self.criterion = DetConBLoss(temperature=temperature, gather_distributed=False)
+            self.momentum = (momentum_start, momentum_end)
+        else:
+            self.projection_head = SimCLRProjectionHead(nf, hidden_dim or nf, out_dim)
+            self.criterion = DetConSLoss(temperature=temperature, gather_distributed=False)
+
+    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        if not self.byol:
+            return []
+        return [(self.backbone, self.backbone_momentum), (self.projection_head, self.projection_head_momentum)]
+
+    def pooled(self, backbone: nn.Module, head: Callable[[Tensor], Tensor], x: Tensor, mask: Tensor) -> Tensor:
+        from lightly.models import utils
+
+        features = LVICRegL.feature_map(backbone, x)
+        mask_down = nn.functional.interpolate(mask.float(), size=features.shape[2:], mode="nearest").long().squeeze(1)
+        pooled = utils.pool_masked(features, mask_down, num_cls=self.num_classes).permute(0, 2, 1)
+        b, m, d = pooled.shape
+        return head(pooled.reshape(b * m, d)).reshape(b, m, -1)
+
+    def forward(self, views: list[Tensor]) -> Tensor:
+        x0, mask0, x1, mask1 = views
+        idx = torch.arange(self.num_classes, device=x0.device).unsqueeze(0).expand(x0.shape[0], -1)
+        if not self.byol:
+            z0 = self.pooled(self.backbone, self.projection_head, x0, mask0)
+            z1 = self.pooled(self.backbone, self.projection_head, x1, mask1)
+            return self.criterion(z0, z1, idx, idx)
+        online = lambda f: self.prediction_head(self.projection_head(f))  # noqa: E731
+        p0, p1 = self.pooled(self.backbone, online, x0, mask0), self.pooled(self.backbone, online, x1, mask1)
+        with torch.no_grad():
+            t0 = self.pooled(self.backbone_momentum, self.projection_head_momentum, x0, mask0)
+            t1 = self.pooled(self.backbone_momentum, self.projection_head_momentum, x1, mask1)
+        return self.criterion(p0, p1, t0, t1, idx, idx)
 
 
 class _LPooledViews(LightlyModel):
@@ -860,7 +931,7 @@ LIGHTLY_METHODS: dict[str, Callable[..., LightlyModel]] = {
     "barlowtwins": LBarlowTwins,
     "vicreg": LVICReg,
     "nnclr": LNNCLR,
-    # issue 14 (Lightly has no PIRL model; DetCon's grid masks need a placeholder mask an ImageFolder can't pass)
+    # issue 14 (Lightly has no PIRL model)
     "fastsiam": LFastSiam,
     "mmcr": LMMCR,
     "smog": LSMoG,
@@ -870,7 +941,13 @@ LIGHTLY_METHODS: dict[str, Callable[..., LightlyModel]] = {
     "directclr": LDirectCLR,
     "wmse": LWMSE,
     "emp_ssl": LEMPSSL,
+    "detcon_s": LDetCon,
+    "detcon_b": lambda b, nf, **kw: LDetCon(b, nf, byol=True, **kw),
 }
+
+# sslhub methods without a Lightly side here, and why.
+NOT_BENCHMARKED = {"pirl": "Lightly 1.6 has PIRLTransform but no PIRL model or loss"}
+
 
 def all_methods() -> list[str]:
     """Method names the benchmark knows: the ResNet ones above and the ViT ones of ``bench_lightly_vit``."""
@@ -1015,7 +1092,10 @@ def run_lightly(recipe: dict[str, Any], train_dir: Path, init: SslhubInit | None
     # Same input to the augmentation as the trainer's decode (shorter side to load_size, center crop): a no-op for
     # CIFAR-10 at 32 px; then Lightly's per-sample PIL augmentation.
     load = int(recipe["load_size"])
-    transform = T.Compose([T.Resize(load), T.CenterCrop(load), build_multi_view(LT, recipe["transform"], int(recipe["input_size"]))])
+    views_t = build_multi_view(LT, recipe["transform"], int(recipe["input_size"]))
+    if recipe["transform"]["name"] == "DetConSTransform":
+        views_t = LightlyRegionViews(views_t)
+    transform = T.Compose([T.Resize(load), T.CenterCrop(load), views_t])
     dataset = torchvision.datasets.ImageFolder(str(train_dir), transform=transform)
     batch_size = int(recipe["batch_size"])
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True, num_workers=args.workers,
@@ -1230,6 +1310,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.workers is None:
         args.workers = 0 if device.type == "cpu" else min(8, len(os.sched_getaffinity(0)))
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    skipped = [f"{m} ({NOT_BENCHMARKED[m]})" for m in methods if m in NOT_BENCHMARKED]
+    if skipped:
+        raise SystemExit(f"no Lightly side for {', '.join(skipped)}; train them with `sslhub train` alone")
     unknown = [m for m in methods if m not in all_methods()]
     if unknown:
         raise SystemExit(f"unknown method(s) {unknown}; choose from {sorted(all_methods())}")

@@ -10,10 +10,10 @@ from __future__ import annotations
 import copy
 from typing import Any, Callable
 
-import torch
 from torch import Tensor, nn
 
 from sslhub.heads.utils import deactivate_requires_grad
+from sslhub.models.utils import select_most_similar  # re-exported: DenseCL matches locations with it
 
 __all__ = ["METHODS", "SSLMethod", "build_method", "feature_map", "pool", "select_most_similar"]
 
@@ -70,13 +70,6 @@ def feature_map(backbone: nn.Module, x: Tensor) -> Tensor:
         x = b.maxpool(b.relu(b.bn1(b.conv1(x))))
         return b.layer4(b.layer3(b.layer2(b.layer1(x))))
     raise ValueError(f"dense features need a ResNet backbone, not {type(backbone).__name__}")
-
-
-def select_most_similar(x: Tensor, y: Tensor, y_values: Tensor) -> Tensor:
-    """For each token of ``x`` (B, N, C), the row of ``y_values`` at its most similar token of ``y``."""
-    sim = torch.einsum("bnc,bmc->bnm", nn.functional.normalize(x, dim=-1), nn.functional.normalize(y, dim=-1))
-    index = sim.argmax(dim=2).unsqueeze(-1).expand(y_values.shape)
-    return torch.gather(y_values, dim=1, index=index)
 
 
 # Filled by the family modules when sslhub.methods is imported.

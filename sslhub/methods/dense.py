@@ -11,8 +11,9 @@ from sslhub import heads as H
 from sslhub import losses as L
 from sslhub.heads.utils import cosine_schedule, update_momentum
 from sslhub.methods.base import METHODS, SSLMethod, feature_map, select_most_similar
+from sslhub.models.utils import pool_masked
 
-__all__ = ["DenseCL", "DetConB", "DetConS", "VICRegL", "pool_masked"]
+__all__ = ["DenseCL", "DetConB", "DetConS", "VICRegL"]
 
 
 class DenseCL(SSLMethod):
@@ -86,16 +87,6 @@ class VICRegL(SSLMethod):
         loss = self.criterion(global_view_features=feats[:k], global_view_grids=grids[:k],
                               local_view_features=local[0], local_view_grids=local[1])  # fmt: skip
         return loss.reshape(())  # Lightly's loss has shape (1,); the loop wants a scalar
-
-
-def pool_masked(source: Tensor, mask: Tensor, num_cls: int) -> Tensor:
-    """Mean of ``source`` (B, C, H, W) over each label of ``mask`` (B, H, W): ``(B, C, num_cls)``, 0 for absent
-    labels (``lightly.models.utils.pool_masked``)."""
-    b, c = source.shape[:2]
-    out = source.new_zeros((b, c, num_cls))
-    index = mask.unsqueeze(1).expand(-1, c, -1, -1).reshape(b, c, -1)
-    out.scatter_reduce_(dim=2, index=index, src=source.reshape(b, c, -1), reduce="mean", include_self=False)
-    return torch.nan_to_num(out, nan=0.0)
 
 
 def _views_and_masks(views: list) -> tuple[Tensor, Tensor, Tensor, Tensor]:

@@ -173,6 +173,21 @@ def test_patch_kernel_alignment_loss_matches_lightly(max_tokens: int | None) -> 
         ours.PatchKernelAlignmentLoss(max_tokens=1)
 
 
+def test_roi_resample_to_grid_matches_lightly_and_feeds_the_cross_view_loss() -> None:
+    assert _params(ours.roi_resample_to_grid) == _params(lightly_loss.roi_resample_to_grid)
+    maps = _rand(82, 2, 8, 6, 7)
+    boxes = torch.tensor([[0.5, 1.0, 6.0, 5.5], [2.0, 0.0, 7.0, 3.0]])
+    _check(lambda m: lightly_loss.roi_resample_to_grid(m, boxes, 3, 4), lambda m: ours.roi_resample_to_grid(m, boxes, 3, 4),
+           [maps])  # fmt: skip
+    student, teacher = ours.roi_resample_to_grid(maps, boxes, 3, 3), ours.roi_resample_to_grid(maps.flip(3), boxes, 3, 3)
+    assert student.shape == (2, 9, 8)
+    _check(lightly_loss.PatchKernelAlignmentLoss(), ours.PatchKernelAlignmentLoss(), [student, teacher])
+    for bad, match in ((maps[0], "feature_map must have shape"), (boxes[:, :3], "boxes must have shape"),
+                       (boxes[:1], "does not match")):  # fmt: skip
+        with pytest.raises(ValueError, match=match):
+            ours.roi_resample_to_grid(*(bad, boxes) if match.startswith("feature") else (maps, bad), 3, 3)
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

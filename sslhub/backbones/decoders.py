@@ -14,13 +14,7 @@ from typing import Any, Callable, Optional, cast
 import torch
 from torch import Tensor, nn
 
-from sslhub.backbones.masked_vit import (
-    _init_weights,
-    get_at_index,
-    initialize_2d_sine_cosine_positional_embedding,
-    mask_at_index,
-    mask_bool,
-)
+from sslhub.backbones.masked_vit import _init_weights, _mask_embed_select, initialize_2d_sine_cosine_positional_embedding
 
 __all__ = ["MaskedVisionTransformerDecoder", "MaskedVisionTransformerDecoderTIMM"]
 
@@ -54,16 +48,7 @@ class MaskedVisionTransformerDecoder(nn.Module):
             idx_keep: (batch, n) indices of tokens to return.
             mask: (batch, sequence_length) boolean, True where replaced.
         """
-        if idx_mask is not None and mask is not None:
-            raise ValueError("idx_mask and mask cannot both be set at the same time.")
-        if idx_mask is not None:
-            x = mask_at_index(x, idx_mask, self.mask_token)
-        elif mask is not None:
-            x = mask_bool(x, mask, self.mask_token)
-        x = self.add_pos_embed(x)
-        if idx_keep is not None:
-            x = get_at_index(x, idx_keep)
-        return x
+        return _mask_embed_select(x, self.mask_token, self.add_pos_embed, idx_mask, idx_keep, mask)
 
 
 class MaskedVisionTransformerDecoderTIMM(MaskedVisionTransformerDecoder):

@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import torch
 from timm.layers import resample_abs_pos_embed
@@ -140,6 +140,26 @@ def mask_bool(tokens: Tensor, mask: Tensor, mask_token: Tensor) -> Tensor:
     """Replaces the tokens where the boolean ``mask`` (batch, seq) is True by ``mask_token``."""
     m = mask.unsqueeze(-1).to(torch.bool).to(torch.int)
     return (1 - m) * tokens + m * mask_token
+
+
+def _mask_embed_select(
+    tokens: Tensor,
+    mask_token: Tensor,
+    add_pos_embed: Callable[[Tensor], Tensor],
+    idx_mask: Optional[Tensor],
+    idx_keep: Optional[Tensor],
+    mask: Optional[Tensor],
+) -> Tensor:
+    """The token pipeline of Lightly's masked encoders and decoders: masked tokens (``idx_mask`` indices or boolean
+    ``mask``, not both) replaced by ``mask_token``, positions added, then the ``idx_keep`` tokens selected."""
+    if idx_mask is not None and mask is not None:
+        raise ValueError("idx_mask and mask cannot both be set at the same time.")
+    if idx_mask is not None:
+        tokens = mask_at_index(tokens, idx_mask, mask_token)
+    elif mask is not None:
+        tokens = mask_bool(tokens, mask, mask_token)
+    tokens = add_pos_embed(tokens)
+    return tokens if idx_keep is None else get_at_index(tokens, idx_keep)
 
 
 # ------------------------------------------------------------------------------------- positional embeddings
@@ -329,17 +349,10 @@ class MaskedVisionTransformer(nn.Module):
         mask: Optional[Tensor] = None,
     ) -> Tensor:
         """Patch tokens with prefix tokens, masking and positional embeddings; then ``idx_keep`` selection."""
-        if idx_mask is not None and mask is not None:
+        if idx_mask is not None and mask is not None:  # before the patch embedding runs
             raise ValueError("idx_mask and mask cannot both be set at the same time.")
         tokens = self.prepend_prefix_tokens(self.images_to_tokens(images))
-        if idx_mask is not None:
-            tokens = mask_at_index(tokens, idx_mask, self.mask_token)
-        elif mask is not None:
-            tokens = mask_bool(tokens, mask, self.mask_token)
-        tokens = self.add_pos_embed(tokens)
-        if idx_keep is not None:
-            tokens = get_at_index(tokens, idx_keep)
-        return tokens
+        return _mask_embed_select(tokens, self.mask_token, self.add_pos_embed, idx_mask, idx_keep, mask)
 
 
 class MaskedVisionTransformerTIMM(MaskedVisionTransformer):

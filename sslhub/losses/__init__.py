@@ -32,13 +32,14 @@ __all__ += ["AIMLoss", "MAELoss", "MSNLoss", "PMSNCustomLoss", "PMSNLoss", "SimM
 
 # Lightly 1.6's remaining image-level losses (issue 14).
 from sslhub.losses.contrastive import DirectCLRLoss, MACLLoss  # noqa: E402
-from sslhub.losses.dense import DetConBLoss, DetConSLoss, PatchKernelAlignmentLoss, VICRegLLoss  # noqa: E402
+from sslhub.losses.dense import DetConBLoss, DetConSLoss, PatchKernelAlignmentLoss, VICRegLLoss, roi_resample_to_grid  # noqa: E402
 from sslhub.losses.multiview import EMPSSLLoss, FroSSLLoss, MMCRLoss  # noqa: E402
 from sslhub.losses.regularized import VISRegLoss, VISRegLossComponents  # noqa: E402
 from sslhub.losses.whitening import Whitening2d, WMSELoss  # noqa: E402
 
 __all__ += ["DetConBLoss", "DetConSLoss", "DirectCLRLoss", "EMPSSLLoss", "FroSSLLoss", "MACLLoss", "MMCRLoss",
-            "PatchKernelAlignmentLoss", "VICRegLLoss", "VISRegLoss", "VISRegLossComponents", "WMSELoss", "Whitening2d"]  # fmt: skip
+            "PatchKernelAlignmentLoss", "VICRegLLoss", "VISRegLoss", "VISRegLossComponents", "WMSELoss", "Whitening2d",
+            "roi_resample_to_grid"]  # fmt: skip
 
 # Losses of the modern ViT methods (issue 15): iBOT/DINOv2, CAPI, LeJEPA.
 from sslhub.losses.capi import CAPILoss  # noqa: E402

@@ -11,6 +11,8 @@ import torch.distributed as torch_dist
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from sslhub.losses import dist
+
 __all__ = ["CAPILoss", "positionwise_sinkhorn_knopp"]
 
 
@@ -22,7 +24,7 @@ def positionwise_sinkhorn_knopp(logits: Tensor, iterations: int = 3, gather_dist
 
     With ``gather_distributed`` the batch sums (and the stabilising max) run over all processes.
     """
-    world = torch_dist.get_world_size() if gather_distributed and torch_dist.is_initialized() else 1
+    world = dist.world_size() if gather_distributed else 1
     q = logits.transpose(0, 1)  # (seq, batch, clusters): normalise each position on its own
     shift = torch.amax(q, dim=1, keepdim=True)  # cancels in the normalisation; keeps exp finite
     if world > 1:
@@ -53,11 +55,7 @@ class CAPILoss(nn.Module):
     def __init__(self, teacher_temperature: float = 0.06, student_temperature: float = 0.12, sinkhorn_iterations: int = 3,
                  gather_distributed: bool = False) -> None:  # fmt: skip
         super().__init__()
-        if gather_distributed and not torch_dist.is_available():
-            raise ValueError(
-                "gather_distributed is True but torch.distributed is not available. Please set "
-                "gather_distributed=False or use a distributed-enabled installation of PyTorch."
-            )
+        dist.check_available(gather_distributed)
         self.teacher_temperature = teacher_temperature
         self.student_temperature = student_temperature
         self.sinkhorn_iterations = sinkhorn_iterations

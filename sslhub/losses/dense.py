@@ -1,5 +1,5 @@
 """Losses between local features: VICRegL (matched grid locations), DetCon-S/B (mask-pooled regions) and
-patch kernel alignment (CKA between token kernels)."""
+patch kernel alignment (CKA between token kernels, with :func:`roi_resample_to_grid` for its cross-view use)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from torch.nn import functional as F
 from sslhub.losses import dist
 from sslhub.losses.regularized import VICRegLoss, covariance_loss, invariance_loss, variance_loss
 
-__all__ = ["DetConBLoss", "DetConSLoss", "PatchKernelAlignmentLoss", "VICRegLLoss", "nearest_neighbors"]
+__all__ = ["DetConBLoss", "DetConSLoss", "PatchKernelAlignmentLoss", "VICRegLLoss", "nearest_neighbors",
+           "roi_resample_to_grid"]
 
 
 def nearest_neighbors(
@@ -192,6 +193,33 @@ def _double_center(kernel: Tensor, w: Tensor) -> Tensor:
     col = (kernel * w[:, :, None]).sum(dim=1) / n[:, None]
     total = (kernel * w[:, None, :] * w[:, :, None]).sum(dim=(1, 2)) / (n * n)
     return (kernel - row[:, :, None] - col[:, None, :] + total[:, None, None]) * w[:, :, None] * w[:, None, :]
+
+
+def roi_resample_to_grid(feature_map: Tensor, boxes: Tensor, out_h: int, out_w: int) -> Tensor:
+    """Features of one box per image resampled onto a common ``out_h`` x ``out_w`` grid, (B, out_h * out_w, C) in
+    row-major order: what :class:`PatchKernelAlignmentLoss` compares when student and teacher saw different crops
+    (resample each view over the region both share). ``torchvision.ops.roi_align`` with ``aligned=True``;
+    differentiable in ``feature_map``.
+
+    Args:
+        feature_map: (B, C, H, W) dense features (e.g. ViT patch tokens reshaped to the patch grid).
+        boxes: (B, 4) boxes ``(x0, y0, x1, y1)`` in feature-grid coordinates (x in [0, W], y in [0, H]).
+        out_h: Output grid height.
+        out_w: Output grid width.
+    """
+    from torchvision.ops import roi_align
+
+    if feature_map.dim() != 4:
+        raise ValueError(f"feature_map must have shape (B, C, H, W) but has shape {tuple(feature_map.shape)}.")
+    if boxes.dim() != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"boxes must have shape (B, 4) but has shape {tuple(boxes.shape)}.")
+    if boxes.shape[0] != feature_map.shape[0]:
+        raise ValueError(f"boxes batch size {boxes.shape[0]} does not match feature_map batch size "
+                         f"{feature_map.shape[0]}.")  # fmt: skip
+    index = torch.arange(feature_map.shape[0], device=feature_map.device, dtype=feature_map.dtype).unsqueeze(1)
+    rois = torch.cat([index, boxes.to(feature_map.dtype)], dim=1)
+    pooled = roi_align(feature_map, rois, output_size=(out_h, out_w), spatial_scale=1.0, aligned=True)
+    return pooled.flatten(2).transpose(1, 2).contiguous()
 
 
 class PatchKernelAlignmentLoss(nn.Module):

@@ -13,6 +13,8 @@ import torch.distributed as torch_dist
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from sslhub.losses import dist
+
 __all__ = ["Center", "IBOTPatchLoss", "IBOTPlusPlusPatchLoss"]
 
 
@@ -46,9 +48,9 @@ class Center(nn.Module):
     def update(self, x: Tensor) -> None:
         """EMA update with the (all-process) mean of ``x`` over the size-1 dimensions."""
         batch_center = x.mean(dim=self.dim, keepdim=True)
-        if torch_dist.is_available() and torch_dist.is_initialized():
+        if dist.world_size() > 1:
             torch_dist.all_reduce(batch_center)
-            batch_center = batch_center / torch_dist.get_world_size()
+            batch_center = batch_center / dist.world_size()
         self.center = self.center * self.momentum + batch_center * (1 - self.momentum)
 
 

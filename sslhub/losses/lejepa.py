@@ -47,8 +47,7 @@ class SIGReg(nn.Module):
             raise ValueError("t_max must be greater than zero.")
         if num_vectors <= 0:
             raise ValueError("num_vectors must be a positive integer.")
-        if gather_distributed and not torch_dist.is_available():
-            raise ValueError("gather_distributed is True but torch.distributed is not available; set gather_distributed=False.")
+        dist.check_available(gather_distributed)
         self.num_vectors = num_vectors
         self.gather_distributed = gather_distributed
         t = torch.linspace(0, t_max, knots, dtype=torch.float32)

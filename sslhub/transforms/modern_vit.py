@@ -103,12 +103,12 @@ class IBOTTransform(MultiViewTransform):
         super().__init__([global_0, global_1] + [local] * n_local_views)
 
 
-class CAPITransform(MultiViewTransform):
-    """One CAPI view: bicubic random resized crop (``min_scale`` to 1), horizontal flip, normalisation."""
+class CAPITransform(MAETransform):
+    """One CAPI view: as :class:`~sslhub.transforms.MAETransform` (bicubic random resized crop from ``min_scale``
+    to 1, horizontal flip, normalisation) with ``min_scale=0.6``."""
 
     def __init__(self, input_size: Size = 224, min_scale: float = 0.6, normalize: Normalize = IMAGENET_NORMALIZE) -> None:
-        crop = v2.RandomResizedCrop(input_size, scale=(min_scale, 1.0), interpolation=v2.InterpolationMode.BICUBIC)
-        super().__init__([ViewTransform([crop, v2.RandomHorizontalFlip()], normalize or None)])
+        super().__init__(input_size=input_size, min_scale=min_scale, normalize=normalize)
 
 
 class IJEPATransform(MAETransform):

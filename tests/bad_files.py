@@ -61,7 +61,7 @@ def bad_file_corpus(folder: Path, good_ckpt: Path, good_st: Path) -> dict[str, t
         "header_longer_than_file.safetensors": ((4000).to_bytes(8, "little") + b'{"x":', r"it is truncated"),
         "corrupt_header.safetensors": ((10).to_bytes(8, "little") + b'{"x": ]]]]', r"not valid JSON"),
         "malicious_pickle.ckpt": (_torch_zip_with(pickle.dumps(_Evil(), protocol=2), good_ckpt),
-                                  r"pickled Python objects other than tensors"),
+                                  r"pickled Python objects that are not weights"),
         "malicious_legacy.pth": (pickle.dumps(_Evil(), protocol=2), r"pickled Python objects|not a readable PyTorch"),
         "gzip.ckpt": (b"\x1f\x8b\x08\x00" + bytes(40), r"gzip-compressed"),
     }

@@ -277,7 +277,7 @@ def test_unknown_sources_name_the_accepted_forms():
     assert "hf-hub:" in str(e.value) and "simclr-resnet50.lightly-in1k" in str(e.value)  # close match suggested
     with pytest.raises(ValueError, match="presigned"):
         resolve_source("s3://bucket/key.ckpt")
-    with pytest.raises(ValueError, match="no such file"):
+    with pytest.raises(FileNotFoundError, match="no such file"):  # a path: an OSError naming it, exit 2 in the CLI
         resolve_source("./does/not/exist.ckpt")
 
 

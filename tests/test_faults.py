@@ -39,7 +39,7 @@ TINY = ["backbone.width=0.0625", "batch_size=8", "input_size=32", "schedule.warm
 ENV = {k: v for k, v in os.environ.items() if k != "SSLHUB_DEBUG"}
 ENV.update(PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
            OMP_NUM_THREADS="1")  # fmt: skip
-TIME_KEYS = ("images_per_s", "time_s")
+TIME_KEYS = ("images_per_s", "time_s", "elapsed_s")
 
 
 def sha(path: Path) -> str:

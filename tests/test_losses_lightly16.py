@@ -227,9 +227,13 @@ def _gather_worker(rank: int, world: int, port: int, out: str) -> None:
 
 
 def test_gathered_losses_match_lightly_under_two_processes(tmp_path) -> None:
-    # fork: the workers inherit the imported lightly and sslhub (spawn re-imports them: most of the time here)
+    # forkserver with lightly and sslhub preloaded: children fork from a clean server, so they start fast (spawn
+    # re-imports lightly in each) and cannot deadlock (plain fork after torch used its OpenMP pool can)
+    import multiprocessing as mp
+
+    mp.get_context("forkserver").set_forkserver_preload(["torch", "lightly.loss", "sslhub.losses"])
     torch.multiprocessing.start_processes(_gather_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True,
-                                          start_method="fork")
+                                          start_method="forkserver")
     for r in range(2):
         res = torch.load(tmp_path / f"rank{r}.pt", weights_only=True)
         for name in ("detconb", "vicregl", "visreg"):

@@ -165,7 +165,7 @@ def test_cli_lists_and_shows_the_official_cards():
     assert header.split()[:3] == ["NAME", "METHOD", "ARCH"]
     assert sorted(row.split()[0] for row in rows) == sorted(OFFICIAL)
     dino = next(row for row in rows if row.startswith("dino-vits16.fb-in1k "))
-    assert "77.0" in dino and "74.5" in dino and "facebookresearch/dino" in dino and dino.rstrip().endswith("unknown")
+    assert "77.0" in dino and "74.5" in dino and "facebookresearch/dino" in dino and dino.rstrip().endswith("first use")  # no publisher sha256: trust on first use
 
     r = _cli("card", "dino-vits16.fb-in1k")
     assert r.returncode == 0, r.stderr

@@ -227,6 +227,7 @@ def _server_error(resp: Any, shown: str) -> str:
 def _unreachable(e: BaseException) -> str | None:
     """Why a connection attempt cannot succeed on retry (refused, name does not resolve), else ``None``."""
     import socket
+    import ssl
 
     seen: set[int] = set()
     stack: list[Any] = [e]
@@ -241,7 +242,10 @@ def _unreachable(e: BaseException) -> str | None:
             return "the host name does not resolve (offline, or a wrong host)"
         if type(x).__name__ == "NameResolutionError":
             return "the host name does not resolve (offline, or a wrong host)"
-        stack += [x.__cause__, x.__context__, getattr(x, "reason", None)]
+        if isinstance(x, ssl.SSLCertVerificationError):
+            return f"its TLS certificate cannot be verified ({x.verify_message or x}); check REQUESTS_CA_BUNDLE or the URL"
+        reason = getattr(x, "reason", None)  # urllib3 errors keep the cause here; SSL errors keep a string
+        stack += [x.__cause__, x.__context__, reason if isinstance(reason, BaseException) else None]
         stack += [a for a in getattr(x, "args", ()) if isinstance(a, BaseException)]
     return None
 

@@ -107,6 +107,20 @@ def test_every_shipped_recipe_is_described_by_the_schema():
         validate_recipe(with_compile, strict=True)
 
 
+def test_nullable_sections_take_null_on_the_command_line_and_nowhere_else():
+    """`--set worker=null` trains the plain model (scripts/bench_vs_lightly.py passes it); other sections need a
+    mapping, and the fast-path section and LARS options are described."""
+    from sslhub.recipes import get_recipe
+    from sslhub.recipes.schema import RecipeError
+
+    assert get_recipe("simclr-resnet-18", ["worker=null"])["worker"] is None
+    assert get_recipe("simclr-resnet-18", ["optimizer.name=lars", "optimizer.clip_lr=true", "fast.bf16=true"])["fast"]
+    for bad, msg in (("optimizer=null", "a value is required"), ("worker=3", "expected a mapping"),
+                     ("fast.bff16=true", "Did you mean fast.bf16"), ("optimizer.name=lion", "lars, lamb")):  # fmt: skip
+        with pytest.raises(RecipeError, match=msg):
+            get_recipe("simclr-resnet-18", [bad])
+
+
 def test_schema_extends_with_one_entry_and_new_methods_need_none(monkeypatch):
     from sslhub.methods import METHODS, SimCLR
     from sslhub.recipes import _all, apply_overrides

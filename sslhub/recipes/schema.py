@@ -294,7 +294,7 @@ def _lookup(recipe: Mapping[str, Any], parts: list[str]) -> tuple[bool, Key | No
         if head in TOP_LEVEL:
             return True, TOP_LEVEL[head], "recipe"
         if head in SECTIONS or head in _OPEN:
-            return True, Key((dict,)), "recipe"
+            return True, Key((dict,), nullable=head in _NULLABLE_SECTIONS), "recipe"
         return in_recipe, _inferred(existing) if in_recipe else None, "the recipe's top-level keys"
     if head == "transform" and len(parts) >= 3 and parts[1] == "args":
         if len(parts) > 3 and parts[2] in ("view_1", "view_2"):

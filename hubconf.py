@@ -49,7 +49,8 @@ def _make_entrypoint(card_name: str) -> _Callable[..., _Any]:
 
             num_ftrs = card.num_ftrs if features == "embedding" else None
             device = kwargs.pop("device", None)
-            model = create_backbone(load_kw["arch"], width=load_kw.get("width"), num_ftrs=num_ftrs, **kwargs)
+            model = create_backbone(load_kw["arch"], width=load_kw.get("width"), num_ftrs=num_ftrs,
+                                    **{**card.load.timm_kwargs, **kwargs})  # fmt: skip
             return model.to(device) if device is not None else model
         from sslhub.checkpoints.load import load_pretrained
 

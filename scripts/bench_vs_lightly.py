@@ -636,11 +636,13 @@ class LFastSiam(LightlyModel):
 
 
 class LMMCR(LightlyModel):
-    """Lightly's examples/pytorch/mmcr.py (EMA per step here, with the recipe's cosine schedule)."""
+    """Lightly's examples/pytorch/mmcr.py (EMA per step here, with the recipe's cosine schedule). With the recipe's
+    ``normalize`` (default) the embeddings are L2-normalised before Lightly's MMCRLoss, as sslhub's method and the
+    paper do: the example's unnormalised loss is unbounded below and diverges on both sides."""
 
     def __init__(self, backbone: nn.Module, nf: int, *, hidden_dim: int | None = None, out_dim: int = 128,
                  num_layers: int = 2, lmda: float = 5e-3, momentum_start: float = 0.996, momentum_end: float = 1.0,
-                 **_: Any) -> None:  # fmt: skip
+                 normalize: bool = True, **_: Any) -> None:  # fmt: skip
         super().__init__()
         from lightly.loss import MMCRLoss
         from lightly.models.modules import MMCRProjectionHead
@@ -651,6 +653,7 @@ class LMMCR(LightlyModel):
         self.projection_head_momentum = _momentum_copy(self.projection_head)
         self.criterion = MMCRLoss(lmda=lmda)
         self.momentum = (momentum_start, momentum_end)
+        self.normalize = normalize
 
     def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
         return [(self.backbone, self.backbone_momentum), (self.projection_head, self.projection_head_momentum)]
@@ -658,6 +661,8 @@ class LMMCR(LightlyModel):
     def forward(self, views: list[Tensor]) -> Tensor:
         z_o = torch.stack([self.projection_head(self.features(x)) for x in views], dim=1)
         z_m = torch.stack([self.projection_head_momentum(self.backbone_momentum(x).flatten(1)).detach() for x in views], dim=1)
+        if self.normalize:
+            z_o, z_m = nn.functional.normalize(z_o, dim=-1), nn.functional.normalize(z_m, dim=-1)
         return self.criterion(z_o, z_m)
 
 

@@ -87,6 +87,8 @@ def _mutations(base: dict) -> list[tuple[str, dict]]:
     mutate("name without tag", lambda d: d.update(name="simclr-resnet50"))
     mutate("zero width", lambda d: d.update(width=0))
     mutate("unknown load key", lambda d: d.update(load={"arch": "resnet50", "strict": False}))
+    mutate("timm_kwargs not a mapping", lambda d: d.update(load={"timm_kwargs": [12]}))
+    mutate("timm_kwargs value a list", lambda d: d.update(load={"timm_kwargs": {"num_heads": [12]}}))
     return out
 
 

@@ -59,6 +59,16 @@ def test_untrained_backbones_match_the_reference_architectures():
     assert {k: v.shape for k, v in r9.state_dict().items()} == lightly_backbone
 
 
+def test_untrained_mocov3_vits16_has_the_upstream_12_heads():
+    """The card's load.timm_kwargs: MoCo v3's ViT-S has 12 heads where timm's vit_small_patch16_224 has 6, which
+    the tensors' shapes cannot show; pretrained=False builds what moco-v3's vits.py builds."""
+    vit = torch.hub.load(str(REPO), "mocov3_vits16_fb_in1k", source="local", pretrained=False)
+    assert [b.attn.num_heads for b in vit.blocks] == [12] * 12
+    assert vit.embed_dim == 384
+    vit6 = torch.hub.load(str(REPO), "mocov3_vits16_fb_in1k", source="local", pretrained=False, num_heads=6)
+    assert vit6.blocks[0].attn.num_heads == 6  # a caller's keyword still wins
+
+
 def _card(name: str, url: str, sha256: str) -> str:
     return textwrap.dedent(f"""\
         name: {name}

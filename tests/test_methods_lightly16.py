@@ -141,6 +141,8 @@ def _ref_module(method: str, ours: nn.Module):
                 LU.update_momentum(m.projection_head, m.projection_head_momentum, m=0.996)
             z_o = torch.stack([m.projection_head(_pool(m.backbone, x)) for x in views], dim=1)
             z_m = torch.stack([m.projection_head_momentum(_pool(m.backbone_momentum, x)).detach() for x in views], dim=1)
+            if ours.normalize:  # the paper's unit-sphere embeddings; normalize=False is the example as it is
+                z_o, z_m = nn.functional.normalize(z_o, dim=-1), nn.functional.normalize(z_m, dim=-1)
             return crit(z_o, z_m)
     elif method == "smog":
         m.projection_head = LH.SMoGProjectionHead(nf, 16, 8)
@@ -252,9 +254,12 @@ def _views(method: str, n: int, seed: int) -> tuple[list, list]:
     return imgs, imgs
 
 
-@pytest.mark.parametrize("method", sorted(PARITY))
+@pytest.mark.parametrize("method", sorted(PARITY) + ["mmcr-unnormalised"])
 def test_training_steps_match_lightly_examples(method):
-    kwargs, n_views = PARITY[method]
+    if method == "mmcr-unnormalised":  # Lightly's example exactly (its loss is unbounded below)
+        method, (kwargs, n_views) = "mmcr", ({**PARITY["mmcr"][0], "normalize": False}, PARITY["mmcr"][1])
+    else:
+        kwargs, n_views = PARITY[method]
     torch.manual_seed(0)
     bb = sslhub.create_backbone("resnet-9", width=0.0625)
     ours = build_method(method, bb, bb.num_features, **kwargs).train()
@@ -326,3 +331,22 @@ def test_bad_settings_name_the_option_to_change():
         wmse([torch.randn(4, 3, 32, 32)] * 2, (0, 1, 0))
     with pytest.raises(ValueError, match="DetConSTransform"):
         build_method("detcon_s", bb, bb.num_features, out_dim=8)([torch.randn(4, 3, 32, 32)] * 2, (0, 1, 0))
+
+
+def test_mmcr_loss_is_bounded_with_normalised_embeddings():
+    """With the paper's unit-sphere embeddings the loss cannot fall below -sqrt(B * min(B, D)) (the centroids' nuclear
+    norm is at most sqrt(rank) times their Frobenius norm, <= sqrt(B)); without, scaling the head scales the loss."""
+    torch.manual_seed(0)
+    bb = sslhub.create_backbone("resnet-9", width=0.0625)
+    views = [torch.randn(8, 3, 32, 32) for _ in range(3)]
+    losses = {}
+    for normalize in (True, False):
+        m = build_method("mmcr", bb, bb.num_features, out_dim=8, normalize=normalize).train()
+        with torch.no_grad():
+            for head in (m.projection_head, m.projection_head_momentum):
+                last = [mod for mod in head.modules() if isinstance(mod, nn.Linear)][-1]
+                last.weight.mul_(1000.0)
+            losses[normalize] = float(m(views, (0, 10, 0)))
+    assert losses[True] >= -((8 * 8) ** 0.5) - 1e-4, losses
+    assert losses[False] < 100 * losses[True], losses  # unnormalised: grows with the weights
+

@@ -110,6 +110,10 @@ class LoadHints:
     arch: str | None = None
     width: float | None = None
     prefix: str | None = None
+    # Architecture facts the untrained model needs and the name does not give (MoCo v3's ViT-S has 12 heads, timm's
+    # vit_small 6). Loading reads them from the checkpoint's reader; ``create_backbone`` (hubconf's
+    # ``pretrained=False``) takes them from here.
+    timm_kwargs: Mapping[str, Any] = field(default_factory=dict)
 
     def kwargs(self) -> dict[str, Any]:
         """The hints as keyword arguments for ``load_pretrained`` (only those that are set)."""
@@ -290,11 +294,18 @@ def parse_card(data: Any, *, where: str = "<card>") -> Card:
         zoo_key=c.string(s.get("zoo_key"), "source.zoo_key", nullable=True),
     )
 
-    hints = c.obj(d.get("load") or {}, "load", (), ("arch", "width", "prefix"))
+    hints = c.obj(d.get("load") or {}, "load", (), ("arch", "width", "prefix", "timm_kwargs"))
+    timm_kw = hints.get("timm_kwargs") or {}
+    if not isinstance(timm_kw, Mapping):
+        raise c.fail("load.timm_kwargs", f"expected a mapping of timm.create_model arguments, got {timm_kw!r}")
+    for k, v in timm_kw.items():
+        if not isinstance(v, (bool, int, float, str)):
+            raise c.fail(f"load.timm_kwargs.{k}", f"expected a number, string or boolean, got {v!r}")
     load = LoadHints(
         arch=c.string(hints.get("arch"), "load.arch", nullable=True),
         width=c.number(hints.get("width"), "load.width", nullable=True),
         prefix=c.string(hints.get("prefix"), "load.prefix", nullable=True),
+        timm_kwargs=dict(timm_kw),
     )
 
     return Card(

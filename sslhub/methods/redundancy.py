@@ -72,20 +72,28 @@ class WMSE(SSLMethod):
 
 class MMCR(SSLMethod):
     """MMCR: maximum manifold capacity of the embeddings of k views per image, online and momentum encoders
-    (Lightly's example: the momentum branch sees the same views, without gradients)."""
+    (Lightly's example: the momentum branch sees the same views, without gradients).
+
+    ``normalize=True`` (default) puts the embeddings on the unit sphere before the loss, as the paper and the
+    authors' code do. Lightly's example feeds them unnormalised; its loss (minus a nuclear norm) then has no lower
+    bound and the embeddings grow without limit (loss -6e9 after 45 steps of the CPU benchmark).
+    ``normalize=False`` is Lightly's example, step for step."""
 
     def __init__(self, backbone, num_features, hidden_dim=None, out_dim=128, num_layers=2, lmda=5e-3,
-                 momentum_start=0.996, momentum_end=1.0):  # fmt: skip
+                 momentum_start=0.996, momentum_end=1.0, normalize=True):  # fmt: skip
         super().__init__(backbone, num_features)
         self.projection_head = H.MMCRProjectionHead(num_features, hidden_dim or num_features, out_dim, num_layers=num_layers)
         self._momentum_copy("backbone", "projection_head")
         self.criterion = L.MMCRLoss(lmda=lmda)
         self.momentum = (momentum_start, momentum_end)
+        self.normalize = normalize
 
     def forward(self, views, progress):
         z_o = torch.stack([self.projection_head(_pool(self.backbone, v)) for v in views], dim=1)
         with torch.no_grad():
             z_m = torch.stack([self.projection_head_momentum(_pool(self.backbone_momentum, v)) for v in views], dim=1)
+        if self.normalize:
+            z_o, z_m = nn.functional.normalize(z_o, dim=-1), nn.functional.normalize(z_m, dim=-1)
         return self.criterion(z_o, z_m)
 
     def after_step(self, step, total):

@@ -7,9 +7,10 @@ from torch import nn
 
 from sslhub import heads as H
 from sslhub import losses as L
-from sslhub.heads.utils import cosine_schedule, update_momentum
+from sslhub.heads.utils import update_momentum
 from sslhub.methods.base import METHODS, SSLMethod
 from sslhub.methods.base import pool as _pool
+from sslhub.utils.scheduler import cosine_schedule
 
 __all__ = ["DCL", "DCLW", "MACL", "PIRL", "DirectCLR", "MoCo", "NNCLR", "SimCLR"]
 

@@ -9,9 +9,10 @@ from torch.nn import functional as F
 
 from sslhub import heads as H
 from sslhub import losses as L
-from sslhub.heads.utils import cosine_schedule, update_momentum
+from sslhub.heads.utils import update_momentum
 from sslhub.methods.base import METHODS, SSLMethod, feature_map, select_most_similar
 from sslhub.models.utils import pool_masked
+from sslhub.utils.scheduler import cosine_schedule
 
 __all__ = ["DenseCL", "DetConB", "DetConS", "VICRegL"]
 

@@ -8,9 +8,10 @@ import torch
 
 from sslhub import heads as H
 from sslhub import losses as L
-from sslhub.heads.utils import cosine_schedule, deactivate_requires_grad, update_momentum
+from sslhub.heads.utils import deactivate_requires_grad, update_momentum
 from sslhub.methods.base import METHODS, SSLMethod
 from sslhub.methods.base import pool as _pool
+from sslhub.utils.scheduler import cosine_schedule
 
 __all__ = ["BYOL", "DINO", "FastSiam", "SimSiam", "TiCo"]
 

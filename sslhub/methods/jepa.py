@@ -27,12 +27,13 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from sslhub.heads.utils import cosine_schedule, deactivate_requires_grad, update_momentum
+from sslhub.heads.utils import deactivate_requires_grad, update_momentum
 from sslhub.heads.vit_heads import CAPIProjectionHead, LeJEPAProjectionHead
 from sslhub.losses.capi import CAPILoss
 from sslhub.losses.lejepa import LeJEPALoss
 from sslhub.methods import METHODS
 from sslhub.methods.vit_methods import _is_torchvision_vit, _MaskedViTMethod, _ViTMethodBase
+from sslhub.utils.scheduler import cosine_schedule
 
 __all__ = ["CAPI", "IJEPA", "LeJEPA"]
 

@@ -35,13 +35,14 @@ import torch
 from torch import Tensor, nn
 
 from sslhub.heads import DINOProjectionHead
-from sslhub.heads.utils import cosine_schedule, deactivate_requires_grad, update_momentum
+from sslhub.heads.utils import deactivate_requires_grad, update_momentum
 from sslhub.heads.vit_heads import DINOv2ProjectionHead
 from sslhub.losses import DINOLoss
 from sslhub.losses.ibot import IBOTPatchLoss
 from sslhub.losses.koleo import KoLeoLoss
 from sslhub.methods import METHODS
 from sslhub.methods.vit_methods import _MaskedViTMethod
+from sslhub.utils.scheduler import cosine_schedule
 
 __all__ = ["DINOv2", "DINOv2Head", "IBOT", "set_uniform_drop_path"]
 

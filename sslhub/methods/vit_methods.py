@@ -30,11 +30,12 @@ from torch import Tensor, nn
 
 from sslhub import losses as L
 from sslhub.heads import DINOProjectionHead
-from sslhub.heads.utils import cosine_schedule, deactivate_requires_grad, update_momentum
+from sslhub.heads.utils import deactivate_requires_grad, update_momentum
 from sslhub.heads.vit_heads import AIMPredictionHead, MAEDecoderTIMM, MSNProjectionHead
 from sslhub.losses.msn import MSNLoss, PMSNLoss
 from sslhub.losses.reconstruction import AIMLoss, MAELoss, SimMIMLoss, patchify
 from sslhub.methods import METHODS, SSLMethod
+from sslhub.utils.scheduler import cosine_schedule
 
 __all__ = ["AIM", "DINOViT", "MAE", "MSN", "PMSN", "SimMIM"]
 

@@ -31,11 +31,11 @@ from sslhub.backbones import create_backbone
 from sslhub.checkpoints.io import atomic_path, load_torch_file, save_safetensors, save_torch
 from sslhub.data import AugmentingCollate, ImageFolderDataset, collate_skip_invalid
 from sslhub.errors import SslhubError
-from sslhub.heads.utils import cosine_schedule
 from sslhub.methods import METHODS, SSLMethod, build_method
 from sslhub.training.fast import FastPath
 from sslhub.training.optim import LARGE_BATCH_OPTIMIZERS, build_large_batch_optimizer, norm_bias_groups
 from sslhub.training.run_dir import prepare_run_dir, recipe_for_run, restore_metrics, resumed_max_steps
+from sslhub.utils.scheduler import cosine_schedule
 
 logger = logging.getLogger(__name__)
 

@@ -17,8 +17,10 @@ import logging
 import os
 import re
 import secrets
+import shutil
 import socket
 import stat
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -27,13 +29,15 @@ from sslhub.errors import disk_full_errno, write_failed
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["STALE_AFTER_S", "TMP_TAG", "atomic_path", "clean_stale_temps", "sha256_file", "write_json_atomic"]
+__all__ = ["STALE_AFTER_S", "TMP_TAG", "atomic_path", "clean_stale_temps", "sha256_file", "staging_dir",
+           "write_json_atomic"]
 
 TMP_TAG = ".sslhub-tmp-"
 # A writer on another host (a shared folder) or in another pid namespace cannot be asked whether it still runs;
 # its temporary file is only removed once it is this old.
 STALE_AFTER_S = 6 * 3600
 _TMP_RE = re.compile(r"^\..+\.sslhub-tmp-([0-9a-f]{4})-(\d+)-[0-9a-f]{8}$")
+_STAGE_RE = re.compile(r"^sslhub-stage-[a-z]+-([0-9a-f]{4})-(\d+)-[0-9a-f]{8}$")
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -89,8 +93,7 @@ def clean_stale_temps(folder: str | os.PathLike, *, max_age_s: float = STALE_AFT
             st = entry.stat(follow_symlinks=False)
             if not stat.S_ISREG(st.st_mode):
                 continue
-            dead = m.group(1) == host and not _pid_alive(int(m.group(2)))
-            if dead or now - st.st_mtime > max_age_s:
+            if _is_stale(m, st.st_mtime, host, now, max_age_s):
                 os.unlink(entry.path)
                 removed.append(Path(entry.path))
         except OSError:
@@ -98,6 +101,40 @@ def clean_stale_temps(folder: str | os.PathLike, *, max_age_s: float = STALE_AFT
     if removed:
         logger.info("removed %d temporary file(s) left by an interrupted run in %s", len(removed), folder)
     return removed
+
+
+def _is_stale(name_match: re.Match[str], mtime: float, host: str, now: float, max_age_s: float) -> bool:
+    dead = name_match.group(1) == host and not _pid_alive(int(name_match.group(2)))
+    return dead or now - mtime > max_age_s
+
+
+@contextlib.contextmanager
+def staging_dir(what: str, *, parent: str | os.PathLike | None = None,
+                max_age_s: float = STALE_AFTER_S) -> Iterator[Path]:  # fmt: skip
+    """A private folder under the temp dir (or ``parent``) for files staged before an upload; removed on exit.
+
+    Named ``sslhub-stage-<what>-<host>-<pid>-<random>``, so that a process killed while staging (``kill -9`` skips
+    every ``finally``) leaves a folder the next call removes: one of a process of this host that no longer runs,
+    or one older than ``max_age_s``.
+    """
+    root = Path(parent) if parent is not None else Path(tempfile.gettempdir())
+    host, now = _host_tag(), time.time()
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(root):
+            m = _STAGE_RE.match(entry.name)
+            try:
+                if m and entry.is_dir(follow_symlinks=False) and _is_stale(m, entry.stat(follow_symlinks=False).st_mtime,
+                                                                           host, now, max_age_s):  # fmt: skip
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                    logger.info("removed %s, left by an interrupted sslhub run", entry.path)
+            except OSError:
+                continue
+    path = root / f"sslhub-stage-{what}-{host}-{os.getpid()}-{secrets.token_hex(4)}"
+    path.mkdir(mode=0o700)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _umask() -> int:

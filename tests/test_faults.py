@@ -29,7 +29,7 @@ from bad_files import bad_file_corpus
 from fault_servers import FaultServer
 
 import sslhub
-from sslhub._files import TMP_TAG, clean_stale_temps, temp_path
+from sslhub._files import TMP_TAG, clean_stale_temps, staging_dir, temp_path
 from sslhub.cli import main
 from sslhub.hub import DownloadError, HashMismatchError, cache_path, fetch_url
 
@@ -287,6 +287,36 @@ def test_stale_temps_are_those_of_dead_processes_or_old(tmp_path):
     os.utime(old, (time.time() - 7 * 3600,) * 2)
     assert sorted(clean_stale_temps(tmp_path)) == sorted([theirs, old])
     assert mine.exists() and unrelated.exists()
+
+
+def test_publish_staging_left_by_kill_9_is_removed_by_the_next_one(tmp_path):
+    """publish stages the converted weights and card in a private folder under the temp dir; a killed publish
+    (kill -9 runs no cleanup) leaves it, and the next staging removes it, but not a live process's or others'."""
+    script = f"""
+import os, signal
+from sslhub._files import staging_dir
+with staging_dir("publish", parent={str(tmp_path)!r}) as d:
+    (d / "model.safetensors").write_bytes(b"x" * 1000)
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+    p = subprocess.run([sys.executable, "-c", script], env=ENV, capture_output=True, timeout=120)
+    assert p.returncode == -signal.SIGKILL
+    (left,) = tmp_path.iterdir()
+    assert left.name.startswith("sslhub-stage-publish-") and (left / "model.safetensors").exists()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        parts = left.name.split("-")  # sslhub-stage-publish-<host>-<pid>-<random>
+        theirs = tmp_path / "-".join([*parts[:-2], str(live.pid), parts[-1]])
+        theirs.mkdir()
+        unrelated = tmp_path / "sslhub-stage-notes"
+        unrelated.mkdir()
+        with staging_dir("publish", parent=tmp_path) as d:
+            assert d.is_dir() and stat.S_IMODE(d.stat().st_mode) == 0o700
+            assert not left.exists() and theirs.exists() and unrelated.exists()
+        assert not d.exists()
+    finally:
+        live.kill()
+        live.wait()
 
 
 def test_outputs_get_the_mode_the_umask_gives(tmp_path, tiny):

@@ -24,11 +24,11 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from sslhub._files import staging_dir
 from sslhub._version import __version__
 from sslhub.hub.hf import CONFIG_NAME, WEIGHTS_NAME, HfHubError
 
@@ -757,7 +757,7 @@ def _upload(
         )
     api = HfApi()  # token, endpoint and cache come from huggingface_hub's own configuration
     branch = revision or "main"
-    with tempfile.TemporaryDirectory(prefix="sslhub-publish-") as tmp:
+    with staging_dir("publish") as tmp:
         # Read and convert the checkpoint before touching the Hub: a bad input creates no repo.
         files, config = stage_files(source, tmp, write_readme=True, **stage_kwargs)
         try:

@@ -8,7 +8,7 @@ Parts (``--parts``, in this order):
 * ``byol``: the same for ``byol-resnet-18-cifar10-speedrun`` (not in the default parts).
 * ``bench``: ``scripts/bench_vs_lightly.py`` for simclr, moco, byol, simsiam, vicreg with training/README.md's GPU
   flags (``--epochs 2 --workers 12 --threads 4 --no-progress``) on a class-balanced training subset.
-* ``vit``: the same script with ``--methods dino_vit,mae``.
+* ``vit``: the same script with ``--methods dino_vit,mae`` (``--vit-methods`` adds ``ibot,dinov2,ijepa``).
 
 Usage on a machine with a GPU, from the repository root (``--carry``: a folder made here with ``--prepare-carry``
 holding the CIFAR-10 archives and the lightly/timm wheels, for a machine without them and without an index)::
@@ -66,6 +66,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--workers", type=int, default=12, help="DataLoader workers (training/README.md's GPU runs: 12)")
     ap.add_argument("--threads", type=int, default=4, help="bench_vs_lightly --threads (training/README.md: 4)")
     ap.add_argument("--speedrun-epochs", type=int, default=None, help="override the speedrun recipes' epochs")
+    ap.add_argument("--vit-methods", default=VIT_METHODS,
+                    help=f"methods of the vit part (default {VIT_METHODS}; issue 27: dino_vit,mae,ibot,dinov2,ijepa)")
     ap.add_argument("--bench-epochs", type=int, default=2, help="epochs per side (img/s headline: epochs >= 2)")
     ap.add_argument("--bench-train-images", type=int, default=10000,
                     help="class-balanced training subset for bench and vit (0: all 50,000; keeps them ~4 min together)")
@@ -108,7 +110,7 @@ def commands(args: argparse.Namespace, shared: str) -> dict[str, list[str]]:
             cmd = [py, str(ROOT / "scripts" / "bench_vs_lightly.py"), "--data", "cifar10", "--shared-data", shared,
                    "--data-root", args.data_root, "--epochs", str(args.bench_epochs), "--device", "cuda",
                    "--workers", str(args.workers), "--threads", str(args.threads),
-                   "--methods", RESNET_METHODS if part == "bench" else VIT_METHODS, "--no-progress",
+                   "--methods", RESNET_METHODS if part == "bench" else args.vit_methods, "--no-progress",
                    "--out", str(out / part)]  # fmt: skip
             if args.bench_train_images:
                 cmd += ["--max-train-images", str(args.bench_train_images)]
@@ -130,7 +132,7 @@ def plan_lines(args: argparse.Namespace) -> list[str]:
                          f"kNN every {r.get('monitor_every', 1)} epochs on 10,000 test images; target "
                          f"{TARGET_KNN:g}% in <= {TARGET_MINUTES:g} min end to end")  # fmt: skip
         else:
-            methods = RESNET_METHODS if part == "bench" else VIT_METHODS
+            methods = RESNET_METHODS if part == "bench" else args.vit_methods
             lines.append(f"{part}: {methods}, sslhub and Lightly, {args.bench_epochs} epochs x {n_train:,} training "
                          f"images each, kNN on all 10,000 test images")  # fmt: skip
     return lines

@@ -244,6 +244,12 @@ def test_gpu_measure_dry_run_prints_valid_commands_and_refuses_without_cuda(tmp_
         a = bench_vs_lightly.parse_args(cmds[part][2:])
         assert (a.methods, a.epochs, a.workers, a.threads, a.device, a.no_progress) == (methods, 2, 12, 4, "cuda", True)
         assert a.max_train_images == 10000
+    # issue 27's command: the ViT part with the modern ViT methods, each a method bench_vs_lightly knows
+    assert gm.main([str(tmp_path / "out"), "--dry-run", "--parts", "vit", "--vit-methods", "dino_vit,mae,ibot,dinov2,ijepa"]) == 0
+    vit_line = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[vit]")][0]
+    a = bench_vs_lightly.parse_args(vit_line.split("] ", 1)[1].split()[2:])
+    assert a.methods == "dino_vit,mae,ibot,dinov2,ijepa"
+    assert set(a.methods.split(",")) <= set(bench_vs_lightly.all_methods())
     bad = subprocess.run([sys.executable, script, "x", "--parts", "speedrun,nope"], capture_output=True, text=True,
                          env=_env(), timeout=120)  # fmt: skip
     assert bad.returncode == 2 and "--parts 'speedrun,nope'" in bad.stderr

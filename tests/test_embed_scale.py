@@ -240,6 +240,9 @@ def test_torchrun_two_processes_equal_one_process_embed_and_knn(tiny_weights: Pa
     assert p2.returncode == 0, p2.stderr[-3000:]
     r1, r2 = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("one", "two"))
     assert r2 == r1 and r1["protocol"]["num_train"] == 200 and r1["protocol"]["num_val"] == 100
+    p3 = cli(*knn, "--faiss", "--json", str(tmp_path / "faiss.json"))  # the FAISS search, one process
+    assert p3.returncode == 0, p3.stderr
+    assert json.loads((tmp_path / "faiss.json").read_text()) == r1
 
 
 # ---------------------------------------------------------------------------------------------- inputs

@@ -6,6 +6,7 @@ so the process group is gloo even on GPU machines: it needs no CUDA-aware setup 
 
 from __future__ import annotations
 
+import datetime
 import logging
 import os
 from typing import Any
@@ -22,7 +23,10 @@ def init_from_env() -> tuple[int, int]:
     """``(rank, world_size)``; joins the gloo process group when started by ``torchrun`` with several processes."""
     size = int(os.environ.get("WORLD_SIZE", "1"))
     if size > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="gloo")
+        # Ranks meet only at the start and the end; one resuming with fewer shards left may wait for hours there,
+        # far beyond the default 30-minute timeout.
+        hours = float(os.environ.get("SSLHUB_DIST_TIMEOUT_H", "48"))
+        dist.init_process_group(backend="gloo", timeout=datetime.timedelta(hours=hours))
         logger.info("rank %d of %d joined the process group", dist.get_rank(), size)
     return world()
 

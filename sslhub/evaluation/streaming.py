@@ -18,7 +18,7 @@ import logging
 import math
 import os
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,9 +62,9 @@ def rank_shards(num_shards: int, rank: int, world_size: int) -> list[int]:
     return list(range(rank, num_shards, world_size))
 
 
-def plan_batches(first: int, stop: int, batch_size: int) -> list[list[int]]:
-    """Index batches of items ``[first, stop)``, cut at ``stop``."""
-    return [list(range(a, min(a + batch_size, stop))) for a in range(first, stop, batch_size)]
+def plan_batches(first: int, stop: int, batch_size: int) -> list[range]:
+    """Index batches of items ``[first, stop)``, cut at ``stop`` (ranges: a plan for 10M images stays small)."""
+    return [range(a, min(a + batch_size, stop)) for a in range(first, stop, batch_size)]
 
 
 def prepare_source(source: Any, model: nn.Module, input_size: int, crop_pct: float | None,
@@ -203,7 +203,7 @@ def embed_to_shards(
     kept = len(mine) - len(todo)
     if kept:
         logger.info("rank %d: %d of its %d shards already finished and verified; resuming", rank, kept, len(mine))
-    plan: list[tuple[int, list[int]]] = []
+    plan: list[tuple[int, range]] = []
     for i in todo:
         plan.extend((i, b) for b in plan_batches(i * shard_size, min((i + 1) * shard_size, n), batch_size))
     np_dtype = np.float16 if dtype == "float16" else np.float32
@@ -244,7 +244,7 @@ def embed_to_shards(
 def iter_embeddings(
     model: nn.Module,
     src: ImageSource,
-    batches: list[list[int]],
+    batches: Sequence[Sequence[int]],
     device: torch.device,
     num_workers: int | None = None,
     *,

@@ -305,7 +305,7 @@ def test_bad_images_are_skipped_and_counted(tiny_model, tmp_path: Path) -> None:
         open_source(tmp_path / "list.json")
 
 
-def test_url_entries_are_fetched_and_never_logged_with_their_token(tmp_path: Path) -> None:
+def test_url_entries_are_fetched_and_never_logged_with_their_token(tiny_model, tmp_path: Path) -> None:
     import http.server
     import threading
 
@@ -336,6 +336,11 @@ def test_url_entries_are_fetched_and_never_logged_with_their_token(tmp_path: Pat
             src.load(1)
         assert "HTTP 404" in str(e.value) and "SECRET" not in str(e.value)
         assert "SECRET" not in redact_url(f"{base}/x.jpg?sig=SECRET")
+        # The image that downloads is embedded, the other skipped; no token lands in a file.
+        run = embed_to_shards(tiny_model, listing, tmp_path / "emb", batch_size=2, shard_size=2, **KW)
+        assert (run.num_embeddings, run.skipped) == (1, 1)
+        assert load_embeddings(run.folder).filenames == [f"{base}/ok.jpg"]
+        assert not [f for f in (tmp_path / "emb").rglob("*") if f.is_file() and b"SECRET" in f.read_bytes()]
     finally:
         server.shutdown()
 

@@ -127,7 +127,12 @@ class ImageSource(Dataset):
             return None
         if self.transform is not None:
             image = self.transform(image)
-        return image, int(self.labels[index]), self.names[index]
+        return image, int(self.labels[index]), self.public_name(index)
+
+    def public_name(self, index: int) -> str:
+        """The name written to outputs: a URL loses its query string and user info (where tokens live)."""
+        name = self.names[index]
+        return redact_url(name).replace("?<redacted>", "") if _is_url(name) else name
 
     def with_decoding(self, decode_size: int, transform: Callable[[Any], Any] | None = None) -> ImageSource:
         """A shallow copy that decodes to ``decode_size`` and then applies ``transform``."""

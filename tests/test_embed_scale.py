@@ -398,3 +398,22 @@ def test_memory_is_flat_in_the_number_of_images(tmp_path: Path) -> None:
 def test_memory_is_flat_from_10k_to_100k_images(tmp_path: Path) -> None:
     small, large = _peak_rss(10000, tmp_path), _peak_rss(100000, tmp_path)
     assert large - small < RSS_BOUND_MB, (small, large)
+
+
+def test_an_unfinished_run_resumes_only_with_its_own_settings(tiny_model, tmp_path: Path) -> None:
+    out = tmp_path / "emb"
+    embed_to_shards(tiny_model, TINY / "test", out, batch_size=16, shard_size=64, **KW)
+    manifest = json.loads((out / "manifest.json").read_text())
+    # As a killed run leaves it: the manifest unfinished, one shard's record in .progress.
+    (out / ".progress").mkdir()
+    first = manifest["shards"][0]
+    (out / ".progress" / "shard-000000.safetensors.json").write_text(json.dumps({**first, "dim": 64}))
+    (out / "shard-000001.safetensors").unlink()
+    (out / "manifest.json").write_text(json.dumps({**manifest, "complete": False}))
+    with pytest.raises(EmbeddingsError, match="unfinished run with other settings \\(shard_size: 64 there, 32 now\\)"):
+        embed_to_shards(tiny_model, TINY / "test", out, batch_size=16, shard_size=32, **KW)
+    with pytest.raises(EmbeddingsError, match="unfinished embedding run; run the same"):
+        load_embeddings(out)
+    run = embed_to_shards(tiny_model, TINY / "test", out, batch_size=16, shard_size=64, **KW)
+    assert (run.shards_kept, run.shards_done_here) == (1, 1)
+    assert json.loads((out / "manifest.json").read_text()) == manifest

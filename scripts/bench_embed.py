@@ -120,7 +120,7 @@ def main() -> None:
         if args.resume_size:
             full, killed = resume_timing(args.resume_size, work, args.shard_size)
             print(f"resume, {args.resume_size} images: uninterrupted {full:.1f} s; killed at 50 % + rerun "
-                  f"{killed:.1f} s (x{killed / full:.2f}); the resumed shards equal the uninterrupted ones")  # fmt: skip
+                  f"{killed:.1f} s (x{killed / full:.2f}); resumed shards equal uninterrupted ones")  # fmt: skip
 
 
 if __name__ == "__main__":

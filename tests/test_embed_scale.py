@@ -22,7 +22,7 @@ from shared_data import shared_data
 from sslhub.backbones import create_backbone
 from sslhub.data import DatasetError, ImageFolderDataset
 from sslhub.data.sources import FileListSource, TarSource, open_source, redact_url
-from sslhub.evaluation import embed, embed_to_shards, export_embeddings, load_embeddings, write_lightly_csv
+from sslhub.evaluation import embed, embed_to_shards, load_embeddings, write_lightly_csv
 from sslhub.evaluation.knn import knn_scores
 from sslhub.evaluation.shards import EmbeddingsError
 from sslhub.evaluation.topk import chunked_topk, faiss_topk, knn_vote
@@ -312,7 +312,7 @@ def test_url_entries_are_fetched_and_never_logged_with_their_token(tiny_model, t
     img = sorted((TINY / "test" / "cat").iterdir())[0].read_bytes()
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
+        def do_GET(self):
             if self.path.startswith("/ok.jpg"):
                 self.send_response(200)
                 self.end_headers()

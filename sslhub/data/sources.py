@@ -114,7 +114,8 @@ class ImageSource(Dataset):
         try:
             data = self.read_bytes(index)
         except (OSError, ValueError, KeyError, tarfile.TarError) as e:
-            raise UnreadableImageError(f"{redact_url(name)}: cannot read ({redact_url(str(e)) or type(e).__name__})") from None
+            why = redact_url(str(e)) or type(e).__name__
+            raise UnreadableImageError(f"{redact_url(name)}: cannot read ({why})") from None
         return decode_image_uint8(data, self.decode_size, name=redact_url(name))
 
     def __getitem__(self, index: int) -> tuple[Any, int, str] | None:

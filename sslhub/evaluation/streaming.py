@@ -300,7 +300,8 @@ def _finish(out: Path, config: dict[str, Any], num_shards: int,
             rec = json.loads(rec_path.read_text())
         except (OSError, ValueError):
             raise EmbeddingsError(f"shard {i} of {out} was not finished by any rank; run the command again") from None
-        shards.append({"file": shard_name(i), **{k: rec[k] for k in ("rows", "skipped", "first_item", "items", "sha256")}})
+        keys = ("rows", "skipped", "first_item", "items", "sha256")
+        shards.append({"file": shard_name(i), **{k: rec[k] for k in keys}})
         if rec.get("dim"):
             dims.add(int(rec["dim"]))
     total = sum(s["rows"] for s in shards)

@@ -27,7 +27,8 @@ import os
 import re
 import tarfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ import torch
 from torch.utils.data import Dataset
 
 from sslhub.data.decode import UnreadableImageError, decode_image_uint8
-from sslhub.data.folder import IMG_EXTENSIONS, DatasetError, ImageFolderDataset
+from sslhub.data.folder import IMG_EXTENSIONS, DatasetError
 
 logger = logging.getLogger(__name__)
 
@@ -60,10 +61,12 @@ class NameTable:
     """An immutable list of strings stored as one UTF-8 blob plus offsets (compact, fork-friendly)."""
 
     def __init__(self, names: Iterable[str]) -> None:
-        parts = [n.encode("utf-8") for n in names]
-        self._blob = b"".join(parts)
-        self._offsets = np.zeros(len(parts) + 1, dtype=np.int64)
-        np.cumsum([len(p) for p in parts], out=self._offsets[1:])
+        blob, ends = bytearray(), array("q", [0])
+        for n in names:  # built incrementally: no list of millions of str objects on the way
+            blob += n.encode("utf-8")
+            ends.append(len(blob))
+        self._blob = bytes(blob)
+        self._offsets = np.frombuffer(ends, dtype=np.int64).copy()
 
     def __len__(self) -> int:
         return len(self._offsets) - 1
@@ -159,15 +162,54 @@ class FolderSource(ImageSource):
 
     def __init__(self, root: str | os.PathLike, *, classes: Sequence[str] | None = None) -> None:
         super().__init__()
-        folder = ImageFolderDataset(root, classes=classes, verify=False)
-        self.root = folder.root
-        self.classes = list(folder.classes)
-        self.names = NameTable(folder.filenames)
-        self.labels = np.asarray(folder.targets, dtype=np.int64)
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise DatasetError(f"image folder {self.root} does not exist or is not a folder")
+        labels = array("q")
+        self.names = NameTable(self._walk(classes, labels))
+        self.labels = np.frombuffer(labels, dtype=np.int64).copy()
+        if not len(self.names):
+            raise DatasetError(f"no images found in {self.root} (looked for {', '.join(IMG_EXTENSIONS)} files)")
         self.description = f"folder {self.root}"
+
+    def _walk(self, classes: Sequence[str] | None, labels: array) -> Iterator[str]:
+        """Relative names in :class:`ImageFolderDataset`'s order (images in the root first, then class folders
+        sorted, each walked top-down with sorted names), without holding a ``Path`` per image."""
+        top = sorted(os.listdir(self.root))
+        for f in top:
+            if _is_image_name(f) and (self.root / f).is_file():
+                labels.append(-1)
+                yield f
+        self.classes = list(classes) if classes is not None else []
+        for d in top:
+            if d.startswith(".") or not (self.root / d).is_dir():
+                continue
+            found, label = False, -1
+            for dirpath, dirnames, filenames in os.walk(self.root / d, followlinks=True):
+                dirnames[:] = sorted(x for x in dirnames if not x.startswith("."))
+                rel = Path(dirpath).relative_to(self.root).as_posix()
+                for f in sorted(filenames):
+                    if not _is_image_name(f):
+                        continue
+                    if not found:
+                        found = True
+                        if classes is None:
+                            self.classes.append(d)
+                        elif d not in self.classes:
+                            raise DatasetError(
+                                f"{self.root} has a class folder {d!r} that is not among the expected classes "
+                                f"{self.classes} (the training folder's); use folders with the same class names"
+                            )
+                        label = self.classes.index(d)
+                    labels.append(label)
+                    yield f"{rel}/{f}"
 
     def read_bytes(self, index: int) -> bytes:
         return (self.root / self.names[index]).read_bytes()
+
+
+def _is_image_name(name: str) -> bool:
+    return not name.startswith(".") and name.lower().endswith(IMG_EXTENSIONS)
 
 
 def _is_url(s: str) -> bool:

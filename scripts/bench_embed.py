@@ -37,8 +37,13 @@ def _env() -> dict[str, str]:
 
 def probe(n: int, out: Path, *extra: str) -> dict:
     p = subprocess.run([sys.executable, str(PROBE), str(n), str(out), *extra], capture_output=True, text=True,
-                       env=_env(), check=True)  # fmt: skip
-    return json.loads(p.stdout.strip().splitlines()[-1])
+                       env=_env())  # fmt: skip
+    if p.returncode != 0:
+        raise RuntimeError(f"probe {n} {' '.join(extra)} failed:\n{p.stderr[-3000:]}")
+    r = json.loads(p.stdout.strip().splitlines()[-1])
+    print(f"  measured: {n} images {' '.join(extra)}: {r['images_per_s']:.0f} images/s, "
+          f"peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)  # fmt: skip
+    return r
 
 
 def write_pngs(folder: Path, n: int) -> None:

@@ -39,7 +39,9 @@ def lightly_embed(model: nn.Module, folder: str, batch_size: int) -> int:
                            T.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])])  # fmt: skip
     dataset = LightlyDataset(folder, transform=transform)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
-    emb, _, _ = SelfSupervisedEmbedding(model, None, None, None).embed(loader, device=torch.device("cpu"))
+    wrapper = nn.Module()
+    wrapper.backbone = model  # SelfSupervisedEmbedding embeds with model.backbone, as lightly-embed's model has
+    emb, _, _ = SelfSupervisedEmbedding(wrapper, None, None, None).embed(loader, device=torch.device("cpu"))
     return len(emb)
 
 
@@ -56,6 +58,13 @@ def main() -> None:
     torch.set_num_threads(1)
     model = wide_tiny_model()
     src = SyntheticSource(args.n, size=8) if args.folder is None else args.folder
+    # Imports outside the timed part (torchvision's v2 transforms pull in torch._dynamo: seconds on a busy machine).
+    import torchvision.io  # noqa: F401
+    from torchvision.transforms import v2  # noqa: F401
+
+    if args.lightly:
+        import lightly.data  # noqa: F401
+        import lightly.embedding  # noqa: F401
     t = time.perf_counter()
     if args.lightly:
         n = lightly_embed(model, args.folder, args.batch_size)

@@ -252,8 +252,9 @@ def iter_embeddings(
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, list[str]] | None]:
     """``(features (B, D) float32 CPU, labels, names)`` for each index batch of ``src`` in order; ``None`` for a
     batch whose images were all unreadable. ``src`` yields ``uint8`` crops (normalized here, on the device)."""
-    if num_workers is None:
-        num_workers = default_num_workers() if len(batches) > 4 else 0
+    if num_workers is None:  # the CPU cores are shared by the processes torchrun started on this machine
+        per_rank = (os.cpu_count() or 1) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+        num_workers = min(default_num_workers(), max(0, per_rank - 1)) if len(batches) > 4 else 0
     loader = DataLoader(src, batch_sampler=batches, num_workers=num_workers, collate_fn=collate_skip_invalid,
                         pin_memory=device.type == "cuda")  # fmt: skip
     normalize = normalize_batch(model)

@@ -431,3 +431,30 @@ def test_an_unfinished_run_resumes_only_with_its_own_settings(tiny_model, tmp_pa
     run = embed_to_shards(tiny_model, TINY / "test", out, batch_size=16, shard_size=64, **KW)
     assert (run.shards_kept, run.shards_done_here) == (1, 1)
     assert json.loads((out / "manifest.json").read_text()) == manifest
+
+
+def test_nan_embeddings_or_no_readable_image_never_finish_a_run(tiny_model, tmp_path: Path) -> None:
+    class NaNAfter(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3)
+
+        def forward(self, x):
+            y = self.conv(x).mean((2, 3))
+            return y / 0 * 0 if self.calls_left() else y  # NaN from the second batch on
+
+        def calls_left(self) -> bool:
+            self.n = getattr(self, "n", 0) + 1
+            return self.n > 1
+
+    out = tmp_path / "nan"
+    with pytest.raises(EmbeddingsError, match="non-finite embeddings .* shard-000001.safetensors"):
+        embed_to_shards(NaNAfter(), TINY / "test", out, batch_size=20, shard_size=20, **KW)
+    assert json.loads((out / "manifest.json").read_text())["complete"] is False
+    assert sorted(p.name for p in out.glob("shard-*")) == ["shard-000000.safetensors"]
+
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "a.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(DatasetError, match="no image of folder .*bad could be decoded"):
+        embed_to_shards(tiny_model, bad, tmp_path / "none", batch_size=4, shard_size=4, **KW)

@@ -458,3 +458,20 @@ def test_nan_embeddings_or_no_readable_image_never_finish_a_run(tiny_model, tmp_
     (bad / "a.jpg").write_bytes(b"not a jpeg")
     with pytest.raises(DatasetError, match="no image of folder .*bad could be decoded"):
         embed_to_shards(tiny_model, bad, tmp_path / "none", batch_size=4, shard_size=4, **KW)
+
+
+def test_knn_on_csv_manifests_equals_knn_on_the_folders(tiny_model, tmp_path: Path) -> None:
+    from sslhub.evaluation import knn_eval
+    from sslhub.evaluation.knn_scale import knn_eval_sharded
+
+    lists = {}
+    for split in ("train", "test"):
+        ds = ImageFolderDataset(TINY / split)
+        lists[split] = tmp_path / f"{split}.csv"
+        lists[split].write_text("filename,label\n" + "".join(f"{TINY / split / n},{n.split('/')[0]}\n"
+                                                               for n in ds.filenames))  # fmt: skip
+    kw = dict(k=20, batch_size=32, **KW)
+    ref = knn_eval(tiny_model, TINY / "train", TINY / "test", **kw)
+    got = knn_eval_sharded(tiny_model, lists["train"], lists["test"], dataset="cifar10_tiny", split="test", **kw)
+    assert got["value"] == ref["value"] and got["protocol"]["top5"] == ref["protocol"]["top5"]
+    assert got["protocol"]["num_train"] == 200 and got["protocol"]["num_classes"] == 10

@@ -92,14 +92,16 @@ def knn_eval_sharded(
     bank, bank_labels = _in_order([mine])
     # Queries in item order on every rank; the bank stays where it was computed.
     queries, q_labels = _in_order(D.all_gather_objects(rank_features(model, va_src, desc="val features", **kw)))
-    all_train_labels = D.all_gather_objects(bank_labels)
-    num_train = sum(len(x) for x in all_train_labels)
+    # Only counts and label ranges travel: the training labels stay with their rank's bank.
+    stats = D.all_gather_objects((len(bank_labels), int(bank_labels.min()) if len(bank_labels) else 0,
+                                  int(bank_labels.max()) if len(bank_labels) else -1))  # fmt: skip
+    num_train = sum(n for n, _, _ in stats)
     if num_train == 0 or len(q_labels) == 0:
         which = "training" if num_train == 0 else "evaluation"
         raise DatasetError(f"no image of the {which} set could be decoded")
-    check_labels(torch.cat(all_train_labels), "training")
+    check_labels(torch.tensor([lo for n, lo, _ in stats if n]), "training")
     check_labels(q_labels, "validation")
-    num_classes = len(tr_src.classes) or int(max(int(torch.cat(all_train_labels).max()), int(q_labels.max()))) + 1
+    num_classes = len(tr_src.classes) or max(max(hi for _, _, hi in stats), int(q_labels.max())) + 1
     if k > num_train:
         logger.warning("k=%d is larger than the %d training images; using k=%d", k, num_train, num_train)
         k = num_train

@@ -22,6 +22,7 @@ _LAZY = {
     "CheckpointError": "sslhub.checkpoints.io",
     "export": "sslhub.export",
     "list_pretrained": "sslhub.hub.registry",
+    "load_embeddings": "sslhub.evaluation.shards",
 }
 
 __all__ = ["__version__", *_LAZY]
@@ -36,6 +37,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from sslhub.checkpoints.load import load_pretrained
     from sslhub.hub.registry import list_pretrained
     from sslhub.export import export
+    from sslhub.evaluation.shards import load_embeddings
 
 
 def __getattr__(name: str) -> Any:

@@ -68,6 +68,8 @@ The resolved recipe is logged at start and saved in OUT/config.yaml.""",
   sslhub eval knn runs/demo/model.safetensors --data {DATA}/train --val {DATA}/val --input-size 32 --k 20
   sslhub eval knn runs/demo/model.safetensors --data {DATA}/train --val {DATA}/val --input-size 32 --k 20 --random-init
 
+  torchrun --nproc_per_node=2 -m sslhub eval knn MODEL --data TRAIN --val VAL   # bank split over 2 processes
+
 Weights inside a training run folder: the result is also recorded in RUN_DIR/metrics.json, which
 `sslhub publish RUN_DIR` puts on the model card (--no-record: don't).""",
     "eval linear": f"""\
@@ -78,7 +80,16 @@ Weights inside a training run folder: the result is also recorded in RUN_DIR/met
   sslhub eval finetune runs/mae/model.safetensors --data DIR --val VALDIR --layer-decay 0.65   # ViTs""",
     "embed": f"""\
   sslhub embed runs/demo/model.safetensors {DATA}/val --out embeddings.csv --input-size 32   # Lightly's CSV
-  sslhub embed runs/demo/model.safetensors {DATA}/val --out embeddings.safetensors --input-size 32""",
+  sslhub embed runs/demo/model.safetensors {DATA}/val --out embeddings.safetensors --input-size 32
+  sslhub embed runs/demo/model.safetensors {DATA}/val --out emb/ --input-size 32   # shards + manifest, resumable
+  sslhub embed model.safetensors 'shards/train-{{000..099}}.tar' --out emb/ --shard-size 16384   # WebDataset
+  sslhub embed model.safetensors files.csv --out emb/          # a CSV manifest (filename/path/url[,label])
+  torchrun --nproc_per_node=8 -m sslhub embed model.safetensors IMAGES --out emb/   # split over 8 processes
+
+A shard folder is read with sslhub.load_embeddings(DIR) (memory-mapped) or any safetensors reader; a killed
+run continues when the same command is run again (finished shards are verified and kept).""",
+    "export-embeddings": """\
+  sslhub export-embeddings emb/ --out embeddings.csv   # Lightly's CSV, streamed""",
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -59,7 +60,11 @@ def _eval(args: argparse.Namespace) -> int:
         model = _random_init_twin(model, getattr(args, "seed", 0))
     names = {"dataset": args.dataset, "split": args.split, "weights": args.weights}
     kw = {**_common_kwargs(args), **names}
-    if args.protocol == "knn":
+    if args.protocol == "knn" and (_under_torchrun() or args.faiss or not _all_folders(args.train, args.val)):
+        from sslhub.evaluation.knn_scale import knn_eval_sharded
+
+        result = knn_eval_sharded(model, args.train, args.val, k=args.k, t=args.t, use_faiss=args.faiss, **kw)
+    elif args.protocol == "knn":
         result = knn_eval(model, args.train, args.val, k=args.k, t=args.t, **kw)
     elif args.protocol == "linear":
         result = linear_eval(
@@ -87,6 +92,8 @@ def _eval(args: argparse.Namespace) -> int:
     if args.random_init:
         result["baseline"] = "random_init"
         result["weights"] = f"random init of {args.weights}"
+    if not _is_rank0():
+        return 0  # under torchrun every rank has the result; rank 0 reports and writes it
     if args.json:
         write_results(result, args.json)
     print(json.dumps(result, indent=2))
@@ -97,9 +104,40 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _under_torchrun() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def _is_rank0() -> bool:
+    return os.environ.get("RANK", "0") == "0"
+
+
+def _all_folders(*paths: str) -> bool:
+    return all(Path(p).is_dir() for p in paths)
+
+
+def _is_dir_output(out: str) -> bool:
+    """``--out DIR/`` (a trailing slash, an existing folder, or no suffix) asks for the sharded output."""
+    return out.endswith(("/", os.sep)) or Path(out).is_dir() or not Path(out).suffix
+
+
 def _embed(args: argparse.Namespace) -> int:
     from sslhub.evaluation import embed
 
+    if _is_dir_output(args.out):
+        from sslhub.evaluation.streaming import embed_to_shards
+
+        model = _load(args)
+        run = embed_to_shards(model, args.dir, args.out, shard_size=args.shard_size, dtype=args.dtype,
+                              force=args.force, metadata={"weights": args.weights}, **_common_kwargs(args))  # fmt: skip
+        if _is_rank0():
+            kept = f", {run.shards_kept} kept from an earlier run" if run.shards_kept else ""
+            skipped = f"; {run.skipped} unreadable image(s) skipped" if run.skipped else ""
+            print(f"wrote {run.num_embeddings} embeddings of dimension {run.dim} to {args.out} ({run.shards} "
+                  f"shard(s){kept}{skipped}); read them with sslhub.load_embeddings")  # fmt: skip
+        return 0
+    if _under_torchrun():
+        raise ValueError(f"--out {args.out}: several processes cannot write one file; pass a folder (--out DIR/)")
     _check_output(args.out, args.force, args.weights)
     model = _load(args)
     feats = embed(model, args.dir, args.out, metadata={"weights": args.weights}, **_common_kwargs(args))
@@ -156,6 +194,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         if name == "knn":
             q.add_argument("--k", type=int, default=200, help="neighbours (default 200)")
             q.add_argument("--t", type=float, default=0.1, help="temperature (default 0.1)")
+            q.add_argument("--faiss", action="store_true",
+                           help="search the bank with FAISS (pip install faiss-cpu) instead of chunked torch top-k")
         else:
             default_epochs, default_lr = (100, 0.1) if name == "linear" else (10, 1e-3)
             q.add_argument("--epochs", type=int, help=f"training epochs (default {default_epochs})")
@@ -172,8 +212,34 @@ def register(sub: argparse._SubParsersAction) -> None:
                                help="layer-wise LR decay for timm ViTs, as MAE/SimMIM finetune (e.g. 0.65 for ViT-B)")  # fmt: skip
         q.set_defaults(func=_eval)
 
-    p = sub.add_parser("embed", help="write embeddings of an image folder (Lightly CSV, .safetensors or .npy)")
+    p = sub.add_parser("embed", help="write embeddings of images: a shard folder, or one Lightly CSV/.safetensors/.npy",
+                       description="Embed images with a model. `--out DIR/` streams fixed-size safetensors shards plus "
+                       "a manifest (flat memory, resumable: rerun the same command after a crash; split over "
+                       "processes under torchrun); `--out x.csv` writes Lightly's CSV in one go.")  # fmt: skip
     _model_and_data_args(p)
-    p.add_argument("dir", metavar="DIR", help="image folder (class subfolders optional)")
-    p.add_argument("--out", required=True, help="output file; format from its suffix (.csv, .safetensors, .npy)")
+    p.add_argument("dir", metavar="DATA", help="image folder (class subfolders optional, searched recursively), file "
+                   "list (.txt), CSV manifest (.csv with a filename/path/url column) or WebDataset tars (.tar, glob, "
+                   "{000..009} pattern)")  # fmt: skip
+    p.add_argument("--out", required=True, help="a folder (DIR/) for shards, or one file by suffix (.csv, "
+                   ".safetensors, .npy)")  # fmt: skip
+    p.add_argument("--shard-size", type=int, default=8192, help="images per shard (default 8192)")
+    p.add_argument("--dtype", choices=("float32", "float16"), default="float32", help="shard vector type")
     p.set_defaults(func=_embed)
+
+    p = sub.add_parser("export-embeddings", help="write an embedding shard folder as one Lightly CSV (or .npy, "
+                       ".safetensors)", description="Write an embedding shard folder (`sslhub embed ... --out DIR/`) "
+                       "as one file; the CSV is streamed, so any size fits in memory.")  # fmt: skip
+    p.add_argument("shards", metavar="DIR", help="shard folder")
+    p.add_argument("--out", required=True, help="output file (.csv, .safetensors, .npy)")
+    p.add_argument("--force", action="store_true", help="replace an existing output file")
+    p.set_defaults(func=_export_embeddings)
+
+
+def _export_embeddings(args: argparse.Namespace) -> int:
+    from sslhub.evaluation.shards import export_embeddings, load_embeddings
+
+    if Path(args.out).exists() and not args.force:
+        raise FileExistsError(f"{args.out} exists; pass --force to replace it")
+    export_embeddings(args.shards, args.out)
+    print(f"wrote {len(load_embeddings(args.shards))} embeddings to {args.out}")
+    return 0

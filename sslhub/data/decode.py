@@ -36,7 +36,7 @@ from sslhub.errors import SslhubError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["UnreadableImageError", "decode_batch", "read_image_uint8"]
+__all__ = ["UnreadableImageError", "decode_batch", "decode_image_uint8", "read_image_uint8"]
 
 # Only files above this size pay for a PIL header read to decide on draft decoding: below it decoding takes
 # well under a millisecond, and the header read would add ~80% to the cost (measured on CIFAR-10 JPEGs).
@@ -117,10 +117,25 @@ def read_image_uint8(
     Raises:
         UnreadableImageError: the file is missing, truncated or not a decodable image.
     """
-    target = _as_size(size)
     try:
         with open(path, "rb") as f:
             data = f.read()
+    except OSError as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UnreadableImageError(f"{path}: cannot decode image ({reason})") from None
+    return decode_image_uint8(data, size, crop=crop, name=os.fspath(path))
+
+
+def decode_image_uint8(
+    data: bytes, size: int | Sequence[int] | None = None, *, crop: bool = True, name: str = "image"
+) -> torch.Tensor:
+    """Decode the bytes of an image (a tar member, a download) as :func:`read_image_uint8` decodes a file.
+
+    Raises:
+        UnreadableImageError: not a decodable image; the message starts with ``name``.
+    """
+    target = _as_size(size)
+    try:
         if _is_jpeg(data[:3]) and not _wants_draft(data, target):
             from torchvision.io import ImageReadMode, decode_jpeg
 
@@ -136,7 +151,7 @@ def read_image_uint8(
             reason = "not an image, or an unknown or corrupt format"
         else:
             reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise UnreadableImageError(f"{path}: cannot decode image ({reason})") from None
+        raise UnreadableImageError(f"{name}: cannot decode image ({reason})") from None
 
 
 def decode_batch(

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from sslhub.checkpoints.io import atomic_path, save_safetensors
+from sslhub.data import ImageFolderDataset
 from sslhub.evaluation.features import Features, extract_features
 
 logger = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ def save_embeddings(features: Features, out: str | os.PathLike, *, metadata: Map
 
 def embed(
     model: nn.Module,
-    data_dir: str | os.PathLike,
+    data_dir: str | os.PathLike | ImageFolderDataset,
     out: str | os.PathLike | None = None,
     *,
     input_size: int | None = None,
@@ -92,6 +93,10 @@ def embed(
 ) -> Features:
     """Embed every image of ``data_dir`` with ``model`` and (if ``out`` is given) save them by suffix.
 
+    ``data_dir`` may also be a file list, CSV manifest or WebDataset tars (see
+    :func:`sslhub.data.sources.open_source`). Everything is held in memory: for large sets use
+    :func:`~sslhub.evaluation.embed_to_shards`.
+
     Embeddings are the model's raw (unnormalized) outputs, as ``lightly-embed`` writes them; labels are class
     indices for class subfolders, else -1. Preprocessing as :func:`~sslhub.evaluation.extract_features`.
     The output suffix is checked before any image is processed.
@@ -100,9 +105,16 @@ def embed(
         raise ValueError(
             f"cannot tell the embedding format of {out}: use a file name ending in {', '.join(EMBEDDING_SUFFIXES)}"
         )
+    data: Any = data_dir
+    if not (isinstance(data_dir, ImageFolderDataset) or Path(data_dir).is_dir()):
+        # a file list, CSV manifest or WebDataset tars: decoded to the model's crops as a folder would be
+        from sslhub.evaluation.features import model_input_size
+        from sslhub.evaluation.streaming import prepare_source
+
+        data = prepare_source(data_dir, model, model_input_size(model, input_size), crop_pct)
     feats = extract_features(
         model,
-        data_dir,
+        data,
         input_size=input_size,
         batch_size=batch_size,
         device=device,

@@ -378,7 +378,8 @@ def test_train_refuses_a_folder_with_a_run_and_resume_reads_its_config(tmp_path,
     kw = dict(max_steps_per_epoch=1, progress=False, device="cpu")
     train("simclr-resnet-9", small_data, run, epochs=1, overrides=TINY, **kw)
     before = (run / "model.safetensors").read_bytes()
-    code, err = run_main(capsys, "train", "simclr-resnet-9", "--data", str(small_data), "--out", str(run), "--device", "cpu")
+    code, err = run_main(capsys, "train", "simclr-resnet-9", "--data", str(small_data), "--out", str(run), "--device", "cpu",
+                         "--epochs", "1", "--max-steps", "1")  # fmt: skip
     assert code == 2 and str(run) in err and "--resume" in err and "--force" in err and "Traceback" not in err
     assert (run / "model.safetensors").read_bytes() == before and len(_rows(run)) == 1
     with pytest.raises(RunDirError, match=r"optimizer\.lr=0\.5 conflicts with the run's config\.yaml"):
@@ -445,7 +446,7 @@ def test_no_optimizer_step_is_a_failure_not_a_model(tmp_path, capsys, monitor):
     bad = _truncated_jpegs(tmp_path / "bad", 12)
     over = [s for s in TINY if not s.startswith("monitor_every")] + [f"monitor_every={monitor}"]
     code, err = run_main(capsys, "train", "simclr-resnet-9", "--data", str(bad), "--out", str(tmp_path / "run"),
-                         "--device", "cpu", "--epochs", "1", *sum((["--set", s] for s in over), []))  # fmt: skip
+                         "--device", "cpu", "--epochs", "1", "--max-steps", "2", *sum((["--set", s] for s in over), []))  # fmt: skip
     assert code == 2 and "made no optimizer step" in err and str(bad) in err and "Traceback" not in err
     assert not (tmp_path / "run" / "model.safetensors").exists()
 

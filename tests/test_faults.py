@@ -201,19 +201,23 @@ def test_bad_files_as_subprocesses(tmp_path, tiny, images):
 # ------------------------------------------------------------------------------------------------ crash safety
 
 
-def kill_during_write(args: list[str], folder: Path, rng: random.Random, timeout: float = 120) -> int:
-    """Run the CLI; as soon as its temporary file appears in ``folder``, wait a seeded 0-20 ms and kill -9 it."""
-    p = subprocess.Popen([sys.executable, "-m", "sslhub", *args], env=ENV, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL)  # fmt: skip
+def kill_mid_write(args: list[str], folder: Path, fraction: float, timeout: float = 120) -> tuple[int, str | None]:
+    """Run the CLI on a slow disk (``slow_disk.py``: a write stops for a while after ``fraction`` of its bytes) and
+    kill -9 it as soon as a file in ``folder`` holds bytes, i.e. in the middle of the write, where a user's kill of a
+    long write lands. Returns the exit code and the name of the file that held the bytes (None: none did)."""
+    p = subprocess.Popen([sys.executable, str(Path(__file__).parent / "slow_disk.py"), str(fraction), "60", *args],
+                         env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     deadline = time.monotonic() + timeout
+    written = None
     try:
-        while p.poll() is None and time.monotonic() < deadline:
-            if any(TMP_TAG in n for n in os.listdir(folder)):
-                time.sleep(rng.uniform(0, 0.02))
-                p.send_signal(signal.SIGKILL)
-                break
+        while p.poll() is None and time.monotonic() < deadline and written is None:
+            for entry in os.scandir(folder):
+                if entry.is_file() and entry.stat().st_size > 0:
+                    p.send_signal(signal.SIGKILL)
+                    written = entry.name
+                    break
             time.sleep(0.002)
-        return p.wait(timeout=60)
+        return p.wait(timeout=60), written
     finally:
         if p.poll() is None:
             p.kill()
@@ -227,7 +231,7 @@ def test_kill_9_while_writing_leaves_the_output_absent_or_whole(tmp_path, resnet
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     src = tmp_path / ("src.pth" if command != "embed" else "src.safetensors")
-    shutil.copy(resnet18 if command != "embed" else tiny[1], src)  # embed: a tiny model, its run is long enough
+    shutil.copy(resnet18 if command != "embed" else tiny[1], src)
     src_sha = sha(src)
     dst = out_dir / ("c.safetensors" if command != "export" else "e.pth")
     args = {
@@ -236,19 +240,22 @@ def test_kill_9_while_writing_leaves_the_output_absent_or_whole(tmp_path, resnet
         "embed": ["embed", str(src), str(images), "--out", str(dst), "--device", "cpu", "--num-workers", "0",
                   "--input-size", "32"],
     }[command]
-    code = kill_during_write(args, out_dir, rng)
+    code, written = kill_mid_write(args, out_dir, fraction=rng.uniform(0.05, 0.95))
     assert sha(src) == src_sha, "the source must be unchanged"
-    assert code in (0, -signal.SIGKILL)
-    if dst.exists():  # renamed into place before the kill: it must be whole
-        if dst.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            load_file(dst)
-        else:
-            torch.load(dst, weights_only=True)
+    assert code == -signal.SIGKILL, "the command ended before its write began"
+    # the kill landed mid-write: the bytes went to a temporary file next to the destination, never into it
+    assert written is not None and TMP_TAG in written, written
+    assert not dst.exists() and temps(out_dir) == [written]
+    assert 0 < (out_dir / written).stat().st_size
     # the next run of the command (any command writing there) removes what the killed one left
     assert main(args + ["--force"]) == 0, capsys.readouterr().err
     assert temps(out_dir) == [] and dst.exists()
+    if dst.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        load_file(dst)
+    else:
+        torch.load(dst, weights_only=True)
 
 
 def test_a_writer_killed_mid_file_leaves_only_a_temp_that_the_next_run_removes(tmp_path, tiny, capsys):

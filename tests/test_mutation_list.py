@@ -33,8 +33,8 @@ def test_every_mutation_applies_once_and_names_existing_tests():
 
 def test_list_and_unknown_names_from_the_command_line():
     p = subprocess.run([sys.executable, str(SCRIPT), "--list", "--only", "bank"], capture_output=True, text=True,
-                       timeout=60)  # fmt: skip
+                       timeout=60, check=False)  # fmt: skip
     assert p.returncode == 0 and p.stdout.startswith("memory bank wrap:") and "test_losses.py" in p.stdout
     p = subprocess.run([sys.executable, str(SCRIPT), "--only", "no-such-feature"], capture_output=True, text=True,
-                       timeout=60)  # fmt: skip
+                       timeout=60, check=False)  # fmt: skip
     assert p.returncode == 2 and "no mutation matches" in p.stderr

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 import sslhub
-import sslhub.recipes as recipes
+from sslhub import recipes
 from sslhub.cli import main
 from sslhub.recipes import RecipeError
 

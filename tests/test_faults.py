@@ -212,7 +212,11 @@ def kill_mid_write(args: list[str], folder: Path, fraction: float, timeout: floa
     try:
         while p.poll() is None and time.monotonic() < deadline and written is None:
             for entry in os.scandir(folder):
-                if entry.is_file() and entry.stat().st_size > 0:
+                try:
+                    has_bytes = entry.is_file() and entry.stat().st_size > 0
+                except FileNotFoundError:  # renamed or removed since the listing
+                    continue
+                if has_bytes:
                     p.send_signal(signal.SIGKILL)
                     written = entry.name
                     break

@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: demo test services bench clean
+.PHONY: demo test test-gpu services bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ services: $(VENV)/.installed
 
 test: $(VENV)/.installed services
 	$(PY) -m pytest -q
+
+# The GPU-only tests (skipped by `make test`); on a machine with a CUDA device, which they refuse to run without.
+test-gpu: $(VENV)/.installed
+	$(PY) -m pytest -q -m gpu
 
 bench: $(VENV)/.installed
 	$(PY) scripts/bench_load.py

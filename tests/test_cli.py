@@ -19,6 +19,8 @@ from sslhub.cli import build_parser, main
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "training/data/clothing10_mini"
 RECIPE = "simclr-resnet-18-mini"
+# every test that may train gets a step limit and a tiny network
+LIMIT = ("--epochs", "1", "--max-steps", "1", "--width", "0.0625", "--device", "cpu", "--num-workers", "0")
 
 
 def cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -71,7 +73,9 @@ def run(tiny_data, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]
 )
 def test_set_typos_and_bad_values_fail_at_once_naming_the_key(tmp_path, args, expected):
     out = tmp_path / "run"
-    p = cli("train", RECIPE, "--data", str(DATA / "train"), "--out", str(out), *args)
+    # a step limit first (a case's own --epochs comes later and wins): a check that lets a bad value through
+    # makes this one short run, not a full training
+    p = cli("train", RECIPE, "--data", str(DATA / "train"), "--out", str(out), *LIMIT, *args)
     assert p.returncode == 2, p.stderr
     for text in expected:
         assert text in p.stderr
@@ -80,7 +84,7 @@ def test_set_typos_and_bad_values_fail_at_once_naming_the_key(tmp_path, args, ex
 
 
 def test_set_checks_model_transform_and_backbone_keys_against_the_code(tmp_path, capsys):
-    base = ["train", RECIPE, "--data", str(DATA / "train"), "--out", str(tmp_path / "run")]
+    base = ["train", RECIPE, "--data", str(DATA / "train"), "--out", str(tmp_path / "run"), *LIMIT]
     cases = {
         "backbone.widht=0.125": "Did you mean backbone.width",
         "transform.args.gausian_blur=0": "Did you mean transform.args.gaussian_blur",  # SimCLRTransform's signature
@@ -171,7 +175,7 @@ def test_train_shortcuts_warmup_warning_and_resolved_config(run):
 def test_mistyped_recipe_names_suggest_the_closest_first(tmp_path):
     p = cli("recipes", "--show", "simclr-resnet18-mini")
     assert p.returncode == 2 and "Did you mean 'simclr-resnet-18-mini'," in p.stderr
-    p = cli("train", "mocov2-resnet-18", "--data", str(DATA / "train"), "--out", str(tmp_path / "r"))
+    p = cli("train", "mocov2-resnet-18", "--data", str(DATA / "train"), "--out", str(tmp_path / "r"), *LIMIT)
     assert p.returncode == 2 and "Did you mean 'moco-resnet-18'," in p.stderr  # method alias, then separators
     _no_traceback(p)
 

@@ -276,7 +276,7 @@ def test_finetune_learns_and_leaves_model_untouched(colour_folders: Path) -> Non
     assert (result["dataset"], result["split"], result["protocol"]["epochs"]) == (colour_folders.name, "val", 4)
 
 
-def test_layer_decay_scales_learning_rates_block_by_block(colour_folders: Path) -> None:
+def test_layer_decay_scales_learning_rates_block_by_block(colour_folders: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from sslhub.evaluation.finetuning import backbone_param_groups
 
     torch.manual_seed(0)
@@ -293,9 +293,30 @@ def test_layer_decay_scales_learning_rates_block_by_block(colour_folders: Path) 
     assert wd_of["blocks.0.mlp.fc1.weight"] == 0.05 and wd_of["blocks.0.mlp.fc1.bias"] == 0.0 and wd_of["pos_embed"] == 0.0
     with pytest.raises(ValueError, match="layer_decay needs a timm model"):
         backbone_param_groups(create_backbone("resnet-9", width=0.125), lr=1.0, weight_decay=0.0, layer_decay=0.5)
+    # The effect in a real finetuning run: the 48 training images in one batch are one AdamW step, whose first
+    # update moves every weight with a gradient by its group's rate (times 1 + wd * |w|): block 0 at a quarter of
+    # block 2.
+    import sslhub.evaluation.finetuning as ft
+
+    def steps(layer_decay: float | None) -> dict[str, float]:
+        classifier, _ = ft.finetune(vit, colour_folders / "train", colour_folders / "val", epochs=1, input_size=16,
+                                    batch_size=48, device="cpu", num_workers=0, lr=1e-3, layer_decay=layer_decay)  # fmt: skip
+        after = dict(classifier[0].named_parameters())
+        return {n: (after[n] - p).abs().flatten().median().item() for n, p in vit.named_parameters()
+                if n.startswith("blocks.") and n.endswith("mlp.fc1.weight")}  # fmt: skip
+
+    flat, decayed = steps(None), steps(0.5)
+    for i, scale in enumerate([0.25, 0.5, 1.0]):
+        name = f"blocks.{i}.mlp.fc1.weight"
+        assert flat[name] == pytest.approx(1e-4, rel=0.05), name  # lr * backbone_lr_scale
+        assert decayed[name] == pytest.approx(1e-4 * scale, rel=0.05), name
+    # finetune_eval passes the decay on and records it
+    seen = []
+    groups = ft.backbone_param_groups
+    monkeypatch.setattr(ft, "backbone_param_groups", lambda *a, **k: seen.append(a[3]) or groups(*a, **k))
     result = finetune_eval(vit, colour_folders / "train", colour_folders / "val", epochs=1, input_size=16,
                            batch_size=16, device="cpu", num_workers=0, layer_decay=0.65)  # fmt: skip
-    assert result["protocol"]["layer_decay"] == 0.65 and 0.0 <= result["value"] <= 100.0
+    assert seen == [0.65] and result["protocol"]["layer_decay"] == 0.65 and 0.0 <= result["value"] <= 100.0
 
 
 # ------------------------------------------------------------------------------------------------- embed

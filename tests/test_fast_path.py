@@ -277,6 +277,7 @@ def test_gpu_measure_stops_a_part_at_the_time_limit_and_summarises_the_curve(tmp
     assert not gm.speedrun_summary(run, 700.0, 0)["target_met"]  # over 10 minutes end to end
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 def test_speedrun_step_never_waits_for_the_gpu():
     # the speedrun's step (SimCLR loss, bf16 autocast without GradScaler, LARS multi-tensor) queues its kernels

@@ -201,19 +201,27 @@ def test_bad_files_as_subprocesses(tmp_path, tiny, images):
 # ------------------------------------------------------------------------------------------------ crash safety
 
 
-def kill_during_write(args: list[str], folder: Path, rng: random.Random, timeout: float = 120) -> int:
-    """Run the CLI; as soon as its temporary file appears in ``folder``, wait a seeded 0-20 ms and kill -9 it."""
-    p = subprocess.Popen([sys.executable, "-m", "sslhub", *args], env=ENV, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL)  # fmt: skip
+def kill_mid_write(args: list[str], folder: Path, fraction: float, timeout: float = 120) -> tuple[int, str | None]:
+    """Run the CLI on a slow disk (``slow_disk.py``: a write stops for a while after ``fraction`` of its bytes) and
+    kill -9 it as soon as a file in ``folder`` holds bytes, i.e. in the middle of the write, where a user's kill of a
+    long write lands. Returns the exit code and the name of the file that held the bytes (None: none did)."""
+    p = subprocess.Popen([sys.executable, str(Path(__file__).parent / "slow_disk.py"), str(fraction), "60", *args],
+                         env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     deadline = time.monotonic() + timeout
+    written = None
     try:
-        while p.poll() is None and time.monotonic() < deadline:
-            if any(TMP_TAG in n for n in os.listdir(folder)):
-                time.sleep(rng.uniform(0, 0.02))
-                p.send_signal(signal.SIGKILL)
-                break
+        while p.poll() is None and time.monotonic() < deadline and written is None:
+            for entry in os.scandir(folder):
+                try:
+                    has_bytes = entry.is_file() and entry.stat().st_size > 0
+                except FileNotFoundError:  # renamed or removed since the listing
+                    continue
+                if has_bytes:
+                    p.send_signal(signal.SIGKILL)
+                    written = entry.name
+                    break
             time.sleep(0.002)
-        return p.wait(timeout=60)
+        return p.wait(timeout=60), written
     finally:
         if p.poll() is None:
             p.kill()
@@ -227,7 +235,7 @@ def test_kill_9_while_writing_leaves_the_output_absent_or_whole(tmp_path, resnet
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     src = tmp_path / ("src.pth" if command != "embed" else "src.safetensors")
-    shutil.copy(resnet18 if command != "embed" else tiny[1], src)  # embed: a tiny model, its run is long enough
+    shutil.copy(resnet18 if command != "embed" else tiny[1], src)
     src_sha = sha(src)
     dst = out_dir / ("c.safetensors" if command != "export" else "e.pth")
     args = {
@@ -236,19 +244,22 @@ def test_kill_9_while_writing_leaves_the_output_absent_or_whole(tmp_path, resnet
         "embed": ["embed", str(src), str(images), "--out", str(dst), "--device", "cpu", "--num-workers", "0",
                   "--input-size", "32"],
     }[command]
-    code = kill_during_write(args, out_dir, rng)
+    code, written = kill_mid_write(args, out_dir, fraction=rng.uniform(0.05, 0.95))
     assert sha(src) == src_sha, "the source must be unchanged"
-    assert code in (0, -signal.SIGKILL)
-    if dst.exists():  # renamed into place before the kill: it must be whole
-        if dst.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            load_file(dst)
-        else:
-            torch.load(dst, weights_only=True)
+    assert code == -signal.SIGKILL, "the command ended before its write began"
+    # the kill landed mid-write: the bytes went to a temporary file next to the destination, never into it
+    assert written is not None and TMP_TAG in written, written
+    assert not dst.exists() and temps(out_dir) == [written]
+    assert 0 < (out_dir / written).stat().st_size
     # the next run of the command (any command writing there) removes what the killed one left
     assert main(args + ["--force"]) == 0, capsys.readouterr().err
     assert temps(out_dir) == [] and dst.exists()
+    if dst.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        load_file(dst)
+    else:
+        torch.load(dst, weights_only=True)
 
 
 def test_a_writer_killed_mid_file_leaves_only_a_temp_that_the_next_run_removes(tmp_path, tiny, capsys):
@@ -378,7 +389,8 @@ def test_train_refuses_a_folder_with_a_run_and_resume_reads_its_config(tmp_path,
     kw = dict(max_steps_per_epoch=1, progress=False, device="cpu")
     train("simclr-resnet-9", small_data, run, epochs=1, overrides=TINY, **kw)
     before = (run / "model.safetensors").read_bytes()
-    code, err = run_main(capsys, "train", "simclr-resnet-9", "--data", str(small_data), "--out", str(run), "--device", "cpu")
+    code, err = run_main(capsys, "train", "simclr-resnet-9", "--data", str(small_data), "--out", str(run), "--device", "cpu",
+                         "--epochs", "1", "--max-steps", "1")  # fmt: skip
     assert code == 2 and str(run) in err and "--resume" in err and "--force" in err and "Traceback" not in err
     assert (run / "model.safetensors").read_bytes() == before and len(_rows(run)) == 1
     with pytest.raises(RunDirError, match=r"optimizer\.lr=0\.5 conflicts with the run's config\.yaml"):
@@ -445,7 +457,7 @@ def test_no_optimizer_step_is_a_failure_not_a_model(tmp_path, capsys, monitor):
     bad = _truncated_jpegs(tmp_path / "bad", 12)
     over = [s for s in TINY if not s.startswith("monitor_every")] + [f"monitor_every={monitor}"]
     code, err = run_main(capsys, "train", "simclr-resnet-9", "--data", str(bad), "--out", str(tmp_path / "run"),
-                         "--device", "cpu", "--epochs", "1", *sum((["--set", s] for s in over), []))  # fmt: skip
+                         "--device", "cpu", "--epochs", "1", "--max-steps", "2", *sum((["--set", s] for s in over), []))  # fmt: skip
     assert code == 2 and "made no optimizer step" in err and str(bad) in err and "Traceback" not in err
     assert not (tmp_path / "run" / "model.safetensors").exists()
 

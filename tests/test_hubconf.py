@@ -47,16 +47,34 @@ def test_one_entrypoint_per_card():
         assert importlib.util.find_spec(dep) is not None, dep
 
 
+def _same_network(ours: torch.nn.Module, ref: torch.nn.Module) -> None:
+    """Parameter-level equality: the same names and shapes, and with the reference's (randomised) tensors loaded,
+    the same function (a stride, padding or activation that differs changes the output, not the shapes)."""
+    with torch.no_grad():
+        for b in ref.buffers():  # non-trivial BatchNorm statistics, so that eval mode uses them
+            if b.is_floating_point():
+                b.uniform_(0.5, 1.5)
+    ref_sd = ref.state_dict()
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in ref_sd.items()}
+    ours.load_state_dict(ref_sd, strict=True)
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(ours.eval()(x), ref.eval()(x).flatten(1), rtol=0, atol=1e-5)
+
+
 def test_untrained_backbones_match_the_reference_architectures():
+    torch.manual_seed(0)
     r50 = torch.hub.load(str(REPO), "simclr_resnet50_lightly_in1k", source="local", pretrained=False)
     ref = torchvision.models.resnet50()
-    ref_shapes = {k: v.shape for k, v in ref.state_dict().items() if not k.startswith("fc.")}
-    assert {k: v.shape for k, v in r50.state_dict().items()} == ref_shapes and r50.num_features == 2048
+    ref.fc = torch.nn.Identity()
+    _same_network(r50, ref)
+    assert r50.num_features == 2048
 
     r9 = torch.hub.load(str(REPO), "simclr_resnet9_w0_0625_d16_lightly_zoo", source="local", pretrained=False)
     lightly_model = worker_model("resnet-9", width=0.0625, num_ftrs=16)
-    lightly_backbone = {k: v.shape for k, v in lightly_model.backbone.state_dict().items() if not k.startswith("7.")}
-    assert {k: v.shape for k, v in r9.state_dict().items()} == lightly_backbone
+    # the Worker's backbone up to its last stage (7. is the num_ftrs conv, which the untrained entrypoint drops)
+    trunk = torch.nn.Sequential(*list(lightly_model.backbone.children())[:7], torch.nn.AdaptiveAvgPool2d(1))
+    _same_network(r9, trunk)
 
 
 def test_untrained_mocov3_vits16_has_the_upstream_12_heads():

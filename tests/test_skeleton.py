@@ -10,6 +10,7 @@ from torch import nn
 
 import sslhub
 from sslhub.backbones import create_backbone
+from sslhub.checkpoints import load as load_module
 from sslhub.checkpoints import skeleton
 from sslhub.checkpoints.io import save_safetensors
 
@@ -30,14 +31,42 @@ def _reference(arch: str, kw: dict, seed: int = 0) -> nn.Module:
     return model.eval()
 
 
+class PathSpy:
+    """Watches the names ``sslhub.checkpoints.load`` actually calls: ``assemble`` (the fast path) and, after it,
+    ``create_backbone`` (the ordinary path, which constructs the module; timm families also build a meta model
+    before, to name their classifier keys)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.assembled: list[nn.Module | None] = []
+        self.constructed: list[dict] = []  # create_backbone calls after the first assemble call
+        assemble, create = load_module.assemble, load_module.create_backbone
+
+        def spy_assemble(*a, **k):
+            self.assembled.append(assemble(*a, **k))
+            return self.assembled[-1]
+
+        def spy_create(*a, **k):
+            if self.assembled:
+                self.constructed.append(k)
+            return create(*a, **k)
+
+        monkeypatch.setattr(load_module, "assemble", spy_assemble)
+        monkeypatch.setattr(load_module, "create_backbone", spy_create)
+
+    def took_fast_path(self, loaded: nn.Module) -> bool:
+        """The returned module is the one assemble() built, and nothing was constructed the ordinary way."""
+        return len(self.assembled) == 1 and loaded is self.assembled[0] and self.constructed == []
+
+
 @pytest.mark.parametrize("arch,kw", CASES)
-def test_fast_path_builds_the_same_module(tmp_path, arch, kw):
+def test_fast_path_builds_the_same_module(tmp_path, monkeypatch, arch, kw):
     ref = _reference(arch, kw)
     path = tmp_path / "w.pth"
     torch.save(ref.state_dict(), path)
     skeleton.clear_cache()
+    spy = PathSpy(monkeypatch)
     loaded = sslhub.load_pretrained(path, arch=arch, **({"width": kw["width"]} if "width" in kw else {}))
-    assert [v is not None for v in skeleton._cache.values()] == [True]  # the fast path was taken
+    assert spy.took_fast_path(loaded)
     assert repr(loaded) == repr(ref)
     assert not any(m.training for m in loaded.modules())
     ref_sd, sd = ref.state_dict(), loaded.state_dict()
@@ -55,8 +84,11 @@ def test_copies_share_no_state(tmp_path, monkeypatch):
     save_safetensors(ref.state_dict(), path, {})
     a = sslhub.load_pretrained(path, arch="resnet-18")
     built = []
+    # the skeleton cache builds through sslhub.backbones.create_backbone, the loader through its own import
     monkeypatch.setattr(sslhub.backbones, "create_backbone", lambda *a, **k: built.append(k))
+    spy = PathSpy(monkeypatch)
     b = sslhub.load_pretrained(path, arch="resnet-18")
+    assert spy.took_fast_path(b)
     assert a is not b and all(x is not y for x, y in zip(a.modules(), b.modules()))
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
@@ -70,6 +102,7 @@ def test_copies_share_no_state(tmp_path, monkeypatch):
     # A fresh load after all that is still the file's model, and an assembled model behaves like any module.
     c = sslhub.load_pretrained(path, arch="resnet-18")
     assert built == []  # the second and third load reuse the cached skeleton: nothing is constructed
+    assert len(spy.assembled) == 2 and c is spy.assembled[1] and spy.constructed == []
     with torch.no_grad():
         assert torch.equal(c(x), before)
     d = copy.deepcopy(c)
@@ -81,14 +114,16 @@ def test_copies_share_no_state(tmp_path, monkeypatch):
         assert torch.equal(c(x), before) and not torch.equal(d.eval()(x), before)
 
 
-def test_mismatched_weights_take_the_checked_path(tmp_path):
+def test_mismatched_weights_take_the_checked_path(tmp_path, monkeypatch):
     ref = _reference("resnet-18", {"width": 0.25})
     sd = ref.state_dict()
     sd["5.1.bn2.weight"] = sd["5.1.bn2.weight"][:1]  # wrong shape: the fast path declines, the strict path reports
     path = tmp_path / "bad.pth"
     torch.save(sd, path)
+    spy = PathSpy(monkeypatch)
     with pytest.raises(ValueError, match=r"bad\.pth.*shape mismatch: 5\.1\.bn2\.weight"):
         sslhub.load_pretrained(path, arch="resnet-18", width=0.25)
+    assert spy.assembled == [None] and len(spy.constructed) == 1  # declined, then built and checked
 
 
 def test_modules_with_extra_tensor_state_are_not_copied_structurally():

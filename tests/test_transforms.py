@@ -264,6 +264,7 @@ def test_standalone_ops_match_lightly_on_pil_and_tensors(name: str, kwargs: dict
     # (GaussianBlur: lightly's tensor path goes through PIL; ours is a true Gaussian, tested above.)
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU: checks that no op makes the host wait")
 @pytest.mark.parametrize("name", MULTI)
 def test_batched_augmentation_on_the_gpu_never_waits_for_it(name: str, batch: torch.Tensor) -> None:

@@ -347,6 +347,7 @@ def test_to_tensor_and_multi_view_transform_v2_equal_lightly(images: list[Image.
                                   for a, b in zip(mine, ref))  # fmt: skip
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU: checks that no op makes the host wait")
 @pytest.mark.parametrize("name", ["MMCRTransform", "FastSiamTransform", "SMoGTransform", "WMSETransform", "VICRegLTransform",
                                   "FDATransform", "PIRLTransform"])  # fmt: skip

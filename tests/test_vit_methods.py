@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import warnings
 from pathlib import Path
 
@@ -320,7 +321,7 @@ def test_tiny_recipe_trains_and_loads_into_timm(tmp_path, name):
 
     run = sslhub.train(name, DATA, tmp_path / "run", epochs=1, overrides=SHRINK, max_steps_per_epoch=2, progress=False, device="cpu")
     row = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
-    assert row["step"] == 2 and row["loss"] == row["loss"]
+    assert row["step"] == 2 and math.isfinite(row["loss"])
     short = name.split("-")[0]
     prefix = EVAL_PREFIX[short]
     with safe_open(str(run / "model.safetensors"), "pt") as f:

@@ -113,5 +113,18 @@ def get_recipe(name: str, overrides: Iterable[str] = ()) -> dict[str, Any]:
         raise RecipeError(f"unknown recipe {name!r}.{did_you_mean(name, recipes)} See `sslhub recipes` for all "
                           f"{len(recipes)} names.")
     r = apply_overrides(recipes[name], overrides)
-    validate_recipe(r)
+    try:
+        validate_recipe(r)
+    except RecipeError as e:  # a bad value in the recipe's YAML file (the overrides were checked one by one)
+        text = str(e).removeprefix(f"{name}: ")
+        raise RecipeError(f"recipe {name!r} ({_source_file(r.get('method'))}): {text}") from None
     return r
+
+
+def _source_file(method: Any) -> str:
+    """The YAML file that defines ``method``'s recipes (for error messages)."""
+    for d in recipe_dirs():
+        for f in sorted(d.glob("*.yaml")):
+            if f.stem in _templates() and _templates()[f.stem].get("method") == method:
+                return str(f)
+    return "a recipe file in " + " or ".join(str(d) for d in recipe_dirs())

@@ -352,6 +352,9 @@ def validate_recipe(recipe: Mapping[str, Any], strict: bool = False) -> None:
     for k, v in recipe.items():
         if k in ("backbones", "variants") or (v is None and k in _NULLABLE_SECTIONS):
             continue
+        if k in ("model", "backbone", "transform", *SECTIONS) and not isinstance(v, Mapping):
+            # a section given a scalar or null (a recipe file or an edited config.yaml; --set is checked before)
+            _check_value(k, v, Key((dict,), nullable=k in _NULLABLE_SECTIONS))
         if isinstance(v, Mapping) and k in ("model", "backbone", "transform", *SECTIONS):
             for kk, vv in v.items():
                 if k == "transform" and kk == "args":

@@ -25,7 +25,7 @@ import yaml
 
 from sslhub._files import atomic_path
 from sslhub.errors import SslhubError
-from sslhub.recipes import apply_overrides, get_recipe
+from sslhub.recipes import RecipeError, apply_overrides, get_recipe, validate_recipe
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +111,8 @@ def recipe_for_run(recipe: str | dict[str, Any], out: str | Path, *, overrides: 
     cfg = saved_config(out) if resume else None
     if cfg is None:
         r = get_recipe(recipe, overrides) if isinstance(recipe, str) else apply_overrides(recipe, overrides)
+        if not isinstance(recipe, str):
+            validate_recipe(r)  # a recipe dict gets the checks a recipe file gets
         if epochs is not None:
             r["epochs"] = int(epochs)
         return r
@@ -122,6 +124,11 @@ def recipe_for_run(recipe: str | dict[str, Any], out: str | Path, *, overrides: 
             "or start a new run in another --out"
         )
     r = apply_overrides(saved if isinstance(recipe, str) else recipe, overrides)
+    try:  # config.yaml is a file a user may edit: its values get the checks of a recipe file
+        validate_recipe(r)
+    except RecipeError as e:
+        raise RunDirError(f"--resume: {Path(out) / 'config.yaml'}: {e}. Fix the value in the file, or start a new "
+                          "run (another --out, or --force)") from None
     if epochs is not None:
         r["epochs"] = int(epochs)
     old, new = _flatten(saved), _flatten(r)

@@ -426,6 +426,15 @@ def _detect_upstream(
     stripped = strip_prefix(sd, m.prefix)
     sub = reader.backbone(stripped)
     here = f"{where} [{reader.name}: {m.prefix or '<root>'}]"
+    given = reader.spec_from_config(sub, extras)
+    if given is not None:  # the file's config.json says the architecture
+        fields, facts = given
+        outside = sorted({k.split(".")[0] for k in sd if not k.startswith(m.prefix)}) if m.prefix else []
+        return Detected(
+            layout=reader.name, prefix=m.prefix, spec=BackboneSpec(**fields), method=reader.method,
+            components=sorted(outside + [m.prefix + d for d in reader.dropped_inside(stripped)]),
+            upstream=reader.upstream, evaluation_copy=reader.evaluation_copy, variant=m.variant or None, facts=facts,
+        )  # fmt: skip
     family = _anchors(sub).get("")
     if family is None:
         groups = sorted({k.split(".")[0] for k in sub})[:12]

@@ -100,14 +100,23 @@ def read_checkpoint(
 
     With ``backbone_only``, sslhub safetensors have only their backbone's tensors read (the rest is never touched).
     """
+    from sslhub.checkpoints.hf_files import CONFIG_KEY, INDEX_NAME, config_beside, read_sharded
+
     path = Path(path)
     if path.is_dir() and (path / "model.safetensors").is_file():
         path = path / "model.safetensors"  # a published / run folder
-    if path.is_file() and is_safetensors_file(path):
-        tensors, meta = read_safetensors(path, backbone_only=backbone_only)
+    elif path.is_dir() and (path / INDEX_NAME).is_file():
+        path = path / INDEX_NAME  # a sharded Hugging Face folder
+    sharded = path.name.endswith(".safetensors.index.json") and path.is_file()
+    if sharded or (path.is_file() and is_safetensors_file(path)):
+        tensors, meta = read_sharded(path) if sharded else read_safetensors(path, backbone_only=backbone_only)
         extras = json.loads(meta["extras"]) if "extras" in meta else {}
         if not tensors:
             raise CheckpointError(f"{path} holds no tensors")
+        if meta.get("format") != "sslhub":  # transformers / timm Hub files: their config.json says the model
+            cfg = config_beside(path)
+            if cfg is not None:
+                extras = {**extras, CONFIG_KEY: cfg}
         return tensors, extras, meta
     obj = load_torch_file(path)
     sd, extras = unwrap_checkpoint(obj, str(path))

@@ -239,6 +239,10 @@ def load_backbone_state(
         **{k: v for k, v in meta.items() if k.startswith("source_")},
         **_preprocessing(spec, det.layout),
     }
+    if det.layout == "timm-hub":  # the file's own pretrained_cfg (mean/std, input size)
+        from sslhub.checkpoints.readers.timm_hub import preprocessing
+
+        metadata.update(preprocessing(extras))
     if meta.get("input_size", "").isdigit():  # sslhub runs record the size they trained at
         size = int(meta["input_size"])
         metadata["input_size"] = (3, size, size)

@@ -23,6 +23,7 @@ from sslhub.checkpoints.readers.moco import MocoV2, MocoV3
 from sslhub.checkpoints.readers.simsiam import SimSiam
 from sslhub.checkpoints.readers.solo_learn import SoloLearn
 from sslhub.checkpoints.readers.swav import SwAV
+from sslhub.checkpoints.readers.timm_hub import TimmHub
 from sslhub.checkpoints.readers.transformers_vit import (
     TransformersDinov2,
     TransformersIJepa,
@@ -35,7 +36,7 @@ __all__ = ["READERS", "Match", "Reader", "get_reader", "match_reader", "unwrap_n
 
 READERS: tuple[Reader, ...] = (
     # files with a config.json (transformers, timm Hub) first: their config says exactly what they are
-    TransformersDinov2(), TransformersViT(), TransformersViTMAE(), TransformersIJepa(),
+    TransformersDinov2(), TransformersViT(), TransformersViTMAE(), TransformersIJepa(), TimmHub(),
     MocoV2(), MocoV3(), SimSiam(), SwAV(), BarlowTwins(), VICReg(), Dino(), DinoV2(), MAE(), SoloLearn(),
     MMPretrain(), VISSL(),
 )  # fmt: skip

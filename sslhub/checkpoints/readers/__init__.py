@@ -24,6 +24,7 @@ from sslhub.checkpoints.readers.simsiam import SimSiam
 from sslhub.checkpoints.readers.solo_learn import SoloLearn
 from sslhub.checkpoints.readers.swav import SwAV
 from sslhub.checkpoints.readers.timm_hub import TimmHub
+from sslhub.checkpoints.readers.transformers_dinov3 import TransformersDinov3ConvNext, TransformersDinov3ViT
 from sslhub.checkpoints.readers.transformers_vit import (
     TransformersDinov2,
     TransformersIJepa,
@@ -36,7 +37,8 @@ __all__ = ["READERS", "Match", "Reader", "get_reader", "match_reader", "unwrap_n
 
 READERS: tuple[Reader, ...] = (
     # files with a config.json (transformers, timm Hub) first: their config says exactly what they are
-    TransformersDinov2(), TransformersViT(), TransformersViTMAE(), TransformersIJepa(), TimmHub(),
+    TransformersDinov2(), TransformersViT(), TransformersViTMAE(), TransformersIJepa(),
+    TransformersDinov3ViT(), TransformersDinov3ConvNext(), TimmHub(),
     MocoV2(), MocoV3(), SimSiam(), SwAV(), BarlowTwins(), VICReg(), Dino(), DinoV2(), MAE(), SoloLearn(),
     MMPretrain(), VISSL(),
 )  # fmt: skip

@@ -78,11 +78,12 @@ def architecture(cfg: Mapping[str, Any]) -> str:
     return str(arch[0]) if isinstance(arch, list) and arch else str(cfg.get("model_type"))
 
 
-def norm_eps(cfg: Mapping[str, Any], kw: dict[str, Any], timm_eps: float) -> list[str]:
-    """Keep transformers' LayerNorm eps where it is not timm's (ViTConfig's default is 1e-12)."""
+def norm_eps(cfg: Mapping[str, Any], kw: dict[str, Any], timm_eps: float, arg: str = "layer_norm_eps") -> list[str]:
+    """Keep transformers' LayerNorm eps where it is not timm's (ViTConfig's default is 1e-12), as the timm
+    keyword ``arg`` (sslhub's ``layer_norm_eps`` for ViTs, see :func:`sslhub.backbones.create_backbone`)."""
     eps = cfg.get("layer_norm_eps")
     if isinstance(eps, (int, float)) and not math.isclose(eps, timm_eps, rel_tol=1e-9):
-        kw["norm_eps"] = float(eps)
+        kw[arg] = float(eps)
         return [f"config.json layer_norm_eps={eps:g} (timm's default is {timm_eps:g})"]
     return []
 

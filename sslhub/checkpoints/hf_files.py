@@ -20,10 +20,19 @@ from sslhub.checkpoints.io import CheckpointError, read_safetensors
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CONFIG_KEY", "INDEX_NAME", "config_beside", "read_sharded"]
+__all__ = ["CONFIG_KEY", "INDEX_NAME", "config_beside", "read_sharded", "weights_in"]
 
 CONFIG_KEY = "config.json"  # the wrapper entry readers look for
 INDEX_NAME = "model.safetensors.index.json"
+
+
+def weights_in(path: Path) -> Path:
+    """The weights file of a folder (``model.safetensors``, else a shard index); other paths unchanged."""
+    if path.is_dir():
+        for name in ("model.safetensors", INDEX_NAME):
+            if (path / name).is_file():
+                return path / name
+    return path
 
 
 def config_beside(weights: Path) -> dict[str, Any] | None:

@@ -100,13 +100,9 @@ def read_checkpoint(
 
     With ``backbone_only``, sslhub safetensors have only their backbone's tensors read (the rest is never touched).
     """
-    from sslhub.checkpoints.hf_files import CONFIG_KEY, INDEX_NAME, config_beside, read_sharded
+    from sslhub.checkpoints.hf_files import CONFIG_KEY, config_beside, read_sharded, weights_in
 
-    path = Path(path)
-    if path.is_dir() and (path / "model.safetensors").is_file():
-        path = path / "model.safetensors"  # a published / run folder
-    elif path.is_dir() and (path / INDEX_NAME).is_file():
-        path = path / INDEX_NAME  # a sharded Hugging Face folder
+    path = weights_in(Path(path))  # a published / run / Hugging Face folder: its model.safetensors (or shard index)
     sharded = path.name.endswith(".safetensors.index.json") and path.is_file()
     if sharded or (path.is_file() and is_safetensors_file(path)):
         tensors, meta = read_sharded(path) if sharded else read_safetensors(path, backbone_only=backbone_only)

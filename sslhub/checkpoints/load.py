@@ -296,7 +296,10 @@ def load_pretrained(
     Args:
         source: a path to a Lightly Worker/CLI ``.ckpt`` (also legacy ``features`` layouts), a Lightly benchmark
             (Lightning) ``.ckpt``, an sslhub ``.safetensors``, or a plain torchvision/timm state dict
-            (``.pth``); a registry name, an http(s) URL or ``hf-hub:org/name[@rev]`` (see :mod:`sslhub.hub`).
+            (``.pth``); another SSL project's file (see :mod:`sslhub.checkpoints.readers`); a Hugging Face folder
+            (``transformers``' ``save_pretrained`` or timm's ``save_for_hf``: ``config.json`` beside
+            ``model.safetensors`` or a sharded ``model.safetensors.index.json``); a registry name, an http(s) URL
+            or ``hf-hub:org/name[@rev]`` (see :mod:`sslhub.hub`).
         arch: architecture, only needed when the tensors cannot tell (``resnet-18`` = Lightly ResNetGenerator,
             ``resnet18`` = torchvision, ``vit_b_16`` = torchvision ViT, else a timm name). Contradicting the
             file is an error.

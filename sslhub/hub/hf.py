@@ -107,7 +107,8 @@ def hf_hub_resolve(repo_id: str, revision: str | None = None) -> Path:
     try:
         hf_hub_download(repo_id, CONFIG_NAME, revision=commit, local_files_only=local_only)
     except (EntryNotFoundError, RepositoryNotFoundError, LocalEntryNotFoundError) as e:
-        # The weights carry their own metadata; config.json is for timm and humans.
+        # sslhub's weights carry their own metadata (config.json is for timm and humans); a transformers or timm
+        # repo without it loads only where the tensors alone say the architecture.
         logger.debug("%s: no %s next to the weights (%s)", where, CONFIG_NAME, type(e).__name__)
     logger.debug("%s resolved to %s", where, weights)
     return weights

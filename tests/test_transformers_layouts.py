@@ -275,10 +275,13 @@ HUB_SCRIPT = r"""
 import json, sys, torch, sslhub
 args = json.loads(sys.argv[1])
 x = torch.load(args["x"], weights_only=True)
-m = sslhub.load_pretrained("hf-hub:facebook/dinov2-tiny")
-with torch.no_grad():
-    torch.save(m(x), args["out"])
-print(json.dumps({"layout": m.pretrained_cfg["layout"], "source": m.pretrained_cfg["source"]}))
+res = {}
+for repo in ("dinov2-tiny", "dinov2-sharded"):
+    m = sslhub.load_pretrained(f"hf-hub:facebook/{repo}")
+    with torch.no_grad():
+        torch.save(m(x), args["out"] + repo)
+    res[repo] = {"layout": m.pretrained_cfg["layout"], "source": m.pretrained_cfg["source"]}
+print(json.dumps(res))
 """
 
 
@@ -292,6 +295,11 @@ def test_hf_hub_transformers_repo(written, tmp_path):
     olah = hf_servers.OlahServer(tmp_path / "hub", exe)
     hf_servers.make_repo(olah.mirrors, "facebook/dinov2-tiny", {
         n: (folder / n).read_bytes() for n in ("config.json", "model.safetensors")})  # fmt: skip
+    sharded = tmp_path / "sharded"
+    transformers.Dinov2Model.from_pretrained(folder).save_pretrained(sharded, max_shard_size="20KB")
+    files = {p.name: p.read_bytes() for p in sharded.iterdir() if p.name != "model.safetensors"}
+    assert "model.safetensors.index.json" in files and len(files) > 3
+    hf_servers.make_repo(olah.mirrors, "facebook/dinov2-sharded", files)
     olah.start()
     try:
         torch.save(X28, tmp_path / "x.pt")
@@ -305,8 +313,10 @@ def test_hf_hub_transformers_repo(written, tmp_path):
         olah.stop()
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
     res = json.loads(r.stdout.strip().splitlines()[-1])
-    assert res["layout"] == "transformers-dinov2" and "snapshots" in res["source"]
-    assert _rel(torch.load(tmp_path / "f.pt", weights_only=True), ref(X28)) <= REL
+    for repo in ("dinov2-tiny", "dinov2-sharded"):
+        assert res[repo]["layout"] == "transformers-dinov2" and "snapshots" in res[repo]["source"]
+        assert _rel(torch.load(tmp_path / f"f.pt{repo}", weights_only=True), ref(X28)) <= REL
+    assert res["dinov2-sharded"]["source"].endswith("model.safetensors.index.json")
 
 
 # --- real size --------------------------------------------------------------------------------------------------

@@ -129,9 +129,9 @@ def _sharded(repo_id: str, revision: str | None, local_only: bool) -> Path | Non
     try:
         index = Path(hf_hub_download(repo_id, INDEX_NAME, revision=revision, local_files_only=local_only))
         shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
-    except (EntryNotFoundError, RepositoryNotFoundError, LocalEntryNotFoundError, ValueError, KeyError, TypeError,
-            AttributeError):  # fmt: skip
-        return None
+    except (EntryNotFoundError, RepositoryNotFoundError, LocalEntryNotFoundError, OSError, ValueError, KeyError,
+            TypeError, AttributeError):  # fmt: skip
+        return None  # no (readable) index either: the caller reports the missing weights
     where = _describe(repo_id, revision)
     for name in shards:
         if Path(name).name != name or not name.endswith(".safetensors"):

@@ -171,6 +171,10 @@ def test_wrong_config_is_a_clear_error(written, tmp_path):
     assert "num_attention_heads=3" in r.stdout + r.stderr and "Traceback" not in r.stderr
     with pytest.raises(CheckpointError, match="num_attention_heads=3"):
         sslhub.load_pretrained(bad)
+    (bad / "config.json").unlink()  # weights copied without their config
+    r = subprocess.run([sys.executable, "-m", "sslhub", "info", str(bad / "model.safetensors")], capture_output=True,
+                       text=True, env=env, timeout=300)  # fmt: skip
+    assert "without its config.json" in r.stdout + r.stderr and "Traceback" not in r.stderr
 
 
 def _timm_export(path: Path, out: Path) -> nn.Module:

@@ -384,6 +384,12 @@ def detect(
         chosen = next((p for p in PREFERRED_PREFIXES if p and any(k.startswith(p) for k in sd)), "")
     else:
         tops = sorted({k.split(".")[0] for k in sd})[:10]
+        if any("embeddings.patch_embeddings" in k for k in sd):  # transformers key names, but no config.json read
+            raise CheckpointError(
+                f"{where}: a Hugging Face transformers model (key groups {tops}) without its config.json, which says "
+                "the architecture (heads, registers, eps). Put the repo's config.json next to the weights file, or "
+                "load the whole folder or 'hf-hub:org/name'"
+            )
         raise CheckpointError(
             f"{where}: could not recognise a backbone (looked for Lightly ResNetGenerator, torchvision ResNet/ViT "
             f"and timm ViT keys; top-level key groups are {tops}). Pass arch= with the architecture "

@@ -15,6 +15,7 @@ Every module returned by :func:`create_backbone` carries ``num_features`` and ``
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import Any, Iterator
 
 import torch
@@ -152,6 +153,8 @@ def create_backbone(
         timm_kwargs: passed to ``timm.create_model`` (e.g. ``init_values=1e-5``, ``global_pool="avg"``); for
             torchvision ViTs, overrides of the named architecture's ``VisionTransformer`` sizes (``patch_size``,
             ``num_layers``, ``num_heads``, ``hidden_dim``, ``mlp_dim``), recorded in ``pretrained_cfg["timm_kwargs"]``.
+            ``layer_norm_eps`` (timm models with a ``norm_layer`` argument that is a LayerNorm: ViT, EVA) sets that
+            LayerNorm's eps, e.g. the 1e-12 of transformers' ViT configs, where timm's default is 1e-6.
     """
     family = family_of(arch)
     if family != "resnet_generator" and (width not in (None, 1, 1.0) or num_ftrs is not None):
@@ -198,6 +201,10 @@ def create_backbone(
             kwargs = dict(timm_kwargs)
             if img_size:
                 kwargs["img_size"] = img_size
+            if "layer_norm_eps" in kwargs:  # JSON-able stand-in for norm_layer=partial(LayerNorm, eps=...)
+                from timm.layers import LayerNorm
+
+                kwargs["norm_layer"] = functools.partial(LayerNorm, eps=float(kwargs.pop("layer_norm_eps")))
             try:
                 model = timm.create_model(arch, pretrained=False, num_classes=0, **kwargs)
             except RuntimeError as e:  # timm raises RuntimeError for unknown names

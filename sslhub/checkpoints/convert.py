@@ -112,7 +112,9 @@ def convert(
         arch: architecture hint recorded in the header when the tensors cannot tell.
         prefix: record this backbone prefix instead of the detected evaluation copy.
     """
-    src_path = resolve_path(src)
+    from sslhub.checkpoints.hf_files import weights_in
+
+    src_path = weights_in(resolve_path(src))  # a folder: the weights file it holds (hashed and named in the header)
     dst = Path(dst)
     if dst.exists() and dst.resolve() == src_path.resolve():
         raise CheckpointError(f"{dst}: source and destination are the same file; the input is never overwritten")

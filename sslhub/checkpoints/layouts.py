@@ -384,6 +384,12 @@ def detect(
         chosen = next((p for p in PREFERRED_PREFIXES if p and any(k.startswith(p) for k in sd)), "")
     else:
         tops = sorted({k.split(".")[0] for k in sd})[:10]
+        if any("embeddings.patch_embeddings" in k for k in sd):  # transformers key names, but no config.json read
+            raise CheckpointError(
+                f"{where}: a Hugging Face transformers model (key groups {tops}) without its config.json, which says "
+                "the architecture (heads, registers, eps). Put the repo's config.json next to the weights file, or "
+                "load the whole folder or 'hf-hub:org/name'"
+            )
         raise CheckpointError(
             f"{where}: could not recognise a backbone (looked for Lightly ResNetGenerator, torchvision ResNet/ViT "
             f"and timm ViT keys; top-level key groups are {tops}). Pass arch= with the architecture "
@@ -426,6 +432,15 @@ def _detect_upstream(
     stripped = strip_prefix(sd, m.prefix)
     sub = reader.backbone(stripped)
     here = f"{where} [{reader.name}: {m.prefix or '<root>'}]"
+    given = reader.spec_from_config(sub, extras)
+    if given is not None:  # the file's config.json says the architecture
+        fields, facts = given
+        outside = sorted({k.split(".")[0] for k in sd if not k.startswith(m.prefix)}) if m.prefix else []
+        return Detected(
+            layout=reader.name, prefix=m.prefix, spec=BackboneSpec(**fields), method=reader.method,
+            components=sorted(outside + [m.prefix + d for d in reader.dropped_inside(stripped)]),
+            upstream=reader.upstream, evaluation_copy=reader.evaluation_copy, variant=m.variant or None, facts=facts,
+        )  # fmt: skip
     family = _anchors(sub).get("")
     if family is None:
         groups = sorted({k.split(".")[0] for k in sub})[:12]

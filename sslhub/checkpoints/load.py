@@ -100,14 +100,19 @@ def read_checkpoint(
 
     With ``backbone_only``, sslhub safetensors have only their backbone's tensors read (the rest is never touched).
     """
-    path = Path(path)
-    if path.is_dir() and (path / "model.safetensors").is_file():
-        path = path / "model.safetensors"  # a published / run folder
-    if path.is_file() and is_safetensors_file(path):
-        tensors, meta = read_safetensors(path, backbone_only=backbone_only)
+    from sslhub.checkpoints.hf_files import CONFIG_KEY, config_beside, read_sharded, weights_in
+
+    path = weights_in(Path(path))  # a published / run / Hugging Face folder: its model.safetensors (or shard index)
+    sharded = path.name.endswith(".safetensors.index.json") and path.is_file()
+    if sharded or (path.is_file() and is_safetensors_file(path)):
+        tensors, meta = read_sharded(path) if sharded else read_safetensors(path, backbone_only=backbone_only)
         extras = json.loads(meta["extras"]) if "extras" in meta else {}
         if not tensors:
             raise CheckpointError(f"{path} holds no tensors")
+        if meta.get("format") != "sslhub":  # transformers / timm Hub files: their config.json says the model
+            cfg = config_beside(path)
+            if cfg is not None:
+                extras = {**extras, CONFIG_KEY: cfg}
         return tensors, extras, meta
     obj = load_torch_file(path)
     sd, extras = unwrap_checkpoint(obj, str(path))
@@ -230,6 +235,10 @@ def load_backbone_state(
         **{k: v for k, v in meta.items() if k.startswith("source_")},
         **_preprocessing(spec, det.layout),
     }
+    if det.layout == "timm-hub":  # the file's own pretrained_cfg (mean/std, input size)
+        from sslhub.checkpoints.readers.timm_hub import preprocessing
+
+        metadata.update(preprocessing(extras))
     if meta.get("input_size", "").isdigit():  # sslhub runs record the size they trained at
         size = int(meta["input_size"])
         metadata["input_size"] = (3, size, size)
@@ -287,7 +296,10 @@ def load_pretrained(
     Args:
         source: a path to a Lightly Worker/CLI ``.ckpt`` (also legacy ``features`` layouts), a Lightly benchmark
             (Lightning) ``.ckpt``, an sslhub ``.safetensors``, or a plain torchvision/timm state dict
-            (``.pth``); a registry name, an http(s) URL or ``hf-hub:org/name[@rev]`` (see :mod:`sslhub.hub`).
+            (``.pth``); another SSL project's file (see :mod:`sslhub.checkpoints.readers`); a Hugging Face folder
+            (``transformers``' ``save_pretrained`` or timm's ``save_for_hf``: ``config.json`` beside
+            ``model.safetensors`` or a sharded ``model.safetensors.index.json``); a registry name, an http(s) URL
+            or ``hf-hub:org/name[@rev]`` (see :mod:`sslhub.hub`).
         arch: architecture, only needed when the tensors cannot tell (``resnet-18`` = Lightly ResNetGenerator,
             ``resnet18`` = torchvision, ``vit_b_16`` = torchvision ViT, else a timm name). Contradicting the
             file is an error.

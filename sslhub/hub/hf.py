@@ -5,7 +5,8 @@ its offline mode (``HF_HUB_OFFLINE=1``), its endpoint (``HF_ENDPOINT``) and its 
 saved by ``hf auth login``) apply unchanged; nothing here talks HTTP itself. ``SSLHUB_OFFLINE=1`` additionally
 restricts these fetches to that cache.
 
-Only ``model.safetensors`` is read: a repo that holds only ``pytorch_model.bin`` is refused rather than unpickled.
+Only ``model.safetensors`` (or, for large ``transformers`` repos, ``model.safetensors.index.json`` and the shards it
+lists) is read: a repo that holds only ``pytorch_model.bin`` is refused rather than unpickled.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ __all__ = ["CONFIG_NAME", "WEIGHTS_NAME", "HfHubError", "hf_hub_resolve", "parse
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
+INDEX_NAME = "model.safetensors.index.json"  # sharded weights (large transformers repos)
 
 _TRUE = ("1", "true", "yes", "on")
 
@@ -54,7 +56,8 @@ def _describe(repo_id: str, revision: str | None) -> str:
 
 
 def hf_hub_resolve(repo_id: str, revision: str | None = None) -> Path:
-    """Download (or find in the Hugging Face cache) a published backbone and return its ``model.safetensors``.
+    """Download (or find in the Hugging Face cache) a published backbone and return its ``model.safetensors``
+    (for a sharded repo: its ``model.safetensors.index.json``, with every shard fetched beside it).
 
     ``config.json`` of the same commit is fetched too when the repo has one, so it lies next to the returned
     file (``.../snapshots/<commit>/config.json``).
@@ -99,18 +102,45 @@ def hf_hub_resolve(repo_id: str, revision: str | None = None) -> Path:
             f"(`sslhub fetch {where}`), or unset the offline variables."
         ) from None
     except (EntryNotFoundError, RepositoryNotFoundError):
-        # Mirrors answer "repository not found" for a missing file too: list the repo to tell which it is.
-        raise HfHubError(_missing_message(repo_id, revision)) from None
+        weights = _sharded(repo_id, revision, local_only)  # big transformers repos: an index and its shards
+        if weights is None:
+            # Mirrors answer "repository not found" for a missing file too: list the repo to tell which it is.
+            raise HfHubError(_missing_message(repo_id, revision)) from None
     # The snapshot folder is named after the commit: fetch config.json from that same commit, even if the
     # branch moved in between.
     commit = weights.parent.name
     try:
         hf_hub_download(repo_id, CONFIG_NAME, revision=commit, local_files_only=local_only)
     except (EntryNotFoundError, RepositoryNotFoundError, LocalEntryNotFoundError) as e:
-        # The weights carry their own metadata; config.json is for timm and humans.
+        # sslhub's weights carry their own metadata (config.json is for timm and humans); a transformers or timm
+        # repo without it loads only where the tensors alone say the architecture.
         logger.debug("%s: no %s next to the weights (%s)", where, CONFIG_NAME, type(e).__name__)
     logger.debug("%s resolved to %s", where, weights)
     return weights
+
+
+def _sharded(repo_id: str, revision: str | None, local_only: bool) -> Path | None:
+    """``model.safetensors.index.json`` and every shard it lists (same commit), or None if the repo has no index."""
+    import json
+
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    try:
+        index = Path(hf_hub_download(repo_id, INDEX_NAME, revision=revision, local_files_only=local_only))
+        shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
+    except (EntryNotFoundError, RepositoryNotFoundError, LocalEntryNotFoundError, OSError, ValueError, KeyError,
+            TypeError, AttributeError):  # fmt: skip
+        return None  # no (readable) index either: the caller reports the missing weights
+    where = _describe(repo_id, revision)
+    for name in shards:
+        if Path(name).name != name or not name.endswith(".safetensors"):
+            raise HfHubError(f"{where}: {INDEX_NAME} lists {name!r}, which is not a safetensors file beside it")
+        try:
+            hf_hub_download(repo_id, name, revision=index.parent.name, local_files_only=local_only)
+        except (EntryNotFoundError, RepositoryNotFoundError, LocalEntryNotFoundError) as e:
+            raise HfHubError(f"{where}: shard {name} listed in {INDEX_NAME} cannot be fetched ({type(e).__name__})") from None
+    return index
 
 
 def _missing_message(repo_id: str, revision: str | None) -> str:

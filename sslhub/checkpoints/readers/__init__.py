@@ -23,11 +23,22 @@ from sslhub.checkpoints.readers.moco import MocoV2, MocoV3
 from sslhub.checkpoints.readers.simsiam import SimSiam
 from sslhub.checkpoints.readers.solo_learn import SoloLearn
 from sslhub.checkpoints.readers.swav import SwAV
+from sslhub.checkpoints.readers.timm_hub import TimmHub
+from sslhub.checkpoints.readers.transformers_dinov3 import TransformersDinov3ConvNext, TransformersDinov3ViT
+from sslhub.checkpoints.readers.transformers_vit import (
+    TransformersDinov2,
+    TransformersIJepa,
+    TransformersViT,
+    TransformersViTMAE,
+)
 from sslhub.checkpoints.readers.vissl import VISSL
 
 __all__ = ["READERS", "Match", "Reader", "get_reader", "match_reader", "unwrap_nested"]
 
 READERS: tuple[Reader, ...] = (
+    # files with a config.json (transformers, timm Hub) first: their config says exactly what they are
+    TransformersDinov2(), TransformersViT(), TransformersViTMAE(), TransformersIJepa(),
+    TransformersDinov3ViT(), TransformersDinov3ConvNext(), TimmHub(),
     MocoV2(), MocoV3(), SimSiam(), SwAV(), BarlowTwins(), VICReg(), Dino(), DinoV2(), MAE(), SoloLearn(),
     MMPretrain(), VISSL(),
 )  # fmt: skip

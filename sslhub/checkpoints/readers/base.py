@@ -54,6 +54,11 @@ class Reader:
         one line per fact applied (shown by ``sslhub info``)."""
         return []
 
+    def spec_from_config(self, sub: StateDict, extras: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]] | None:
+        """Readers whose file comes with a config (``config.json``) build the spec from it instead of inferring
+        it from the tensors: ``(BackboneSpec fields, facts)``, given the remapped backbone ``sub``. None = infer."""
+        return None
+
     def backbone(self, sub: StateDict) -> dict[str, torch.Tensor]:
         """The backbone's tensors from the prefix-stripped state dict."""
         kept = {k: v for k, v in sub.items() if not k.startswith(self.drop)} if self.drop else dict(sub)

@@ -55,6 +55,7 @@ The resolved recipe is logged at start and saved in OUT/config.yaml.""",
     "export": """\
   sslhub export runs/r18/model.safetensors --to timm r18_timm.safetensors   # torchvision-family backbones
   sslhub export runs/r18/model.safetensors --to detectron2 r18.pkl          # + r18.yaml (the config)
+  sslhub export runs/demo --to onnx demo.onnx --image-size 64   # any backbone; dynamic batch (sslhub[onnx])
   sslhub convert runs/demo/checkpoint.ckpt demo.safetensors   # Lightly ResNetGenerator (resnet-18 style):
                                                               # no twin in those libraries; keep sslhub's file""",
     "publish": """\

@@ -125,8 +125,9 @@ class _Teacher(nn.Module):
         if pe is not None and getattr(pe, "img_size", None) and tuple(pe.img_size) != tuple(x.shape[-2:]):
             inner.set_input_size(img_size=tuple(x.shape[-2:]))
 
-    @torch.no_grad()
+    @torch.no_grad()  # not inference_mode: its outputs are saved for the student's backward (queue logits)
     def forward(self, x: Tensor, blocks: int = 1) -> tuple[Tensor, Tensor]:
+        """(feature map, pooled features) of ``x``, in fp32; ``blocks > 1``: a ViT's last blocks stacked."""
         self._fit_input(x)
         autocast = torch.autocast("cuda", dtype=torch.bfloat16) if x.is_cuda else contextlib.nullcontext()
         with autocast:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -24,6 +25,7 @@ import sslhub.transforms  # noqa: E402
 from sslhub._lightly_paths import LIGHTLY_PATHS  # noqa: E402
 
 ATOL = 1e-5
+ROOT_SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
 
 def _rand(seed: int, *shape: int) -> torch.Tensor:
@@ -207,3 +209,19 @@ def test_thin_modules_are_the_real_objects_and_unknown_paths_fail() -> None:
     assert len(LIGHTLY_PATHS) > 70
     with pytest.raises(ModuleNotFoundError):
         importlib.import_module("sslhub.losses.lewm_loss")  # not copied: a plain import error
+
+
+def test_run_lightly_tests_redirects_only_the_ported_packages() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("run_lightly_tests", ROOT_SCRIPTS / "run_lightly_tests.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)  # type: ignore[union-attr]
+    src = ("from lightly.loss.msn_loss import MSNLoss\nimport lightly.transforms.random_crop_and_flip_with_grid\n"
+           "from lightly.models.modules.heads import SimCLRProjectionHead\nfrom lightly.models import utils\n"
+           "from lightly.utils.dist import gather\nfrom lightly.utils.scheduler import cosine_schedule\n")  # fmt: skip
+    assert script.redirect(src) == (
+        "from sslhub.losses.msn_loss import MSNLoss\nimport sslhub.transforms.random_crop_and_flip_with_grid\n"
+        "from sslhub.heads.heads import SimCLRProjectionHead\nfrom lightly.models import utils\n"
+        "from lightly.utils.dist import gather\nfrom sslhub.utils.scheduler import cosine_schedule\n")  # fmt: skip
+    exec(compile(script.redirect(src).replace("from lightly.models import utils\n", ""), "<redirected>", "exec"), {})

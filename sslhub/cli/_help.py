@@ -29,6 +29,7 @@ EXAMPLES: dict[str, str] = {
   sslhub train simclr-resnet-18 --data DIR --out runs/r18 -b 128 --lr 0.3 --width 0.5 --epochs 100
   sslhub train moco-resnet18 --data DIR --out runs/moco --set model.memory_bank_size=8192 --no-amp
   torchrun --nproc_per_node=4 -m sslhub train simclr-resnet50 --data DIR --out runs/ddp   # DDP, same command
+  sslhub train simclr-resnet18 --data DIR --out runs/r18 --logger tensorboard --logger mlflow   # + W&B: wandb
 
 Every recipe key can be set with --set KEY=VALUE (checked: a typo gets the nearest key); the shortcuts
 -b, --lr, --input-size, --seed, --width and --amp are --set batch_size=..., optimizer.lr=..., and so on.
@@ -55,6 +56,7 @@ The resolved recipe is logged at start and saved in OUT/config.yaml.""",
     "export": """\
   sslhub export runs/r18/model.safetensors --to timm r18_timm.safetensors   # torchvision-family backbones
   sslhub export runs/r18/model.safetensors --to detectron2 r18.pkl          # + r18.yaml (the config)
+  sslhub export runs/demo --to onnx demo.onnx --image-size 64   # any backbone; dynamic batch (sslhub[onnx])
   sslhub convert runs/demo/checkpoint.ckpt demo.safetensors   # Lightly ResNetGenerator (resnet-18 style):
                                                               # no twin in those libraries; keep sslhub's file""",
     "publish": """\

@@ -33,13 +33,16 @@ def _train(args: argparse.Namespace) -> int:
         raise ValueError(f"--epochs {args.epochs}: train for at least 1 epoch")
     overrides = _overrides(args)
     get_recipe(args.recipe, overrides)  # a typo in a name, key or value fails here, before torch is imported
+    from sslhub.training.loggers import resolve_loggers
+
+    resolve_loggers(args.logger)  # likewise an unknown or uninstalled --logger
 
     from sslhub.training import train
 
     run = train(args.recipe, args.data, args.out, val=args.val, epochs=args.epochs, overrides=overrides,
                 resume=args.resume, device=args.device, num_workers=args.workers, deterministic=args.deterministic,
                 max_steps_per_epoch=args.max_steps, augment_on=args.augment_on, force=args.force,
-                progress=not getattr(args, "quiet", False))  # fmt: skip
+                progress=not getattr(args, "quiet", False), loggers=args.logger)  # fmt: skip
     print(f"run written to {run}")
     return 0
 
@@ -124,6 +127,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="where batched augmentation runs (auto: in the workers on CPU, on the GPU otherwise)")
     p.add_argument("--deterministic", action="store_true", help="deterministic algorithms (reproducible resume)")
     p.add_argument("--max-steps", type=int, metavar="N", help="cap steps per epoch (smoke tests)")
+    p.add_argument("--logger", action="append", metavar="NAME",
+                   help="experiment logger: tensorboard, mlflow, wandb or none (repeatable; default: tensorboard when "
+                        "installed). Each is an extra: pip install 'sslhub[NAME]'")  # fmt: skip
     p.set_defaults(func=_train)
 
     p = sub.add_parser("recipes", help="list recipes (names, a table or JSON), or show one resolved recipe")

@@ -40,7 +40,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["EXPORT_TARGETS", "ExportError", "ExportResult", "export", "export_checkpoint"]
 
-EXPORT_TARGETS = ("torchvision", "timm", "detectron2")
+EXPORT_TARGETS = ("torchvision", "timm", "detectron2", "onnx")
 
 # torchvision ViT name -> the timm model with the same shapes (sizes: sslhub.backbones.TORCHVISION_VIT_SIZES)
 _TIMM_NAMES = {"vit_b_16": "vit_base_patch16_224", "vit_b_32": "vit_base_patch32_224", "vit_l_16": "vit_large_patch16_224",
@@ -53,7 +53,8 @@ _GENERATOR_REFUSAL = (
     "max-pool and no input BatchNorm, so none of --to torchvision, timm or detectron2 can hold these weights "
     "without changing the network. What works with this file: `sslhub convert {src} backbone.safetensors` "
     "(lossless; sslhub.load_pretrained reads it with no flags), `sslhub eval knn {src} ...` and `sslhub embed "
-    "{src} ...`, `sslhub publish {src} --repo-id ORG/NAME` (a Hub repo that sslhub and torch.hub load); for "
+    "{src} ...`, `sslhub publish {src} --repo-id ORG/NAME` (a Hub repo that sslhub and torch.hub load), "
+    "`sslhub export {src} --to onnx model.onnx` (a graph needs no twin); for "
     "{target} weights, train a torchvision-family recipe instead (e.g. simclr-resnet18, see `sslhub recipes`)."
 )
 
@@ -116,6 +117,7 @@ def export(
     arch: str | None = None,
     width: float | None = None,
     force: bool = False,
+    image_size: int | None = None,
 ) -> Path:
     """Export the backbone of a checkpoint for use in another library.
 
@@ -123,11 +125,13 @@ def export(
         src: any checkpoint that :func:`sslhub.checkpoints.load.load_backbone_state` reads.
         to: ``"torchvision"`` (state dict for ``torchvision.models.<arch>()``; only ``fc``/``heads`` missing),
             ``"timm"`` (state dict for ``timm.create_model(arch, num_classes=0)``) or ``"detectron2"`` (``.pkl``
-            for ``DetectionCheckpointer`` plus the config it needs as ``<out>.yaml``; ResNet-18..152 only).
+            for ``DetectionCheckpointer`` plus the config it needs as ``<out>.yaml``; ResNet-18..152 only) or
+            ``"onnx"`` (the features graph with a dynamic batch, any architecture; see :mod:`sslhub.export.onnx`).
         out: output file. For torchvision/timm a ``.safetensors`` suffix writes safetensors, anything else
             ``torch.save`` (tensors only). Detectron2 needs ``.pkl``.
         arch, width: architecture hints for sources that do not record them (passed to the loader).
         force: replace an existing ``out``. The source is never overwritten.
+        image_size: ONNX only: the input size fixed in the graph (default the model's input size, else 224).
 
     Returns:
         The path written.
@@ -136,7 +140,7 @@ def export(
         ExportError: the target cannot express the source architecture (e.g. Lightly ResNetGenerator), ``out``
             exists without ``force``, or ``out`` is the source.
     """
-    return export_checkpoint(src, to, out, arch=arch, width=width, force=force).path
+    return export_checkpoint(src, to, out, arch=arch, width=width, force=force, image_size=image_size).path
 
 
 def export_checkpoint(
@@ -147,16 +151,39 @@ def export_checkpoint(
     arch: str | None = None,
     width: float | None = None,
     force: bool = False,
+    image_size: int | None = None,
 ) -> ExportResult:
     """Like :func:`export`, returning an :class:`ExportResult` (target arch, constructor kwargs, usage, config)."""
     src_path = Path(src)
     _check_target(to)
+    if to == "onnx":
+        return _to_onnx(src_path, out, arch=arch, width=width, force=force, image_size=image_size)
+    if image_size is not None:
+        raise ExportError(f"image_size applies to --to onnx only; {to} weights carry no input size")
     _check_outputs(to, Path(out), force=force, src=src_path)
     from sslhub.checkpoints.load import load_backbone_state
 
     state = load_backbone_state(src_path, arch=arch, width=width)
     mean, std = _metadata_norm(getattr(state, "metadata", None) or {})
     return _export_state(state.state_dict, state.spec, to, out, force=force, src=src_path, mean=mean, std=std)
+
+
+def _to_onnx(src: Path, out: str | os.PathLike, *, arch: str | None, width: float | None, force: bool,
+             image_size: int | None) -> ExportResult:  # fmt: skip
+    from sslhub.export.onnx import INPUT_NAME, export_onnx
+
+    path, diff = export_onnx(src, out, arch=arch, width=width, image_size=image_size, force=force)
+    import onnx
+
+    props = {p.key: p.value for p in onnx.load(path, load_external_data=False).metadata_props}
+    checked = f"  # checked with onnxruntime: max |diff| {diff:.1e}" if diff is not None else ""
+    usage = (
+        f"s = onnxruntime.InferenceSession({str(path)!r}); feats = s.run(None, {{{INPUT_NAME!r}: "
+        f"images_nchw_float32_normalised}})[0]{checked}"
+    )
+    return ExportResult(path=path, target="onnx", arch=props.get("arch", ""),
+                        kwargs={"input_size": props.get("input_size"), "mean": props.get("mean"),
+                                "std": props.get("std")}, usage=usage)  # fmt: skip
 
 
 # --- the conversion, independent of where the weights came from ---------------------------------------------------

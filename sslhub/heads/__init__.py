@@ -80,3 +80,34 @@ __all__ += ["AIMPredictionHead", "AIMPredictionHeadBlock", "MAEDecoderTIMM", "MS
 from sslhub.heads.vit_heads import CAPIProjectionHead, DINOv2ProjectionHead, LeJEPAProjectionHead, PixioDecoderTIMM  # noqa: E402
 
 __all__ += ["CAPIProjectionHead", "DINOv2ProjectionHead", "LeJEPAProjectionHead", "PixioDecoderTIMM"]
+
+# Issue 24: DINO's center (lightly.models.modules.center) and Lightly's module paths (sslhub.heads.heads_timm for
+# lightly.models.modules.heads_timm, ...: see sslhub._lightly_paths).
+from sslhub.losses.ibot import Center, center_mean, center_momentum  # noqa: E402
+
+__all__ += ["Center", "center_mean", "center_momentum"]
+
+from sslhub import _lightly_paths  # noqa: E402
+
+_lightly_paths.install()
+
+# lightly.models.modules also holds the masked ViTs, decoders and predictors, which sslhub keeps in
+# sslhub.backbones; they resolve here on first use (timm loads only then), so Lightly's package maps to one.
+_BACKBONE_NAMES = {
+    "MaskedVisionTransformer": "sslhub.backbones.masked_vit",
+    "MaskedVisionTransformerTIMM": "sslhub.backbones.masked_vit",
+    "MaskedCausalVisionTransformer": "sslhub.backbones.masked_vit",
+    "MaskedVisionTransformerTorchvision": "sslhub.backbones.masked_vit_torchvision",
+    "MaskedVisionTransformerDecoder": "sslhub.backbones.decoders",
+    "MaskedVisionTransformerDecoderTIMM": "sslhub.backbones.decoders",
+    "IJEPAPredictorTIMM": "sslhub.backbones.ijepa_predictor",
+    "CAPIPredictorTIMM": "sslhub.backbones.capi_predictor",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _BACKBONE_NAMES:
+        import importlib
+
+        return getattr(importlib.import_module(_BACKBONE_NAMES[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

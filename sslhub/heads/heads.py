@@ -417,3 +417,15 @@ __all__ = [
     "VICRegProjectionHead",
     "WeightNormLinear",
 ]
+
+
+_VIT_HEADS = ("CAPIProjectionHead", "DINOv2ProjectionHead", "LeJEPAProjectionHead", "MSNProjectionHead")
+
+
+def __getattr__(name: str) -> object:
+    # lightly.models.modules.heads also holds these; they live in vit_heads, which imports this module
+    if name in _VIT_HEADS:
+        from sslhub.heads import vit_heads
+
+        return getattr(vit_heads, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

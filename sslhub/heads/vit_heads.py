@@ -2,7 +2,8 @@
 ``MAEDecoderTIMM`` (MAE), ``PixioDecoderTIMM`` (Pixio), ``AIMPredictionHead`` (AIM), ``MSNProjectionHead``
 (MSN/PMSN), ``DINOv2ProjectionHead`` (DINOv2), ``CAPIProjectionHead`` (CAPI), ``LeJEPAProjectionHead`` (LeJEPA).
 
-timm is imported when a decoder is built, so ``import sslhub.heads`` stays light.
+``timm.layers`` is imported with this module: ``Mlp`` is the default of ``AIMPredictionHead``'s ``mlp_layer`` in
+Lightly's signature.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from functools import partial
 from typing import Any, Callable, Optional
 
 import torch
+from timm.layers import Mlp  # the default MLP of AIM's head, as Lightly's signature has it
 from torch import Tensor, nn
 
 from sslhub.heads.heads import ProjectionHead, WeightNormLinear, _mlp
@@ -150,13 +152,9 @@ class AIMPredictionHeadBlock(nn.Module):
         proj_drop: float = 0.0,
         act_layer: type[nn.Module] = nn.GELU,
         norm_layer: type[nn.Module] = nn.LayerNorm,
-        mlp_layer: Optional[type[nn.Module]] = None,
+        mlp_layer: type[nn.Module] = Mlp,
     ) -> None:
         super().__init__()
-        if mlp_layer is None:
-            from timm.layers import Mlp
-
-            mlp_layer = Mlp
         self.norm = norm_layer(input_dim)
         mlp_kwargs: dict[str, Any] = dict(in_features=input_dim, hidden_features=int(input_dim * mlp_ratio), out_features=output_dim,
                                           act_layer=act_layer, drop=proj_drop, bias=False)  # fmt: skip
@@ -193,7 +191,7 @@ class AIMPredictionHead(nn.Module):
         proj_drop: float = 0.0,
         act_layer: type[nn.Module] = nn.GELU,
         norm_layer: type[nn.Module] = nn.LayerNorm,
-        mlp_layer: Optional[type[nn.Module]] = None,
+        mlp_layer: type[nn.Module] = Mlp,
         block_fn: type[nn.Module] = AIMPredictionHeadBlock,
     ) -> None:
         super().__init__()

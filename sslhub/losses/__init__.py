@@ -48,3 +48,14 @@ from sslhub.losses.koleo import KoLeoLoss  # noqa: E402
 from sslhub.losses.lejepa import LeJEPALoss, SIGReg  # noqa: E402
 
 __all__ += ["CAPILoss", "IBOTPatchLoss", "IBOTPlusPlusPatchLoss", "KoLeoLoss", "LeJEPALoss", "SIGReg"]
+
+# The rest of Lightly's loss names (issue 24): the alignment/uniformity loss and lightly.loss.regularizer.
+from sslhub.losses.contrastive import HypersphereLoss  # noqa: E402
+from sslhub.losses.regularizers import CO2Regularizer, DSERegularizer  # noqa: E402
+
+__all__ += ["CO2Regularizer", "DSERegularizer", "HypersphereLoss"]
+
+# Lightly's module paths (``sslhub.losses.msn_loss`` for ``lightly.loss.msn_loss``, ...): see sslhub._lightly_paths.
+from sslhub import _lightly_paths  # noqa: E402
+
+_lightly_paths.install()

@@ -13,7 +13,7 @@ from torch.nn import functional as F
 
 from sslhub.losses import dist
 
-__all__ = ["CAPILoss", "positionwise_sinkhorn_knopp"]
+__all__ = ["CAPILoss", "positionwise_sinkhorn_knopp", "sinkhorn_knopp"]
 
 
 @torch.no_grad()
@@ -37,6 +37,9 @@ def positionwise_sinkhorn_knopp(logits: Tensor, iterations: int = 3, gather_dist
         q = q / (over_batch + epsilon)
         q = q / (q.sum(dim=2, keepdim=True) + epsilon)
     return q.transpose(0, 1)
+
+
+sinkhorn_knopp = positionwise_sinkhorn_knopp  # Lightly's name (lightly.loss.capi_loss.sinkhorn_knopp)
 
 
 class CAPILoss(nn.Module):

@@ -214,3 +214,30 @@ class MACLLoss(nn.Module):
         log_pos = F.log_softmax(torch.cat([pos, neg], dim=1) / t, dim=1)[:, 0]
         weight = 1.0 / (1.0 - log_pos.exp() + self.eps)
         return (-weight.detach() * log_pos).mean()
+
+
+class HypersphereLoss(nn.Module):
+    """Alignment and uniformity on the hypersphere (Wang & Isola, 2020, https://arxiv.org/abs/2005.10242):
+    ``mean ||x - y||^alpha + lam * (log mean exp(-t ||x_i - x_j||^2) of x, and of y) / 2`` on L2-normalised inputs.
+
+    Args:
+        t: Temperature of the uniformity term.
+        lam: Weight of the uniformity term.
+        alpha: Power of the alignment distances.
+    """
+
+    def __init__(self, t: float = 1.0, lam: float = 1.0, alpha: float = 2.0):
+        super().__init__()
+        self.t = t
+        self.lam = lam
+        self.alpha = alpha
+
+    def forward(self, z_a: Tensor, z_b: Tensor) -> Tensor:
+        """Loss for two views' embeddings ``(B, D)``."""
+        x, y = F.normalize(z_a), F.normalize(z_b)
+        align = (x - y).norm(dim=1).pow(self.alpha).mean()
+
+        def uniformity(z: Tensor) -> Tensor:
+            return torch.pdist(z, p=2).pow(2).mul(-self.t).exp().mean().log()
+
+        return align + self.lam * (uniformity(x) + uniformity(y)) / 2.0

@@ -87,21 +87,8 @@ class VICRegLLoss(nn.Module):
         pairs = [(i, glob[j], glob_grids[j]) for i in range(len(glob)) for j in range(len(glob)) if i != j]
         by_anchor = {i: [(f, g) for a, f, g in pairs if a == i] + list(zip(loc, loc_grids)) for i in range(len(glob))}
 
+        global_loss = self._global_loss(glob, loc or None)
         zero = glob[0][0].new_zeros(1)
-        inv, n_inv = zero.clone(), 0
-        for i, (g_a, _) in enumerate(glob):
-            for (g_b, _), _grid in by_anchor[i]:
-                inv = inv + invariance_loss(g_a, g_b)
-                n_inv += 1
-        var, cov = zero.clone(), zero.clone()
-        for g, _ in glob + loc:
-            if self.gather_distributed and dist.world_size() > 1:
-                g = torch.cat(dist.gather(g))
-            var = var + variance_loss(g, eps=self.eps)
-            cov = cov + covariance_loss(g)
-        n = len(glob) + len(loc)
-        global_loss = self.lambda_param * (inv / n_inv) + self.mu_param * (var / n) + self.nu_param * (cov / n)
-
         local, n_local = zero.clone(), 0
         for i, (_, z_a) in enumerate(glob):
             for (_, z_b), grid_b in by_anchor[i]:
@@ -111,6 +98,26 @@ class VICRegLLoss(nn.Module):
                 local = local + self._matched(za, zb, torch.cdist(ga, gb), torch.cdist(gb, ga))
                 n_local += 1
         return self.alpha * global_loss + (1 - self.alpha) * (local / n_local)
+
+    def _global_loss(self, global_view_features: Sequence[tuple[Tensor, Tensor]],
+                     local_view_features: Sequence[tuple[Tensor, Tensor]] | None = None) -> Tensor:  # fmt: skip
+        """VICReg on the global features (Lightly's ``VICRegLLoss._global_loss``): invariance over every ordered
+        pair of distinct global views and every (global, local) pair; variance and covariance of every view."""
+        glob, loc = list(global_view_features), list(local_view_features or [])
+        zero = glob[0][0].new_zeros(1)
+        inv, n_inv = zero.clone(), 0
+        for i, (g_a, _) in enumerate(glob):
+            for g_b, _ in [f for j, f in enumerate(glob) if j != i] + loc:
+                inv = inv + invariance_loss(g_a, g_b)
+                n_inv += 1
+        var, cov = zero.clone(), zero.clone()
+        for g, _ in glob + loc:
+            if self.gather_distributed and dist.world_size() > 1:
+                g = torch.cat(dist.gather(g))
+            var = var + variance_loss(g, eps=self.eps)
+            cov = cov + covariance_loss(g)
+        n = len(glob) + len(loc)
+        return self.lambda_param * (inv / n_inv) + self.mu_param * (var / n) + self.nu_param * (cov / n)
 
     def _matched(self, z_a: Tensor, z_b: Tensor, d_ab: Tensor, d_ba: Tensor) -> Tensor:
         a, a_nn = nearest_neighbors(z_a, z_b, d_ab, self.num_matches[0])

@@ -15,7 +15,22 @@ from torch.nn import functional as F
 
 from sslhub.losses import dist
 
-__all__ = ["Center", "IBOTPatchLoss", "IBOTPlusPlusPatchLoss"]
+__all__ = ["Center", "IBOTPatchLoss", "IBOTPlusPlusPatchLoss", "center_mean", "center_momentum"]
+
+
+def center_mean(x: Tensor, dim: tuple[int, ...]) -> Tensor:
+    """Mean of ``x`` over ``dim`` (kept), averaged over all processes (``lightly.models.modules.center``)."""
+    batch_center = x.mean(dim=dim, keepdim=True)
+    if dist.world_size() > 1:
+        torch_dist.all_reduce(batch_center)
+        batch_center = batch_center / dist.world_size()
+    return batch_center
+
+
+@torch.no_grad()
+def center_momentum(center: Tensor, batch_center: Tensor, momentum: float) -> Tensor:
+    """EMA step ``center * momentum + batch_center * (1 - momentum)``."""
+    return center * momentum + batch_center * (1 - momentum)
 
 
 class Center(nn.Module):
@@ -47,11 +62,7 @@ class Center(nn.Module):
     @torch.no_grad()
     def update(self, x: Tensor) -> None:
         """EMA update with the (all-process) mean of ``x`` over the size-1 dimensions."""
-        batch_center = x.mean(dim=self.dim, keepdim=True)
-        if dist.world_size() > 1:
-            torch_dist.all_reduce(batch_center)
-            batch_center = batch_center / dist.world_size()
-        self.center = self.center * self.momentum + batch_center * (1 - self.momentum)
+        self.center = center_momentum(self.center, center_mean(x, self.dim), self.momentum)
 
 
 class IBOTPatchLoss(nn.Module):

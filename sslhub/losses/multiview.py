@@ -7,7 +7,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-__all__ = ["EMPSSLLoss", "FroSSLLoss", "MMCRLoss", "tcr_loss"]
+__all__ = ["EMPSSLLoss", "FroSSLLoss", "MMCRLoss", "emp_ssl_invariance_loss", "tcr_loss"]
 
 
 class MMCRLoss(nn.Module):
@@ -42,6 +42,12 @@ def tcr_loss(z: Tensor, eps: float) -> Tensor:
     return 0.5 * torch.logdet(eye + d / (b * eps) * torch.einsum("vbd,vbe->vde", z, z)).mean()
 
 
+def emp_ssl_invariance_loss(z: Tensor) -> Tensor:
+    """Minus the mean cosine similarity of each view in ``z`` (V, B, D) to the mean of the views (Lightly's
+    ``lightly.loss.emp_ssl_loss.invariance_loss``)."""
+    return -F.cosine_similarity(z, z.mean(0, keepdim=True), dim=-1).mean()
+
+
 class EMPSSLLoss(nn.Module):
     """EMP-SSL loss: total coding rate of each view plus ``inv_coef`` times minus the cosine similarity of each
     view to the mean of the views.
@@ -59,8 +65,7 @@ class EMPSSLLoss(nn.Module):
     def forward(self, z_views: list[Tensor]) -> Tensor:
         """Loss for a list of view embeddings, each ``(B, D)``."""
         z = torch.stack(z_views)
-        invariance = -F.cosine_similarity(z, z.mean(0, keepdim=True), dim=-1).mean()
-        return tcr_loss(z, eps=self.tcr_eps) + self.inv_coef * invariance
+        return tcr_loss(z, eps=self.tcr_eps) + self.inv_coef * emp_ssl_invariance_loss(z)
 
 
 class FroSSLLoss(nn.Module):

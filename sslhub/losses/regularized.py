@@ -177,9 +177,23 @@ class VISRegLossComponents(NamedTuple):
     center: Tensor
 
 
-def _visreg_shape_loss(z: Tensor, num_slices: int, eps: float = 0.0001) -> Tensor:
-    """Sliced distance of the standardised embeddings to a standard normal: random unit directions, sorted
-    projections against the normal quantiles."""
+def visreg_center_loss(z: Tensor) -> Tensor:
+    """Mean square of the batch mean of ``z`` (..., N, D): VISReg's center term."""
+    return z.mean(dim=-2).square().mean()
+
+
+def visreg_scale_loss(z: Tensor) -> Tensor:
+    """Mean square of ``1 - std`` of each dimension over the batch of ``z`` (..., N, D): VISReg's scale term."""
+    return (1.0 - z.std(dim=-2, unbiased=False)).square().mean()
+
+
+def visreg_shape_loss(z: Tensor, num_slices: int, eps: float = 0.0001) -> Tensor:
+    """Sliced distance of the standardised embeddings to a standard normal: random unit directions (torch's global
+    generator, as Lightly), sorted projections against the normal quantiles. VISReg's shape term."""
+    if num_slices < 1:
+        raise ValueError("num_slices must be a positive integer.")
+    if eps <= 0:
+        raise ValueError("eps must be greater than zero.")
     n, d = z.size(-2), z.size(-1)
     z_norm = (z - z.mean(dim=-2, keepdim=True)) / (z.std(dim=-2, unbiased=False, keepdim=True).detach() + eps)
     slices = torch.randn(d, num_slices, device=z.device, dtype=z.dtype)
@@ -240,12 +254,12 @@ class VISRegLoss(nn.Module):
         if local_proj.size(-2) < 2:
             raise ValueError(f"Batch size must be greater than one, got {local_proj.size(-2)}.")
         proj = torch.cat([global_proj, local_proj], dim=0)
-        pred = (global_proj.mean(0) - proj).square().mean()
+        pred = (global_proj.mean(0) - proj).square().mean()  # lejepa_invariance_loss (no import cycle)
         if self.gather_distributed and dist.world_size() > 1:
             proj = torch.cat(dist.gather(proj), dim=-2)
-        scale = (1.0 - proj.std(dim=-2, unbiased=False)).square().mean()
-        shape = _visreg_shape_loss(proj, num_slices=self.num_slices, eps=self.eps)
-        center = proj.mean(dim=-2).square().mean()
+        scale = visreg_scale_loss(proj)
+        shape = visreg_shape_loss(proj, num_slices=self.num_slices, eps=self.eps)
+        center = visreg_center_loss(proj)
         reg = self.lambda_scale * scale + self.lambda_shape * shape + self.lambda_center * center
         total = (1.0 - self.lambda_param) * pred + self.lambda_param * reg
         return VISRegLossComponents(total=total, pred=pred, scale=scale, shape=shape, center=center)

@@ -25,3 +25,4 @@ __all__ = [
 
 from sslhub.methods import vit_methods as _vit_methods  # noqa: E402,F401  (registers dino_vit, mae, simmim, msn, pmsn, aim)
 from sslhub.methods import jepa as _jepa, masked_distillation as _masked_distillation  # noqa: E402,F401,I001  (ibot, dinov2, ijepa, capi, lejepa)
+from sslhub.methods import teacher_distillation as _teacher_distillation  # noqa: E402,F401  (distillationv1/v2/v3)

@@ -10,7 +10,7 @@ import torch
 
 from sslhub.checkpoints.io import atomic_path
 
-__all__ = ["preview"]
+__all__ = ["preview", "preview_image"]
 
 
 def preview(recipe: str, data: str | os.PathLike, out: str | os.PathLike, *, n: int = 8,
@@ -20,14 +20,23 @@ def preview(recipe: str, data: str | os.PathLike, out: str | os.PathLike, *, n: 
     Columns are labelled (``original``, ``view 1``, ...; ``global``/``local`` for multi-crop transforms) and a
     caption names the recipe, its transform and arguments.
     """
+    from sslhub.recipes import get_recipe
+
+    image = preview_image(get_recipe(recipe, overrides), data, n=n, seed=seed)
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        image.save(tmp, format="PNG")
+    return out
+
+
+def preview_image(r: dict, data: str | os.PathLike, *, n: int = 8, seed: int = 0) -> Any:
+    """The preview grid of a resolved recipe ``r`` as a PIL image (see :func:`preview`)."""
     from torchvision.transforms.v2 import functional as F
     from torchvision.utils import make_grid
 
     from sslhub.data import ImageFolderDataset
-    from sslhub.recipes import get_recipe
     from sslhub.training.trainer import _build_transform
 
-    r = get_recipe(recipe, overrides)
     size = int(r["input_size"])
     tile = max(size, 96)  # small training crops are hard to see
     ds = ImageFolderDataset(data, decode_size=int(r.get("load_size", size)))
@@ -50,10 +59,7 @@ def preview(recipe: str, data: str | os.PathLike, out: str | os.PathLike, *, n: 
     body = Image.fromarray((grid.permute(1, 2, 0).numpy() * 255).round().astype("uint8"))
     labels = ["original"] + _view_labels([tuple(v.shape[-2:]) for v in views])
     caption = _caption(r)
-    out = Path(out)
-    with atomic_path(out) as tmp:
-        _labelled(body, labels, tile, caption).save(tmp, format="PNG")
-    return out
+    return _labelled(body, labels, tile, caption)
 
 
 PAD = 2

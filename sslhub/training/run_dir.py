@@ -32,7 +32,8 @@ logger = logging.getLogger(__name__)
 __all__ = ["RESUME_COMPATIBLE", "RUN_FILES", "RunDirError", "existing_run", "prepare_run_dir", "recipe_for_run",
            "restore_metrics", "resumed_max_steps"]  # fmt: skip
 
-RUN_FILES = ("config.yaml", "metrics.jsonl", "checkpoints", "model.safetensors", "checkpoint.ckpt", "curves.png")
+RUN_FILES = ("config.yaml", "metrics.jsonl", "checkpoints", "model.safetensors", "checkpoint.ckpt", "curves.png",
+             "tensorboard", "mlflow.db", "mlartifacts", "wandb")  # the last four: experiment loggers (loggers.py)
 # Recipe keys (dotted prefixes) that a resumed run may change.
 RESUME_COMPATIBLE = ("epochs", "monitor_every", "knn")
 

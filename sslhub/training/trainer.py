@@ -33,6 +33,7 @@ from sslhub.data import AugmentingCollate, ImageFolderDataset, collate_skip_inva
 from sslhub.errors import SslhubError
 from sslhub.methods import METHODS, SSLMethod, build_method
 from sslhub.training.fast import FastPath
+from sslhub.training.loggers import resolve_loggers, start_loggers
 from sslhub.training.optim import LARGE_BATCH_OPTIMIZERS, build_large_batch_optimizer, norm_bias_groups
 from sslhub.training.run_dir import prepare_run_dir, recipe_for_run, restore_metrics, resumed_max_steps
 from sslhub.utils.scheduler import cosine_schedule
@@ -338,6 +339,7 @@ def train(
     progress: bool = True,
     augment_on: str = "auto",
     force: bool = False,
+    loggers: Iterable[str] | None = None,
 ) -> Path:
     """Train a recipe on a folder of images and write a run directory.
 
@@ -361,6 +363,8 @@ def train(
             are workers, else the device.
         force: replace the run that ``out`` holds (its run files are deleted). Without ``force`` or ``resume``, a
             folder that holds a run is refused.
+        loggers: experiment loggers, ``tensorboard``/``mlflow``/``wandb`` (:mod:`sslhub.training.loggers`);
+            default TensorBoard when it is installed, ``["none"]`` for none.
 
     Returns:
         The run directory.
@@ -375,6 +379,7 @@ def train(
     if epochs is not None and int(epochs) < 1:
         raise ValueError(f"epochs={epochs}: train for at least 1 epoch")
     rank, world, local_rank = _dist()
+    logger_names = resolve_loggers(loggers)  # an unknown or missing logger fails before anything is touched
     prepare_run_dir(out, resume=resume, force=force, delete=rank == 0)
     r = recipe_for_run(recipe, out, overrides=overrides, epochs=epochs, resume=resume)
     max_steps_per_epoch = resumed_max_steps(out, max_steps_per_epoch) if resume else max_steps_per_epoch
@@ -488,6 +493,8 @@ def train(
                                           sort_keys=False))  # fmt: skip
         logger.info("resolved recipe (saved in %s):\n%s", out / "config.yaml",
                     yaml.safe_dump(r, sort_keys=False).rstrip())  # fmt: skip
+    log = start_loggers(logger_names, out, r, data, resume_step=step if resume and ckpt_path.exists() else None,
+                        rank=rank)  # fmt: skip
     from tqdm.auto import tqdm
 
     baseline: dict[str, float] = {}
@@ -591,6 +598,7 @@ def train(
             save_torch(state, ckpt_path)
             with open(metrics_file, "a") as f:
                 f.write(json.dumps(row) + "\n")
+            log.log_metrics(row, step)
     if rank == 0:
         sd = {k: v for k, v in model.state_dict().items() if not k.startswith("criterion.")}
         save_safetensors(sd, out / "model.safetensors", _metadata(r, model, int(r["epochs"])))
@@ -601,6 +609,8 @@ def train(
             from sslhub.plots import write_curves
 
             write_curves(metrics_file, out / "curves.png")
+            log.log_image("curves", out / "curves.png", step)
+        log.close()
     if world > 1:
         import torch.distributed as dist
 

@@ -143,3 +143,14 @@ __all__ += [
 from sslhub.transforms.modern_vit import CAPITransform, IBOTTransform, IBOTViewTransform, IJEPATransform  # noqa: E402
 
 __all__ += ["CAPITransform", "IBOTTransform", "IBOTViewTransform", "IJEPATransform"]
+
+# Issue 24: the rest of Lightly's transform names, and Lightly's module paths (sslhub.transforms.simclr_transform
+# for lightly.transforms.simclr_transform, ...: see sslhub._lightly_paths).
+from sslhub.transforms.dense import ImageGridTransform  # noqa: E402
+from sslhub.transforms.methods import DistillationTransform  # noqa: E402
+
+__all__ += ["DistillationTransform", "ImageGridTransform"]
+
+from sslhub import _lightly_paths  # noqa: E402
+
+_lightly_paths.install()

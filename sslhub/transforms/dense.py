@@ -30,6 +30,7 @@ from sslhub.transforms.methods import _augment_ops
 
 __all__ = [
     "AddGridTransform",
+    "ImageGridTransform",
     "DetConSTransform",
     "DetConSViewTransform",
     "RandomResizedCropAndFlip",
@@ -412,3 +413,25 @@ class DetConSTransform(MultiViewTransformV2):
                 mask = Mask(mask.unsqueeze(0))
             return super().__call__(image, mask)
         return super().__call__(*args)
+
+
+class ImageGridTransform:
+    """Views and grids of one image (Lightly's VICRegL building block): each ``(image_grid_transform,
+    view_transform)`` pair makes one view and its grid; returns all views, then all grids.
+
+    Args:
+        transforms: ``(image_grid_transform, view_transform)`` pairs; the first returns ``(view, grid)`` (e.g.
+            :class:`RandomResizedCropAndFlip`), the second augments the view.
+    """
+
+    def __init__(self, transforms: Any) -> None:
+        self.transforms = transforms
+
+    def __call__(self, image: Union[Tensor, Image]) -> Union[list[Tensor], list[Image]]:
+        """``[view_1, ..., view_n, grid_1, ..., grid_n]``."""
+        views, grids = [], []
+        for image_grid_transform, view_transform in self.transforms:
+            view, grid = image_grid_transform(image)
+            views.append(view_transform(view))
+            grids.append(grid)
+        return views + grids

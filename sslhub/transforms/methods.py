@@ -106,6 +106,21 @@ class SimCLRViewTransform(ViewTransform):
         super().__init__(ops, normalize)
 
 
+class DistillationTransform(MultiViewTransform):
+    """One strongly augmented view, which teacher and student both see (LightlyTrain's distillation transform:
+    crop scale 0.14-1, flips, colour jitter 0.8 x strength 0.5, grayscale 0.2, no blur to speak of)."""
+
+    def __init__(self, input_size: int = 224, cj_prob: float = 0.8, cj_strength: float = 0.5, cj_bright: float = 0.8,
+                 cj_contrast: float = 0.8, cj_sat: float = 0.4, cj_hue: float = 0.2, min_scale: float = 0.14,
+                 random_gray_scale: float = 0.2, gaussian_blur: float = 0.0, hf_prob: float = 0.5,
+                 normalize: Normalize = IMAGENET_NORMALIZE) -> None:  # fmt: skip
+        view = SimCLRViewTransform(input_size=input_size, cj_prob=cj_prob, cj_strength=cj_strength, cj_bright=cj_bright,
+                                   cj_contrast=cj_contrast, cj_sat=cj_sat, cj_hue=cj_hue, min_scale=min_scale,
+                                   random_gray_scale=random_gray_scale, gaussian_blur=gaussian_blur, hf_prob=hf_prob,
+                                   normalize=normalize)  # fmt: skip
+        super().__init__([view])
+
+
 class SimCLRTransform(MultiViewTransform):
     """Two SimCLR views (:class:`SimCLRViewTransform`); the same recipe serves SimCLR v1 and v2."""
 

@@ -17,6 +17,7 @@ from sslhub.checkpoints.readers.barlowtwins_vicreg import BarlowTwins, VICReg
 from sslhub.checkpoints.readers.base import Match, Reader
 from sslhub.checkpoints.readers.dino import Dino
 from sslhub.checkpoints.readers.dinov2 import DinoV2
+from sslhub.checkpoints.readers.dinov3 import DinoV3ConvNeXt, DinoV3ViT
 from sslhub.checkpoints.readers.mae import MAE
 from sslhub.checkpoints.readers.mmpretrain import MMPretrain
 from sslhub.checkpoints.readers.moco import MocoV2, MocoV3
@@ -28,7 +29,7 @@ from sslhub.checkpoints.readers.vissl import VISSL
 __all__ = ["READERS", "Match", "Reader", "get_reader", "match_reader", "unwrap_nested"]
 
 READERS: tuple[Reader, ...] = (
-    MocoV2(), MocoV3(), SimSiam(), SwAV(), BarlowTwins(), VICReg(), Dino(), DinoV2(), MAE(), SoloLearn(),
+    MocoV2(), MocoV3(), SimSiam(), SwAV(), BarlowTwins(), VICReg(), Dino(), DinoV3ViT(), DinoV3ConvNeXt(), DinoV2(), MAE(), SoloLearn(),
     MMPretrain(), VISSL(),
 )  # fmt: skip
 _BY_NAME = {r.name: r for r in READERS}

@@ -1,0 +1,234 @@
+"""Release and training files of DINOv3, I-JEPA, MSN and LightlyTrain, rebuilt key for key at tiny sizes.
+
+Each writer builds modules with the upstream's attribute names (so ``state_dict()`` gives its keys), fills them with
+random weights, saves them the way the upstream's code does and returns the file with an *independent reference*
+forward written from the upstream's own model code (cited per class), to compare sslhub's features with.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from upstream_fixtures import DDP, _optimizer_state, _scaler, randomize
+
+# --- DINOv3 ViT (dinov3/models/vision_transformer.py, layers/{attention,block,ffn_layers,rope_position_encoding}.py)
+
+
+class _LayerScale(nn.Module):
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.gamma = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gamma
+
+
+class _LinearKMaskedBias(nn.Linear):
+    """layers/attention.py: the k third of the qkv bias is multiplied by ``bias_mask`` (zero there)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__(dim, 3 * dim, bias=True)
+        mask = torch.ones(3 * dim)
+        mask[dim : 2 * dim] = 0
+        self.register_buffer("bias_mask", mask)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight, self.bias * self.bias_mask.to(self.bias.dtype))
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat([-x2, x1], dim=-1)
+
+
+class _Attention(nn.Module):
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.num_heads = heads
+        self.qkv = _LinearKMaskedBias(dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        B, N, C = x.shape
+        q, k, v = self.qkv(x).reshape(B, N, 3, self.num_heads, C // self.num_heads).unbind(2)
+        q, k, v = (t.transpose(1, 2) for t in (q, k, v))
+        sin, cos = rope
+        p = N - sin.shape[-2]  # class + storage tokens get no rotation
+        q = torch.cat([q[:, :, :p], q[:, :, p:] * cos + _rotate_half(q[:, :, p:]) * sin], dim=2)
+        k = torch.cat([k[:, :, :p], k[:, :, p:] * cos + _rotate_half(k[:, :, p:]) * sin], dim=2)
+        x = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(x.transpose(1, 2).reshape(B, N, C))
+
+
+class _Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.fc1, self.act, self.fc2 = nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class _SwiGLUFFN(nn.Module):
+    """layers/ffn_layers.py SwiGLUFFN: hidden = int(2/3 * ratio * dim) rounded up to ``align_to``."""
+
+    def __init__(self, dim: int, hidden: int, align_to: int = 8) -> None:
+        super().__init__()
+        d = int(hidden * 2 / 3)
+        h = d + (-d % align_to)
+        self.w1, self.w2, self.w3 = nn.Linear(dim, h), nn.Linear(dim, h), nn.Linear(h, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.w3(F.silu(self.w1(x)) * self.w2(x))
+
+
+class _Block(nn.Module):
+    def __init__(self, dim: int, heads: int, ffn_ratio: float, swiglu: bool) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=1e-5)  # "layernormbf16"
+        self.attn = _Attention(dim, heads)
+        self.ls1 = _LayerScale(dim)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-5)
+        self.mlp = _SwiGLUFFN(dim, int(dim * ffn_ratio)) if swiglu else _Mlp(dim, int(dim * ffn_ratio))
+        self.ls2 = _LayerScale(dim)
+
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        x = x + self.ls1(self.attn(self.norm1(x), rope))
+        return x + self.ls2(self.mlp(self.norm2(x)))
+
+
+class _Rope(nn.Module):
+    """RopePositionEmbedding(base=100, normalize_coords='separate'), fp32 as hub/backbones.py builds it."""
+
+    def __init__(self, head_dim: int) -> None:
+        super().__init__()
+        self.register_buffer("periods", torch.empty(head_dim // 4), persistent=True)
+
+    def forward(self, H: int, W: int) -> tuple[torch.Tensor, torch.Tensor]:
+        ch = torch.arange(0.5, H) / H
+        cw = torch.arange(0.5, W) / W
+        coords = torch.stack(torch.meshgrid(ch, cw, indexing="ij"), dim=-1).flatten(0, 1)
+        coords = 2.0 * coords - 1.0
+        angles = 2 * math.pi * coords[:, :, None] / self.periods[None, None, :]
+        angles = angles.flatten(1, 2).tile(2)
+        return torch.sin(angles), torch.cos(angles)
+
+
+class _PatchEmbed(nn.Module):
+    def __init__(self, dim: int, patch: int) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(3, dim, patch, patch)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x).permute(0, 2, 3, 1)  # B H W C (flatten_embedding=False)
+
+
+class Dinov3ViT(nn.Module):
+    """DinoVisionTransformer with DINOv3's attribute names; ``forward`` is its eval ``forward`` (x_norm_clstoken)."""
+
+    def __init__(self, dim: int = 128, depth: int = 2, heads: int = 2, ffn_ratio: float = 4.0, swiglu: bool = False,
+                 patch: int = 16, n_storage: int = 4) -> None:  # fmt: skip
+        super().__init__()
+        self.patch_embed = _PatchEmbed(dim, patch)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.storage_tokens = nn.Parameter(torch.zeros(1, n_storage, dim))
+        self.rope_embed = _Rope(dim // heads)
+        self.blocks = nn.ModuleList(_Block(dim, heads, ffn_ratio, swiglu) for _ in range(depth))
+        self.norm = nn.LayerNorm(dim, eps=1e-5)
+        self.head = nn.Identity()
+        self.mask_token = nn.Parameter(torch.zeros(1, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.patch_embed(x)
+        B, H, W, _ = x.shape
+        x = x.flatten(1, 2)
+        cls = self.cls_token + 0 * self.mask_token
+        x = torch.cat([cls.expand(B, -1, -1), self.storage_tokens.expand(B, -1, -1), x], dim=1)
+        rope = self.rope_embed(H, W)
+        for blk in self.blocks:
+            x = blk(x, rope)
+        return self.norm(x)[:, 0]
+
+
+def bf16_periods(head_dim: int, base: float = 100.0) -> torch.Tensor:
+    """RopePositionEmbedding._init_weights in bf16 (DINOv3's training dtype): what the release files hold."""
+    return base ** (2 * torch.arange(head_dim // 4, dtype=torch.bfloat16) / (head_dim // 2))
+
+
+def dinov3_vit(path: Path, *, seed: int = 0, zero_qkv_bias: bool = False, **kw: Any) -> tuple[Path, nn.Module]:
+    """A ``dinov3_vit*16_pretrain_lvd1689m-*.pth`` file: the bare state dict, RoPE periods in bf16."""
+    torch.manual_seed(seed)
+    ref = randomize(Dinov3ViT(**kw), seed)
+    with torch.no_grad():
+        for blk in ref.blocks:
+            d = blk.attn.qkv.bias.shape[0] // 3
+            blk.attn.qkv.bias_mask.copy_(torch.cat([torch.ones(d), torch.zeros(d), torch.ones(d)]))
+            if zero_qkv_bias:  # the distilled releases: all-zero qkv biases
+                blk.attn.qkv.bias.zero_()
+        periods = bf16_periods(ref.rope_embed.periods.numel() * 4)
+        ref.rope_embed.periods.copy_(periods.float())  # DINOv3's load_state_dict copies them into fp32
+    sd = ref.state_dict()
+    sd["rope_embed.periods"] = periods  # stored in bf16
+    torch.save(sd, path)
+    return path, ref.eval()
+
+
+# --- DINOv3 ConvNeXt (dinov3/models/convnext.py) --------------------------------------------------------------------
+
+
+class _LN2d(nn.Module):
+    """convnext.py LayerNorm(data_format='channels_first')."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.weight, self.bias = nn.Parameter(torch.ones(dim)), nn.Parameter(torch.zeros(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), self.weight, self.bias, 1e-6).permute(0, 3, 1, 2)
+
+
+class _CNBlock(nn.Module):
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dwconv = nn.Conv2d(dim, dim, 7, padding=3, groups=dim)
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.pwconv1, self.act, self.pwconv2 = nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim)
+        self.gamma = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.norm(self.dwconv(x).permute(0, 2, 3, 1))
+        y = self.gamma * self.pwconv2(self.act(self.pwconv1(y)))
+        return x + y.permute(0, 3, 1, 2)
+
+
+class Dinov3ConvNeXt(nn.Module):
+    def __init__(self, depths: tuple[int, ...] = (1, 1, 2, 1), dims: tuple[int, ...] = (16, 32, 48, 64)) -> None:
+        super().__init__()
+        self.downsample_layers = nn.ModuleList([nn.Sequential(nn.Conv2d(3, dims[0], 4, 4), _LN2d(dims[0]))])
+        for i in range(3):
+            self.downsample_layers.append(nn.Sequential(_LN2d(dims[i]), nn.Conv2d(dims[i], dims[i + 1], 2, 2)))
+        self.stages = nn.ModuleList(nn.Sequential(*[_CNBlock(d) for _ in range(n)]) for d, n in zip(dims, depths))
+        self.norm = nn.LayerNorm(dims[-1], eps=1e-6)
+        self.head = nn.Identity()
+        self.norms = nn.ModuleList([nn.Identity() for _ in range(3)])
+        self.norms.append(self.norm)  # the same module: its tensors appear twice in the state dict
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for down, stage in zip(self.downsample_layers, self.stages):
+            x = stage(down(x))
+        return self.norm(x.mean([-2, -1]))  # x_norm_clstoken: the norm of the pooled features
+
+
+def dinov3_convnext(path: Path, *, seed: int = 0, **kw: Any) -> tuple[Path, nn.Module]:
+    torch.manual_seed(seed)
+    ref = randomize(Dinov3ConvNeXt(**kw), seed)
+    torch.save(ref.state_dict(), path)
+    return path, ref.eval()

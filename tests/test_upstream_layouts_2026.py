@@ -140,3 +140,39 @@ def test_cli_info_names_the_dinov3_reader(tmp_path):
     out = json.loads(r.stdout)
     assert out["layout"] == "dinov3" and out["upstream"] == "facebookresearch/dinov3"
     assert out["variant"] == "release file" and out["feature_dim"] == 128
+
+
+# --- DINOv2 ViT-g/14: SwiGLU ------------------------------------------------------------------------------------------
+
+X56 = torch.randn(1, 3, 56, 56, generator=torch.Generator().manual_seed(4))
+
+
+@pytest.mark.parametrize("registers", [False, True], ids=["vitg14", "vitg14-reg4"])
+def test_dinov2_swiglu_vit_loads_with_no_flags(registers, tmp_path):
+    """ViT-g's SwiGLU FFN at a tiny width (the tensors are the same kind as at 1536 dim): used to be refused."""
+    path, ref = uf26.dinov2_giant(tmp_path / "dinov2_vitg14_pretrain.pth", registers=registers)
+    model = sslhub.load_pretrained(path)
+    cfg = model.pretrained_cfg
+    assert cfg["layout"] == "dinov2" and cfg["arch"] == f"vit_giant_patch14{'_reg4' if registers else ''}_dinov2"
+    assert cfg["timm_kwargs"]["num_heads"] == 2 and cfg["img_size"] == 56
+    assert _rel(_f(model, X56), _f(ref, X56)) <= TOL
+    if registers:
+        st = sslhub.convert(path, tmp_path / "g.safetensors")
+        assert _rel(_f(sslhub.load_pretrained(st), X56), _f(ref, X56)) <= TOL
+        tm = export_checkpoint(path, "timm", tmp_path / "timm.pth")
+        exported = timm.create_model(tm.arch, num_classes=0, checkpoint_path=str(tm.path), **tm.kwargs)
+        assert _rel(_f(exported, X56), _f(ref, X56)) <= TOL
+
+
+@pytest.mark.slow
+def test_dinov2_vitg14_at_real_size(tmp_path):
+    """The real ViT-g/14 (1536 dim, 40 blocks, 24 heads, SwiGLU hidden 4096; 1.1B parameters, 4.5 GB in fp32) at a
+    56-px grid. About 2 minutes on 2 busy cores, ~10 GB resident (the loaded model maps the file)."""
+    path, ref = uf26.dinov2_giant(tmp_path / "dinov2_vitg14_pretrain.pth", tiny=False)
+    model = sslhub.load_pretrained(path)
+    cfg = model.pretrained_cfg
+    assert cfg["arch"] == "vit_giant_patch14_dinov2" and cfg["timm_kwargs"] == {}
+    assert sum(p.numel() for p in model.parameters()) == 1_134_401_024
+    assert _rel(_f(model, X56), _f(ref, X56)) <= TOL
+    del model, ref
+    path.unlink()

@@ -232,3 +232,52 @@ def dinov3_convnext(path: Path, *, seed: int = 0, **kw: Any) -> tuple[Path, nn.M
     ref = randomize(Dinov3ConvNeXt(**kw), seed)
     torch.save(ref.state_dict(), path)
     return path, ref.eval()
+
+
+# --- DINOv2 ViT-g/14 (dinov2/layers/swiglu_ffn.py SwiGLUFFNFused: w12 packs both halves, w3) ----------------------
+
+
+def _fill_cheaply(model: nn.Module, seed: int) -> nn.Module:
+    """Random values for a model built on the meta device (fast enough for 1.1B parameters; no init pass)."""
+    model = model.to_empty(device="cpu")
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, t in model.named_parameters():
+            if t.ndim == 1 and name.endswith(("weight", "gamma")):
+                t.uniform_(0.5, 1.5, generator=g)
+            else:
+                t.normal_(0, 1 / math.sqrt(t.shape[-1]) if t.ndim > 1 else 0.1, generator=g)
+    return model.eval()
+
+
+def dinov2_giant(path: Path, *, registers: bool = False, img_size: int = 56, tiny: bool = True,
+                 ) -> tuple[Path, nn.Module]:  # fmt: skip
+    """A ``dinov2_vitg14[_reg4]_pretrain.pth`` (DINOv2's keys: ``mlp.w12``/``mlp.w3``, ``mask_token``, cls position
+    in ``pos_embed``, ``register_tokens``). Reference: timm's ``vit_giant_patch14[_reg4]_dinov2`` holding the same
+    tensors, i.e. what timm's own ``_convert_dinov2`` makes of the file. ``tiny`` keeps SwiGLU at 128 dim, 2 blocks."""
+    import timm
+
+    name = f"vit_giant_patch14{'_reg4' if registers else ''}_dinov2"
+    sizes = dict(embed_dim=128, depth=2, num_heads=2, mlp_ratio=2.66667 * 2) if tiny else {}
+    with torch.device("meta"):
+        ref = timm.create_model(name, pretrained=False, num_classes=0, img_size=img_size, **sizes)
+    ref = _fill_cheaply(ref, 7)
+    t = ref.state_dict()
+    up: dict[str, torch.Tensor] = {}
+    d = t["cls_token"].shape[-1]
+    if registers:
+        p0 = torch.randn(1, 1, d, generator=torch.Generator().manual_seed(1)) * 0.02
+        up["cls_token"], up["pos_embed"] = t["cls_token"] - p0, torch.cat([p0, t["pos_embed"]], dim=1)
+        up["register_tokens"] = t["reg_token"]
+    else:
+        up["cls_token"], up["pos_embed"] = t["cls_token"], t["pos_embed"]
+    up["mask_token"] = torch.zeros(1, d)
+    for k, v in t.items():
+        if k in ("cls_token", "pos_embed", "reg_token"):
+            continue
+        up[k.replace("mlp.fc1.", "mlp.w12.").replace("mlp.fc2.", "mlp.w3.")] = v
+    torch.save(up, path)
+    if registers:  # timm's no_embed_class: the cls token carries its position (as _convert_dinov2 builds it)
+        with torch.no_grad():
+            ref.cls_token.copy_(up["cls_token"] + up["pos_embed"][:, :1])
+    return path, ref

@@ -176,3 +176,66 @@ def test_dinov2_vitg14_at_real_size(tmp_path):
     assert _rel(_f(model, X56), _f(ref, X56)) <= TOL
     del model, ref
     path.unlink()
+
+
+# --- I-JEPA and MSN ---------------------------------------------------------------------------------------------------
+
+X64 = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(5))
+
+
+@pytest.mark.parametrize("ddp", [True, False], ids=["module", "no-module"])
+def test_ijepa_training_file_evaluates_the_target_encoder(ddp, tmp_path):
+    path, target, online = uf26.ijepa(tmp_path / "IN1K-vit.h.14-300e.pth.tar", ddp=ddp)
+    model = sslhub.load_pretrained(path)
+    cfg = model.pretrained_cfg
+    assert cfg["layout"] == "ijepa" and cfg["backbone_prefix"] == ("target_encoder.module." if ddp else "target_encoder.")
+    assert cfg["timm_kwargs"] == {"class_token": False, "global_pool": "avg", "fc_norm": False}
+    assert _rel(_f(model, X64), _f(target, X64)) <= TOL
+    assert _rel(_f(model, X64), _f(online, X64)) > 1e-2  # the online encoder would be another model
+    info = sslhub.info(path)
+    assert info["dropped"] == ["encoder", "predictor"] and "target_encoder" in info["evaluation_copy"]
+    # the online encoder stays reachable by name
+    enc = sslhub.load_pretrained(path, prefix="encoder.module." if ddp else "encoder.")
+    assert _rel(_f(enc, X64), _f(online, X64)) <= TOL
+
+
+def test_msn_file_evaluates_target_encoder_without_fc(tmp_path):
+    path, target = uf26.msn(tmp_path / "vits16_800ep.pth.tar")
+    model = sslhub.load_pretrained(path)
+    assert model.pretrained_cfg["layout"] == "msn" and model.pretrained_cfg["backbone_prefix"] == "target_encoder.module."
+    assert _rel(_f(model, X64), _f(target, X64)) <= TOL
+    assert set(sslhub.info(path)["dropped"]) == {"encoder", "prototypes", "target_encoder.module.fc"}
+
+
+@pytest.mark.parametrize("case", ["ijepa", "msn"])
+def test_ijepa_msn_convert_and_export_timm(case, tmp_path):
+    if case == "ijepa":
+        path, ref, _online = uf26.ijepa(tmp_path / "jepa-latest.pth.tar")
+    else:
+        path, ref = uf26.msn(tmp_path / "msn.pth.tar")
+    want = _f(ref, X64)
+    st = sslhub.convert(path, tmp_path / "model.safetensors")
+    _t, meta = read_safetensors(st)
+    assert meta["layout"] == case and meta["backbone_prefix"] == "target_encoder.module."
+    assert _rel(_f(sslhub.load_pretrained(st), X64), want) <= TOL
+    tm = export_checkpoint(path, "timm", tmp_path / "timm.pth")
+    exported = timm.create_model(tm.arch, num_classes=0, checkpoint_path=str(tm.path), **tm.kwargs)
+    assert _rel(_f(exported, X64), want) <= TOL
+
+
+@pytest.mark.slow
+def test_msn_vitl16_and_dinov3_vitb16_at_real_size(tmp_path):
+    """Real ViT-L/16 (MSN's vitl16_600ep: 1024 dim, 24 blocks, 16 heads) and ViT-B/16 (DINOv3 vitb16: 768 dim, 12
+    blocks, 12 heads, RoPE, 4 storage tokens) against the reference forwards, on a 64-px grid."""
+    path, ref = uf26.msn(tmp_path / "vitl16_600ep.pth.tar", dim=1024, depth=24, heads=16)
+    model = sslhub.load_pretrained(path)
+    assert model.pretrained_cfg["arch"] == "vit_large_patch16_224" and model.pretrained_cfg["img_size"] == 64
+    assert _rel(_f(model, X64), _f(ref, X64)) <= TOL
+    del model, ref
+    path.unlink()
+    path, ref = uf26.dinov3_vit(tmp_path / "dinov3_vitb16_pretrain_lvd1689m-73cec8be.pth", dim=768, depth=12, heads=12,
+                                zero_qkv_bias=True)  # fmt: skip
+    model = sslhub.load_pretrained(path)
+    assert model.pretrained_cfg["arch"] == "vit_base_patch16_dinov3"
+    assert model.pretrained_cfg["timm_kwargs"] == {"global_pool": "token"}
+    assert _rel(_f(model), _f(ref)) <= TOL

@@ -281,3 +281,118 @@ def dinov2_giant(path: Path, *, registers: bool = False, img_size: int = 56, tin
         with torch.no_grad():
             ref.cls_token.copy_(up["cls_token"] + up["pos_embed"][:, :1])
     return path, ref
+
+
+# --- I-JEPA (src/models/vision_transformer.py, src/train.py) and MSN (src/deit.py, src/msn_train.py) ---------------
+
+
+class _PlainAttention(nn.Module):
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.num_heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, N, C = x.shape
+        q, k, v = self.qkv(x).reshape(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)
+        attn = ((q * (C // self.num_heads) ** -0.5) @ k.transpose(-2, -1)).softmax(dim=-1)
+        return self.proj((attn @ v).transpose(1, 2).reshape(B, N, C))
+
+
+class _PlainBlock(nn.Module):
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = _PlainAttention(dim, heads)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = _Mlp(dim, 4 * dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class _PatchEmbedFlat(nn.Module):
+    def __init__(self, dim: int, patch: int) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(3, dim, patch, patch)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x).flatten(2).transpose(1, 2)
+
+
+class JepaViT(nn.Module):
+    """I-JEPA's encoder (no class token; ``forward`` = mean of the final-norm'd tokens, the paper's linear probe)
+    or, with ``cls=True``, MSN's deit (``forward`` = final-norm'd class token, ``linear_eval.py`` with fc=None)."""
+
+    def __init__(self, dim: int, depth: int, heads: int, patch: int, grid: int, cls: bool = False) -> None:
+        super().__init__()
+        if cls:
+            self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.patch_embed = _PatchEmbedFlat(dim, patch)
+        self.pos_embed = nn.Parameter(torch.zeros(1, grid * grid + int(cls), dim), requires_grad=False)
+        self.blocks = nn.ModuleList(_PlainBlock(dim, heads) for _ in range(depth))
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.has_cls = cls
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.patch_embed(x)
+        if self.has_cls:
+            x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
+        x = x + self.pos_embed
+        for blk in self.blocks:
+            x = blk(x)
+        x = self.norm(x)
+        return x[:, 0] if self.has_cls else x.mean(dim=1)
+
+
+def _jepa_predictor(dim: int, pdim: int, grid: int) -> dict[str, torch.Tensor]:
+    """VisionTransformerPredictor keys (one block): they must be dropped, never read as the backbone."""
+    g = torch.Generator().manual_seed(5)
+    sd = {"predictor_embed.weight": torch.randn(pdim, dim, generator=g), "predictor_embed.bias": torch.zeros(pdim),
+          "mask_token": torch.zeros(1, 1, pdim), "predictor_pos_embed": torch.randn(1, grid * grid, pdim, generator=g),
+          "predictor_norm.weight": torch.ones(pdim), "predictor_norm.bias": torch.zeros(pdim),
+          "predictor_proj.weight": torch.randn(dim, pdim, generator=g), "predictor_proj.bias": torch.zeros(dim)}  # fmt: skip
+    blk = _PlainBlock(pdim, 2).state_dict()
+    sd.update({f"predictor_blocks.0.{k}": v for k, v in blk.items()})
+    return sd
+
+
+def ijepa(path: Path, *, dim: int = 192, depth: int = 12, heads: int = 3, patch: int = 16, grid: int = 4,
+          ddp: bool = True) -> tuple[Path, nn.Module, nn.Module]:  # fmt: skip
+    """``src/train.py`` save_checkpoint. Returns (file, target encoder, online encoder) as references."""
+    from sslhub.checkpoints.readers.mae import mae_sincos_pos_embed
+
+    torch.manual_seed(1)
+    target = randomize(JepaViT(dim, depth, heads, patch, grid), 1)
+    online = randomize(JepaViT(dim, depth, heads, patch, grid), 2)
+    with torch.no_grad():  # get_2d_sincos_pos_embed(cls_token=False): the fixed table, in both copies
+        for m in (target, online):
+            m.pos_embed.copy_(mae_sincos_pos_embed(dim, grid)[:, 1:])
+    wrap = (lambda m: DDP(m).state_dict()) if ddp else (lambda m: m.state_dict())
+    pred = {("module." if ddp else "") + k: v for k, v in _jepa_predictor(dim, 64, grid).items()}
+    torch.save({"encoder": wrap(online), "predictor": pred, "target_encoder": wrap(target),
+                "opt": _optimizer_state(online, lr=1e-3), "scaler": _scaler(), "epoch": 300, "loss": 0.12,
+                "batch_size": 128, "world_size": 16, "lr": 1e-3}, path)  # fmt: skip
+    return path, target.eval(), online.eval()
+
+
+def msn(path: Path, *, dim: int = 192, depth: int = 12, heads: int = 3, patch: int = 16, grid: int = 4,
+        ) -> tuple[Path, nn.Module]:  # fmt: skip
+    """``src/msn_train.py`` checkpoint: DDP encoders with the projection head as ``fc`` (fc1, bn1, fc2, bn2, fc3)."""
+    from collections import OrderedDict
+
+    def encoder(seed: int) -> nn.Module:
+        torch.manual_seed(seed)
+        m = JepaViT(dim, depth, heads, patch, grid, cls=True)
+        m.fc = nn.Sequential(OrderedDict(fc1=nn.Linear(dim, 64), bn1=nn.BatchNorm1d(64), gelu1=nn.GELU(),
+                                         fc2=nn.Linear(64, 64), bn2=nn.BatchNorm1d(64), gelu2=nn.GELU(),
+                                         fc3=nn.Linear(64, 32)))  # fmt: skip
+        return randomize(m, seed)
+
+    target, online = encoder(3), encoder(4)
+    torch.save({"encoder": DDP(online).state_dict(), "opt": _optimizer_state(online), "prototypes": torch.randn(100, 32),
+                "target_encoder": DDP(target).state_dict(), "epoch": 800, "loss": 2.3, "batch_size": 64,
+                "world_size": 32, "lr": 1e-3, "temperature": 0.1}, path)  # fmt: skip
+    return path, target.eval()

@@ -18,9 +18,11 @@ from sslhub.checkpoints.readers.base import Match, Reader
 from sslhub.checkpoints.readers.dino import Dino
 from sslhub.checkpoints.readers.dinov2 import DinoV2
 from sslhub.checkpoints.readers.dinov3 import DinoV3ConvNeXt, DinoV3ViT
+from sslhub.checkpoints.readers.ijepa import IJepa
 from sslhub.checkpoints.readers.mae import MAE
 from sslhub.checkpoints.readers.mmpretrain import MMPretrain
 from sslhub.checkpoints.readers.moco import MocoV2, MocoV3
+from sslhub.checkpoints.readers.msn import MSN
 from sslhub.checkpoints.readers.simsiam import SimSiam
 from sslhub.checkpoints.readers.solo_learn import SoloLearn
 from sslhub.checkpoints.readers.swav import SwAV
@@ -30,7 +32,7 @@ __all__ = ["READERS", "Match", "Reader", "get_reader", "match_reader", "unwrap_n
 
 READERS: tuple[Reader, ...] = (
     MocoV2(), MocoV3(), SimSiam(), SwAV(), BarlowTwins(), VICReg(), Dino(), DinoV3ViT(), DinoV3ConvNeXt(), DinoV2(), MAE(), SoloLearn(),
-    MMPretrain(), VISSL(),
+    MMPretrain(), VISSL(), IJepa(), MSN(),
 )  # fmt: skip
 _BY_NAME = {r.name: r for r in READERS}
 

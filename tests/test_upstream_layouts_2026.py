@@ -239,3 +239,70 @@ def test_msn_vitl16_and_dinov3_vitb16_at_real_size(tmp_path):
     assert model.pretrained_cfg["arch"] == "vit_base_patch16_dinov3"
     assert model.pretrained_cfg["timm_kwargs"] == {"global_pool": "token"}
     assert _rel(_f(model), _f(ref)) <= TOL
+
+
+# --- LightlyTrain checkpoints/last.ckpt -------------------------------------------------------------------------------
+
+X224 = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(6))
+
+
+@pytest.mark.parametrize("method,prefix", [("dinov2", "teacher_embedding_model.wrapped_model._model."),
+                                           ("distillation", "student_embedding_model.wrapped_model._features."),
+                                           ("simclr", "embedding_model.wrapped_model._features.")])  # fmt: skip
+def test_lightly_train_last_ckpt_loads_the_exported_copy(method, prefix, tmp_path):
+    from sslhub.checkpoints.io import CheckpointError  # noqa: F401  (the refusal type, for the check below)
+
+    path, ref = uf26.lightly_train_ckpt(tmp_path / "last.ckpt", method=method)
+    with pytest.raises(Exception, match="Weights only load failed"):  # what torch alone says of this file
+        torch.load(path, weights_only=True)
+    model = sslhub.load_pretrained(path)
+    cfg = model.pretrained_cfg
+    assert cfg["layout"] == "lightly-train" and cfg["backbone_prefix"] == prefix
+    assert cfg["arch"] == ("vit_small_patch14_reg4_dinov2" if method == "dinov2" else "resnet18")
+    x = X224 if method == "dinov2" else X64
+    assert _rel(_f(model, x), _f(ref, x)) <= TOL
+    info = sslhub.info(path)
+    assert info["upstream"] == "lightly-ai/lightly-train" and info["lightning"]["epoch"] == 99
+    if method == "dinov2":
+        assert {"student_embedding_model", "teacher_dino_head"} <= set(info["dropped"])
+
+
+def test_lightly_train_pickled_code_never_runs(tmp_path):
+    """A REDUCE of os.system inside ``lightly_train`` becomes an inert placeholder: the weights load, nothing runs.
+    The same payload anywhere else is refused as before."""
+    import os
+
+    marker = tmp_path / "ran"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    path, ref = uf26.lightly_train_ckpt(tmp_path / "last.ckpt", method="simclr", payload=Evil())
+    model = sslhub.load_pretrained(path)
+    assert _rel(_f(model, X64), _f(ref, X64)) <= TOL
+    assert not marker.exists()
+    other, _ref = uf26.lightly_train_ckpt(tmp_path / "other.ckpt", method="simclr", extra={"hyper_parameters": Evil()})
+    from sslhub.checkpoints.io import CheckpointError
+
+    with pytest.raises(CheckpointError, match=r"system under 'hyper_parameters'"):
+        sslhub.load_pretrained(other)
+    assert not marker.exists()
+
+
+def test_lightly_train_convert_export_and_cli_info(tmp_path):
+    path, ref = uf26.lightly_train_ckpt(tmp_path / "last.ckpt", method="dinov2")
+    want = _f(ref, X224)
+    st = sslhub.convert(path, tmp_path / "model.safetensors")
+    _t, meta = read_safetensors(st)
+    assert meta["layout"] == "lightly-train" and "lightly_train" not in json.loads(meta.get("extras", "{}"))
+    assert _rel(_f(sslhub.load_pretrained(st), X224), want) <= TOL
+    tm = export_checkpoint(path, "timm", tmp_path / "timm.pth")
+    exported = timm.create_model(tm.arch, num_classes=0, checkpoint_path=str(tm.path), **tm.kwargs)
+    assert _rel(_f(exported, X224), want) <= TOL
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
+    r = subprocess.run([sys.executable, "-m", "sslhub", "info", "--json", str(path)], capture_output=True, text=True,
+                       env=env, timeout=300)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["layout"] == "lightly-train" and out["backbone_prefix"] == "teacher_embedding_model.wrapped_model._model."

@@ -396,3 +396,91 @@ def msn(path: Path, *, dim: int = 192, depth: int = 12, heads: int = 3, patch: i
                 "target_encoder": DDP(target).state_dict(), "epoch": 800, "loss": 2.3, "batch_size": 64,
                 "world_size": 32, "lr": 1e-3, "temperature": 0.1}, path)  # fmt: skip
     return path, target.eval()
+
+
+# --- LightlyTrain checkpoints/last.ckpt (lightly_train/_checkpoint.py, _callbacks/checkpoint.py) --------------------
+
+
+class _FakeModules:
+    """Classes pickled under ``lightly_train`` module names, as LightlyTrain's own objects are (the modules are
+    registered in ``sys.modules`` only while saving, so loading can never import them)."""
+
+    def __init__(self, payload: Any = None) -> None:
+        import sys
+
+        self.sys = sys
+        self.names = ["lightly_train", "lightly_train._models", "lightly_train._models.model_wrapper"]
+        self.payload = payload
+
+    def __enter__(self) -> dict[str, type]:
+        mods = {n: types_module(n) for n in self.names}
+        leaf = mods["lightly_train._models.model_wrapper"]
+
+        class DINOv2ViTModelWrapper(nn.Module):
+            pass
+
+        class EmbeddingModel(nn.Module):
+            pass
+
+        for cls in (DINOv2ViTModelWrapper, EmbeddingModel):
+            cls.__module__, cls.__qualname__ = leaf.__name__, cls.__name__
+            setattr(leaf, cls.__name__, cls)
+        self.sys.modules.update(mods)
+        return {"wrapper": DINOv2ViTModelWrapper, "embedding": EmbeddingModel}
+
+    def __exit__(self, *exc: Any) -> None:
+        for n in self.names:
+            self.sys.modules.pop(n, None)
+
+
+def types_module(name: str) -> Any:
+    import types
+
+    return types.ModuleType(name)
+
+
+def lightly_train_ckpt(path: Path, *, method: str = "dinov2", payload: Any = None,
+                       extra: dict[str, Any] | None = None) -> tuple[Path, nn.Module]:  # fmt: skip
+    """A LightlyTrain ``last.ckpt``: Lightning's entries, the Method's ``state_dict`` and ``lightly_train`` with
+    pickled model objects (and ``payload``, an object to pickle inside it). Returns (file, the exported model's
+    reference): the DINOv2 teacher (method 'dinov2', a ViT-S/14 with 4 registers at 224 px, reference: timm's
+    own DINOv2 conversion) or a torchvision ResNet-18 (method 'distillation': the student; 'simclr': the one copy)."""
+    import upstream_fixtures as uf
+
+    state: dict[str, torch.Tensor] = {}
+    if method == "dinov2":
+        _p, ref, up = uf.dinov2(path.with_suffix(".tmp"), registers=True, img_size=224)
+        _p.unlink()
+        state.update({f"teacher_embedding_model.wrapped_model._model.{k}": v for k, v in up.items()})
+        state.update({f"student_embedding_model.wrapped_model._model.{k}": v + 1.0 for k, v in up.items()})
+        d = up["cls_token"].shape[-1]
+        for who in ("teacher", "student"):
+            state[f"{who}_dino_head.mlp.0.weight"] = torch.randn(64, d)
+            state[f"{who}_ibot_head.mlp.0.weight"] = torch.randn(64, d)
+    else:
+        ref = uf.tv_resnet("resnet18", 11)
+        feats = {k: v for k, v in ref.state_dict().items() if not k.startswith("fc.")}
+        copy = "student_embedding_model" if method == "distillation" else "embedding_model"
+        state.update({f"{copy}.wrapped_model._features.{k}": v for k, v in feats.items()})
+        if method == "distillation":  # the frozen DINOv2 teacher sits outside any wrapped_model
+            state["teacher_embedding_model.cls_token"] = torch.randn(1, 1, 32)
+            state["teacher_embedding_model.patch_embed.proj.weight"] = torch.randn(32, 3, 14, 14)
+            state["student_projection_head.weight"] = torch.randn(32, 512)
+        else:
+            state["projection_head.layers.0.weight"] = torch.randn(32, 512)
+    with _FakeModules() as fake:
+        wrapper = fake["wrapper"]()
+        wrapper.proj = nn.Linear(4, 4)  # the pickled module carries its own Parameters
+        wrapper._forward_hooks_seen = {1, 2, 3}  # a set, as in the real files
+        emb = fake["embedding"]()
+        emb.wrapped_model = wrapper
+        lt = {"version": "0.18.0", "date": "2026-01-01T00:00:00+00:00",
+              "models": {"model": wrapper, "wrapped_model": wrapper, "embedding_model": emb},
+              "normalize_args": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}, "license_info": None}  # fmt: skip
+        if payload is not None:
+            lt["payload"] = payload
+        ckpt = {"epoch": 99, "global_step": 1000, "pytorch-lightning_version": "2.6.6", "state_dict": state,
+                "loops": {}, "callbacks": {"ModelCheckpoint{'monitor': None}": {"best_model_path": ""}},
+                "optimizer_states": [], "lr_schedulers": [], "lightly_train": lt, **(extra or {})}  # fmt: skip
+        torch.save(ckpt, path)
+    return path, ref.eval()

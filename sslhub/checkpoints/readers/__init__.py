@@ -19,6 +19,7 @@ from sslhub.checkpoints.readers.dino import Dino
 from sslhub.checkpoints.readers.dinov2 import DinoV2
 from sslhub.checkpoints.readers.dinov3 import DinoV3ConvNeXt, DinoV3ViT
 from sslhub.checkpoints.readers.ijepa import IJepa
+from sslhub.checkpoints.readers.lightly_train import LightlyTrain
 from sslhub.checkpoints.readers.mae import MAE
 from sslhub.checkpoints.readers.mmpretrain import MMPretrain
 from sslhub.checkpoints.readers.moco import MocoV2, MocoV3
@@ -32,7 +33,7 @@ __all__ = ["READERS", "Match", "Reader", "get_reader", "match_reader", "unwrap_n
 
 READERS: tuple[Reader, ...] = (
     MocoV2(), MocoV3(), SimSiam(), SwAV(), BarlowTwins(), VICReg(), Dino(), DinoV3ViT(), DinoV3ConvNeXt(), DinoV2(), MAE(), SoloLearn(),
-    MMPretrain(), VISSL(), IJepa(), MSN(),
+    MMPretrain(), VISSL(), IJepa(), MSN(), LightlyTrain(),
 )  # fmt: skip
 _BY_NAME = {r.name: r for r in READERS}
 

@@ -14,11 +14,11 @@ import sys
 import pytest
 import timm
 import torch
+import upstream_fixtures_2026 as uf26
+from shared_data import ROOT
 from torch import nn
 
 import sslhub
-import upstream_fixtures_2026 as uf26
-from shared_data import ROOT
 from sslhub.checkpoints.io import read_safetensors
 from sslhub.export import export_checkpoint
 

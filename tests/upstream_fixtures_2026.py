@@ -7,16 +7,13 @@ forward written from the upstream's own model code (cited per class), to compare
 
 from __future__ import annotations
 
-import argparse
 import math
-import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-
 from upstream_fixtures import DDP, _optimizer_state, _scaler, randomize
 
 # --- DINOv3 ViT (dinov3/models/vision_transformer.py, layers/{attention,block,ffn_layers,rope_position_encoding}.py)
@@ -428,7 +425,7 @@ class _FakeModules:
         self.sys.modules.update(mods)
         return {"wrapper": DINOv2ViTModelWrapper, "embedding": EmbeddingModel}
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         for n in self.names:
             self.sys.modules.pop(n, None)
 

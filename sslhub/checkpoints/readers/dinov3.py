@@ -25,7 +25,8 @@ alias ``norms.3``. Features: the final LayerNorm of the global average pool (``x
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 
@@ -38,7 +39,7 @@ _VIT_SIZES = {(384, 12, False): "small", (384, 12, True): "small_plus", (768, 12
 _HEAD_DIM = 64
 _ROPE_BASE = 100.0  # hub/backbones.py: pos_embed_rope_base=100 for every release
 # ConvNeXt (dims[0], depths) -> timm name (dinov3/models/convnext.py convnext_sizes)
-_CONVNEXT_SIZES = {(96, (3, 3, 9, 3)): "convnext_tiny", (96, (3, 3, 27, 3)): "convnext_small",
+_CONVNEXT_SIZES: dict[tuple[int, tuple[int, ...]], str] = {(96, (3, 3, 9, 3)): "convnext_tiny", (96, (3, 3, 27, 3)): "convnext_small",
                    (128, (3, 3, 27, 3)): "convnext_base", (192, (3, 3, 27, 3)): "convnext_large"}  # fmt: skip
 
 
@@ -70,13 +71,13 @@ class DinoV3ViT(Reader):
         return None
 
     def rename(self, sub: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        out: dict[str, torch.Tensor] = {}
         if "storage_tokens" not in sub:  # timm's own file: only the periods it does not store
-            out = dict(sub)
+            out.update(sub)
             if "rope.periods" not in out:
                 dim = int(sub["patch_embed.proj.weight"].shape[0])
                 out["rope.periods"] = dinov3_rope_periods(_HEAD_DIM if dim % _HEAD_DIM == 0 else dim)
             return out
-        out: dict[str, torch.Tensor] = {}
         for k, v in sub.items():
             if k.endswith(".bias_mask"):
                 continue

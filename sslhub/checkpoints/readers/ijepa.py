@@ -14,7 +14,8 @@ patch tokens (timm ``class_token=False, global_pool='avg', fc_norm=False``), as 
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 

@@ -16,7 +16,8 @@ token for DINOv2, the pooled layer4 for ResNets).
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from sslhub.checkpoints.readers.base import Match, StateDict, is_resnet, is_timm_vit
 from sslhub.checkpoints.readers.dinov2 import DinoV2
@@ -31,7 +32,7 @@ _COPIES = (
 
 class LightlyTrain(DinoV2):
     name = "lightly-train"
-    method = None
+    method = None  # type: ignore[assignment]  # the file does not say which method trained it
     upstream = "lightly-ai/lightly-train"
     evaluation_copy = "the model LightlyTrain's export writes (teacher for DINO/DINOv2, student for distillation)"
 

@@ -9,7 +9,8 @@ loads (``checkpoint['target_encoder']``, ``encoder.fc = None``); features: the c
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 

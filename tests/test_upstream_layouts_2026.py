@@ -167,7 +167,7 @@ def test_dinov2_swiglu_vit_loads_with_no_flags(registers, tmp_path):
 @pytest.mark.slow
 def test_dinov2_vitg14_at_real_size(tmp_path):
     """The real ViT-g/14 (1536 dim, 40 blocks, 24 heads, SwiGLU hidden 4096; 1.1B parameters, 4.5 GB in fp32) at a
-    56-px grid. About 2 minutes on 2 busy cores, ~10 GB resident (the loaded model maps the file)."""
+    56-px grid. About 1 minute on 2 busy cores, ~10 GB resident (the loaded model maps the file)."""
     path, ref = uf26.dinov2_giant(tmp_path / "dinov2_vitg14_pretrain.pth", tiny=False)
     model = sslhub.load_pretrained(path)
     cfg = model.pretrained_cfg
@@ -306,3 +306,31 @@ def test_lightly_train_convert_export_and_cli_info(tmp_path):
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["layout"] == "lightly-train" and out["backbone_prefix"] == "teacher_embedding_model.wrapped_model._model."
+
+
+@pytest.mark.parametrize("dim,depth,patch,img,mlp", [(1280, 32, 14, 224, 5120), (1280, 32, 16, 448, 5120),
+                                                     (1408, 40, 16, 224, 6144)],
+                         ids=["IN1K-vit.h.14", "IN1K-vit.h.16-448px", "IN22K-vit.g.16"])  # fmt: skip
+def test_ijepa_released_sizes_build_with_16_heads(dim, depth, patch, img, mlp):
+    """The released I-JEPA encoders (ijepa vit_huge / vit_giant: 16 heads), as shapes on the meta device: the
+    tensors name a model that takes them strictly, with I-JEPA's heads (no weights are made)."""
+    from sslhub.backbones import create_backbone
+    from sslhub.checkpoints.layouts import detect
+
+    g = img // patch
+    shapes = {"patch_embed.proj.weight": (dim, 3, patch, patch), "patch_embed.proj.bias": (dim,),
+              "pos_embed": (1, g * g, dim), "norm.weight": (dim,), "norm.bias": (dim,)}  # fmt: skip
+    for i in range(depth):
+        shapes.update({f"blocks.{i}.norm1.weight": (dim,), f"blocks.{i}.norm1.bias": (dim,),
+                       f"blocks.{i}.attn.qkv.weight": (3 * dim, dim), f"blocks.{i}.attn.qkv.bias": (3 * dim,),
+                       f"blocks.{i}.attn.proj.weight": (dim, dim), f"blocks.{i}.attn.proj.bias": (dim,),
+                       f"blocks.{i}.norm2.weight": (dim,), f"blocks.{i}.norm2.bias": (dim,),
+                       f"blocks.{i}.mlp.fc1.weight": (mlp, dim), f"blocks.{i}.mlp.fc1.bias": (mlp,),
+                       f"blocks.{i}.mlp.fc2.weight": (dim, mlp), f"blocks.{i}.mlp.fc2.bias": (dim,)})  # fmt: skip
+    sd = {f"target_encoder.module.{k}": torch.empty(s, device="meta") for k, s in shapes.items()}
+    sd["predictor.module.mask_token"] = torch.empty(1, 1, 384, device="meta")
+    det = detect(sd, "ijepa.pth.tar")
+    assert det.layout == "ijepa" and det.spec.timm_kwargs["class_token"] is False
+    model = create_backbone(meta=True, **det.spec.kwargs())
+    model.load_state_dict({k: torch.empty(s, device="meta") for k, s in shapes.items()}, strict=True, assign=True)
+    assert model.blocks[0].attn.num_heads == 16 and model.global_pool == "avg"

@@ -22,8 +22,9 @@ import torch
 from sslhub.checkpoints.readers.base import Match, Reader, StateDict
 
 _MODELS = ("encoder", "target_encoder", "predictor")
-# (embed_dim, depth) -> timm name for the sizes the generic ViT rules do not know (ijepa's vit_giant: 16 heads)
-_GAP_NAMES = {(1408, 40): "vit_giant_patch16_gap_224"}
+# (embed_dim, depth, patch) -> timm name for the sizes the generic ViT rules do not build: ViT-H/16 (timm has no
+# vit_huge_patch16_224) and ijepa's vit_giant (1408 dim, 40 blocks, 16 heads, MLP 48/11)
+_GAP_NAMES = {(1280, 32, 16): "vit_huge_patch16_gap_448", (1408, 40, 16): "vit_giant_patch16_gap_224"}
 
 
 def unwrap_models(obj: Mapping[str, Any], needed: tuple[str, ...]) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
@@ -63,17 +64,18 @@ class IJepa(Reader):
         return Match(p, "training checkpoint")
 
     def spec(self, sub: StateDict) -> Any:
-        dim = int(sub["patch_embed.proj.weight"].shape[0])
+        proj = sub["patch_embed.proj.weight"]
         depth = len({k.split(".")[1] for k in sub if k.startswith("blocks.")})
-        name = _GAP_NAMES.get((dim, depth))
+        name = _GAP_NAMES.get((int(proj.shape[0]), depth, int(proj.shape[2])))
         if name is None:
             return None  # the generic timm ViT rules: no class token -> avg pool of the final-norm'd tokens
         import math
 
         from sslhub.checkpoints.layouts import BackboneSpec
 
-        grid = math.isqrt(sub["pos_embed"].shape[1]) * int(sub["patch_embed.proj.weight"].shape[2])
-        return BackboneSpec("timm", name, img_size=None if grid == 224 else grid)
+        img = math.isqrt(sub["pos_embed"].shape[1]) * int(proj.shape[2])
+        kw = {"class_token": False, "global_pool": "avg", "fc_norm": False}  # as the named _gap_ models have them
+        return BackboneSpec("timm", name, img_size=None if name.endswith(f"_{img}") else img, timm_kwargs=kw)
 
     def facts(self, spec: Any, sub: StateDict) -> list[str]:
         return ["no class token: features are the mean of the final-norm'd patch tokens (I-JEPA's linear probe)"]

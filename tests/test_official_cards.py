@@ -63,7 +63,11 @@ UPSTREAM = {  # by card method
     "swav": Upstream("swav", "deepcluster", "swav", "CC-BY-NC-4.0"),
     "barlowtwins": Upstream("barlowtwins", "barlowtwins", "barlowtwins", "MIT"),
     "vicreg": Upstream("vicreg", "vicreg", "vicreg", "MIT"),
+    # the DINOv3 License is Meta's own (no SPDX id); ConvNeXt files have their own reader
+    "dinov3": Upstream("dinov3", "dinov3", "dinov3", "LicenseRef-DINOv3-License"),
 }
+OTHER_LAYOUTS = {"dinov3": ("dinov3-convnext",)}
+DATASET = {"dinov3": "ImageNet-ReaL"}  # DINOv3's MODEL_CARD.md reports linear probes on ImageNet-ReaL
 
 # card name -> (weights path on dl.fbaipublicfiles.com, top-1 % the upstream reports for that file)
 OFFICIAL = {
@@ -91,6 +95,24 @@ OFFICIAL = {
     "swav-resnet50.fb-in1k": ("deepcluster/swav_800ep_pretrain.pth.tar", {"linear": 75.3}),
     "barlowtwins-resnet50.fb-in1k": ("barlowtwins/ljng/resnet50.pth", {"linear": 73.5}),
     "vicreg-resnet50.fb-in1k": ("vicreg/resnet50.pth", {"linear": 73.2}),
+    # DINOv3: the URLs of dinov3/hub/backbones.py, linear top-1 on ImageNet-ReaL from its MODEL_CARD.md
+    "dinov3-vits16.fb-lvd1689m": ("dinov3/dinov3_vits16/dinov3_vits16_pretrain_lvd1689m-08c60483.pth", {"linear": 87.0}),
+    "dinov3-vits16plus.fb-lvd1689m": ("dinov3/dinov3_vits16plus/dinov3_vits16plus_pretrain_lvd1689m-4057cbaa.pth",
+                                      {"linear": 88.0}),
+    "dinov3-vitb16.fb-lvd1689m": ("dinov3/dinov3_vitb16/dinov3_vitb16_pretrain_lvd1689m-73cec8be.pth", {"linear": 89.3}),
+    "dinov3-vitl16.fb-lvd1689m": ("dinov3/dinov3_vitl16/dinov3_vitl16_pretrain_lvd1689m-8aa4cbdd.pth", {"linear": 90.2}),
+    "dinov3-vith16plus.fb-lvd1689m": ("dinov3/dinov3_vith16plus/dinov3_vith16plus_pretrain_lvd1689m-7c1da9a5.pth",
+                                      {"linear": 90.3}),
+    "dinov3-vit7b16.fb-lvd1689m": ("dinov3/dinov3_vit7b16/dinov3_vit7b16_pretrain_lvd1689m-a955f4ea.pth",
+                                   {"linear": 90.4}),
+    "dinov3-convnext-tiny.fb-lvd1689m": ("dinov3/dinov3_convnext_tiny/dinov3_convnext_tiny_pretrain_lvd1689m-21b726bb.pth",
+                                         {"linear": 86.6}),
+    "dinov3-convnext-small.fb-lvd1689m": (
+        "dinov3/dinov3_convnext_small/dinov3_convnext_small_pretrain_lvd1689m-296db49d.pth", {"linear": 87.9}),
+    "dinov3-convnext-base.fb-lvd1689m": ("dinov3/dinov3_convnext_base/dinov3_convnext_base_pretrain_lvd1689m-801f2ba9.pth",
+                                         {"linear": 88.5}),
+    "dinov3-convnext-large.fb-lvd1689m": (
+        "dinov3/dinov3_convnext_large/dinov3_convnext_large_pretrain_lvd1689m-61fa432d.pth", {"linear": 88.9}),
 }
 
 
@@ -127,12 +149,12 @@ def test_card_names_the_upstream_url_license_layout_and_metrics(name):
         assert f.url.startswith(f"https://{HOST}/{up.folder}/") and not f.mirrors
 
     assert card.license == up.license
-    assert card.source.layout == up.layout and card.source.layout in LAYOUTS
+    assert card.source.layout in (up.layout, *OTHER_LAYOUTS.get(card.method, ())) and card.source.layout in LAYOUTS
     assert card.paper and card.paper.startswith("https://arxiv.org/abs/")
 
     assert {m.task: m.top1 for m in card.metrics} == reported
     for m in card.metrics:
-        assert m.reported_by == f"facebookresearch/{up.repo}" and m.dataset == "ImageNet-1k val"
+        assert m.reported_by == f"facebookresearch/{up.repo}" and m.dataset == DATASET.get(card.method, "ImageNet-1k val")
         assert f"https://github.com/facebookresearch/{up.repo}" in (m.reference or "")
     assert f"{reported['linear']}%" in card.summary
 
@@ -378,6 +400,20 @@ def _same_features(name: str, ref: nn.Module, upstream: FakeUpstream) -> nn.Modu
 def test_dino_vits16_name_loads_the_released_backbone(upstream, tmp_path):
     ref = _serve(upstream, "dino-vits16.fb-in1k", upstream_fixtures.dino, tmp_path, arch="vit_small", released=True)
     _same_features("dino-vits16.fb-in1k", ref, upstream)
+
+
+def test_dinov3_names_load_the_released_vit_s_and_convnext_t(upstream, tmp_path):
+    """The release files at their real ViT-S/16 and ConvNeXt-T sizes (DINOv3's on-disk form, zero qkv biases as
+    released), served at the cards' URLs; the reference forwards are written from DINOv3's model code."""
+    import upstream_fixtures_2026 as uf26
+
+    ref = _serve(upstream, "dinov3-vits16.fb-lvd1689m", uf26.dinov3_vit, tmp_path, dim=384, depth=12, heads=6,
+                 zero_qkv_bias=True)  # fmt: skip
+    assert _same_features("dinov3-vits16.fb-lvd1689m", ref, upstream).pretrained_cfg["layout"] == "dinov3"
+    upstream.requests.clear()
+    ref = _serve(upstream, "dinov3-convnext-tiny.fb-lvd1689m", uf26.dinov3_convnext, tmp_path, depths=(3, 3, 9, 3),
+                 dims=(96, 192, 384, 768))  # fmt: skip
+    _same_features("dinov3-convnext-tiny.fb-lvd1689m", ref, upstream)
 
 
 def test_mocov2_name_loads_encoder_q_of_the_release(upstream, tmp_path):

@@ -108,6 +108,17 @@ def _maybe_meta(meta: bool, family: str) -> Iterator[None]:
             yield
 
 
+def _keep_rope_periods(model: nn.Module) -> None:
+    """Make timm's DINOv3 RoPE periods part of the state dict, so loaded files keep theirs.
+
+    DINOv3's release files store the periods (bf16 values) and DINOv3's own code uses them; timm recomputes them
+    in fp32 (a non-persistent buffer), which moves the features by ~5e-4 relative.
+    """
+    rope = getattr(model, "rope", None)
+    if type(rope).__name__ == "RotaryEmbeddingDinoV3" and "periods" in rope._non_persistent_buffers_set:
+        rope._non_persistent_buffers_set.discard("periods")
+
+
 def _torchvision_vit(arch: str, img_size: int | None, overrides: dict[str, Any]) -> nn.Module:
     """torchvision's ``arch`` (weights=None), or a ``VisionTransformer`` with some of its size arguments replaced."""
     import torchvision
@@ -212,6 +223,7 @@ def create_backbone(
                     f"unknown architecture {arch!r}: not a Lightly ResNetGenerator name "
                     f"({', '.join(RESNET_GENERATOR_SPECS)}), not a torchvision ResNet/ViT, and timm says: {e}"
                 ) from None
+            _keep_rope_periods(model)
             tcfg = getattr(model, "pretrained_cfg", {}) or {}
             cfg["mean"] = tuple(tcfg.get("mean", IMAGENET_MEAN))
             cfg["std"] = tuple(tcfg.get("std", IMAGENET_STD))

@@ -3,7 +3,9 @@
 * Torch files are read with ``torch.load(weights_only=True)`` only. The exceptions to "tensors and plain
   containers" are the few numpy scalar types that Lightly's LR schedulers leaked into published benchmark
   checkpoints (lightly < 1.5.25) and ``argparse.Namespace`` (DINO/MAE ``args``); they are allowed by name and
-  nothing else is. A refusal says which key holds the tensors (:mod:`sslhub.checkpoints.pickle_scan`).
+  nothing else is. A refusal says which key holds the tensors (:mod:`sslhub.checkpoints.pickle_scan`). The one
+  exception is LightlyTrain's ``last.ckpt`` (:mod:`sslhub.checkpoints.inert_pickle`): its pickled models become
+  inert placeholders, so its tensors are read and nothing the file names runs.
 * Every write goes to a temporary file in the destination folder and is renamed into place, so a crash never
   leaves a half-written file and an existing file is only replaced when the new one is complete.
 """
@@ -112,7 +114,14 @@ def load_torch_file(path: str | os.PathLike) -> Any:
         _raise_if_not_a_checkpoint(path)
         msg = str(e)
         if "Weights only load failed" in msg or "Unsupported global" in msg or "unsupported" in msg.lower():
+            from sslhub.checkpoints.inert_pickle import is_lightly_train_checkpoint, load_inert
             from sslhub.checkpoints.pickle_scan import refusal_message  # names the key holding the tensors
+
+            if is_lightly_train_checkpoint(path):  # LightlyTrain last.ckpt: tensors read, its pickled models never run
+                try:
+                    return load_inert(path, mmap=mmap)
+                except Exception as e2:
+                    raise CheckpointError(f"{path}: a LightlyTrain checkpoint whose tensors could not be read ({e2})") from None
 
             detail = next((line.strip() for line in msg.splitlines() if "GLOBAL" in line or "global" in line), "")
             raise CheckpointError(refusal_message(path, detail)) from None

@@ -441,16 +441,21 @@ def _detect_upstream(
             components=sorted(outside + [m.prefix + d for d in reader.dropped_inside(stripped)]),
             upstream=reader.upstream, evaluation_copy=reader.evaluation_copy, variant=m.variant or None, facts=facts,
         )  # fmt: skip
-    family = _anchors(sub).get("")
+    spec = reader.spec(sub)
+    spec_given = spec is not None
+    family = spec.family if spec is not None else _anchors(sub).get("")
     if family is None:
         groups = sorted({k.split(".")[0] for k in sub})[:12]
         raise CheckpointError(
             f"{here}: a {reader.upstream} file whose backbone is not a torchvision ResNet or timm ViT "
             f"(key groups under {m.prefix!r}: {groups}); sslhub cannot rebuild it"
         )
-    spec = _INFER[family](sub, here)
+    if spec is None:
+        spec = _INFER[family](sub, here)
     facts = reader.facts(spec, sub)
-    components = _components(sd, m.prefix, family) + [m.prefix + d for d in reader.dropped_inside(stripped)]
+    # a reader's own spec: the backbone's groups are not the generic family's, so only name what lies outside it
+    outside = [] if spec_given and not m.prefix else _components(sd, m.prefix, family)
+    components = outside + [m.prefix + d for d in reader.dropped_inside(stripped)]
     return Detected(
         layout=reader.name,
         prefix=m.prefix,

@@ -257,6 +257,8 @@ def _to_timm(sd: Mapping[str, torch.Tensor], source: _Source) -> tuple[str, dict
                            "export; features move by about eps/variance of the normalised activations", source.arch, eps)
         if source.img_size:
             kwargs["img_size"] = source.img_size
+        # timm's DINOv3 RoPE periods are not in its state dicts (it recomputes them in fp32): leave them out
+        sd = {k: v for k, v in sd.items() if k != "rope.periods"}
         _check_loads_timm(source.arch, kwargs, sd)
         return source.arch, kwargs, dict(sd)
     if source.family == "torchvision_resnet":

@@ -42,6 +42,7 @@ METRIC_TASKS = ("knn", "linear", "finetune")
 LAYOUTS = ("lightly-worker", "lightly-zoo", "lightly-benchmark", "lightly-train", "sslhub", "torchvision", "timm",
            "moco-v2", "moco-v3", "simsiam", "swav", "barlowtwins", "vicreg", "dino", "dinov2", "mae", "solo-learn",
            "mmpretrain", "vissl")
+LAYOUTS += ("dinov3", "dinov3-convnext", "ijepa", "msn")  # issue 20: DINOv3 release files, I-JEPA, MSN
 FILE_ROLES = ("weights", "log")
 
 NAME_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9_.]+)+\.[a-z0-9][a-z0-9_-]*$")

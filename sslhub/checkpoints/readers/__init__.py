@@ -17,9 +17,13 @@ from sslhub.checkpoints.readers.barlowtwins_vicreg import BarlowTwins, VICReg
 from sslhub.checkpoints.readers.base import Match, Reader
 from sslhub.checkpoints.readers.dino import Dino
 from sslhub.checkpoints.readers.dinov2 import DinoV2
+from sslhub.checkpoints.readers.dinov3 import DinoV3ConvNeXt, DinoV3ViT
+from sslhub.checkpoints.readers.ijepa import IJepa
+from sslhub.checkpoints.readers.lightly_train import LightlyTrain
 from sslhub.checkpoints.readers.mae import MAE
 from sslhub.checkpoints.readers.mmpretrain import MMPretrain
 from sslhub.checkpoints.readers.moco import MocoV2, MocoV3
+from sslhub.checkpoints.readers.msn import MSN
 from sslhub.checkpoints.readers.simsiam import SimSiam
 from sslhub.checkpoints.readers.solo_learn import SoloLearn
 from sslhub.checkpoints.readers.swav import SwAV
@@ -39,8 +43,8 @@ READERS: tuple[Reader, ...] = (
     # files with a config.json (transformers, timm Hub) first: their config says exactly what they are
     TransformersDinov2(), TransformersViT(), TransformersViTMAE(), TransformersIJepa(),
     TransformersDinov3ViT(), TransformersDinov3ConvNext(), TimmHub(),
-    MocoV2(), MocoV3(), SimSiam(), SwAV(), BarlowTwins(), VICReg(), Dino(), DinoV2(), MAE(), SoloLearn(),
-    MMPretrain(), VISSL(),
+    MocoV2(), MocoV3(), SimSiam(), SwAV(), BarlowTwins(), VICReg(), Dino(), DinoV3ViT(), DinoV3ConvNeXt(), DinoV2(),
+    MAE(), SoloLearn(), MMPretrain(), VISSL(), IJepa(), MSN(), LightlyTrain(),
 )  # fmt: skip
 _BY_NAME = {r.name: r for r in READERS}
 

@@ -49,6 +49,11 @@ class Reader:
         """Upstream key names -> torchvision/timm names (``sub`` has the prefix stripped and ``drop`` removed)."""
         return sub
 
+    def spec(self, sub: StateDict) -> Any:
+        """The ``BackboneSpec`` for backbones that the generic key anchors do not cover (timm Eva, ConvNeXt,
+        SwiGLU ViTs), from the remapped tensors; ``None`` (the default) lets the anchors infer it."""
+        return None
+
     def facts(self, spec: Any, sub: StateDict) -> list[str]:
         """Adjust (in place) the spec inferred from the tensors with what only the upstream's code tells; return
         one line per fact applied (shown by ``sslhub info``)."""

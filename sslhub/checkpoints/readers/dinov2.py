@@ -9,7 +9,8 @@ Identity modules).
 
 The remap is timm's own (``timm.models.vision_transformer._convert_dinov2``): drop ``mask_token``; with registers
 ``register_tokens -> reg_token``, the cls token's position embedding folded into ``cls_token`` and
-``pos_embed[:, 1:]`` kept (timm's ``no_embed_class``); ViT-g's SwiGLU ``mlp.w12/w3 -> mlp.fc1/fc2``. The result is
+``pos_embed[:, 1:]`` kept (timm's ``no_embed_class``); ViT-g's SwiGLU ``mlp.w12/w3 -> mlp.fc1/fc2`` (timm's
+``SwiGLUPacked``: 1536 dim, 40 blocks, 24 heads, hidden 4096). The result is
 timm's ``vit_<size>_patch14[_reg4]_dinov2``; the features are the final-norm cls token, as DINOv2's ``forward``.
 """
 
@@ -60,6 +61,26 @@ class DinoV2(Reader):
             out["pos_embed"] = pos[:, 1:]
         return out
 
+    def spec(self, sub: StateDict) -> Any:
+        """ViT-g's SwiGLU FFN (``w12`` packs both halves) is not a plain timm MLP: build timm's SwiGLUPacked ViT."""
+        fc1, fc2 = sub.get("blocks.0.mlp.fc1.weight"), sub.get("blocks.0.mlp.fc2.weight")
+        if fc1 is None or fc2 is None or fc1.shape[0] != 2 * fc2.shape[1]:
+            return None  # the plain MLP of ViT-S/B/L: the generic timm ViT rules infer it
+        from sslhub.checkpoints.layouts import BackboneSpec
+
+        proj = sub["patch_embed.proj.weight"]
+        dim, patch = int(proj.shape[0]), int(proj.shape[2])
+        depth = len({k.split(".")[1] for k in sub if k.startswith("blocks.")})
+        n_reg = int(sub["reg_token"].shape[1]) if "reg_token" in sub else 0
+        grid = math.isqrt(sub["pos_embed"].shape[1] - (0 if n_reg else 1))
+        name = f"vit_giant_patch14{f'_reg{n_reg}' if n_reg else ''}_dinov2"
+        kw: dict[str, Any] = {}
+        if (dim, depth, patch) != (1536, 40, 14):  # another SwiGLU size: timm's ViT-g with its sizes overridden
+            # DINOv2's heads are 64-d in every size (vits14 6, vitb14 12, vitl14 16, vitg14 24)
+            kw = {"embed_dim": dim, "depth": depth, "num_heads": dim // 64, "patch_size": patch,
+                  "mlp_ratio": fc1.shape[0] / dim}  # fmt: skip
+        return BackboneSpec("timm", name, img_size=None if grid * patch == 518 else grid * patch, timm_kwargs=kw)
+
     def facts(self, spec: Any, sub: StateDict) -> list[str]:
         import timm
 
@@ -67,6 +88,8 @@ class DinoV2(Reader):
         dim, patch = int(proj.shape[0]), int(proj.shape[2])
         n_reg = int(sub["reg_token"].shape[1]) if "reg_token" in sub else 0
         name = f"vit_{_SIZES.get(dim)}_patch{patch}{f'_reg{n_reg}' if n_reg else ''}_dinov2"
+        if spec.timm_kwargs.get("embed_dim"):  # a SwiGLU ViT of another size (see spec)
+            return [f"timm {spec.arch} with its sizes overridden: DINOv2's SwiGLU FFN (w12 = both halves), 64-d heads"]
         if dim not in _SIZES or not timm.is_model(name):
             return []
         # The named model carries heads, LayerScale, registers and no_embed_class itself; its default grid is

@@ -216,6 +216,8 @@ def create_backbone(
                 from timm.layers import LayerNorm
 
                 kwargs["norm_layer"] = functools.partial(LayerNorm, eps=float(kwargs.pop("layer_norm_eps")))
+            # files that store no RoPE periods (transformers' DINOv3 recomputes them in fp32, as timm does) say so
+            keep_periods = bool(kwargs.pop("keep_rope_periods", True))
             try:
                 model = timm.create_model(arch, pretrained=False, num_classes=0, **kwargs)
             except RuntimeError as e:  # timm raises RuntimeError for unknown names
@@ -223,7 +225,8 @@ def create_backbone(
                     f"unknown architecture {arch!r}: not a Lightly ResNetGenerator name "
                     f"({', '.join(RESNET_GENERATOR_SPECS)}), not a torchvision ResNet/ViT, and timm says: {e}"
                 ) from None
-            _keep_rope_periods(model)
+            if keep_periods:
+                _keep_rope_periods(model)
             tcfg = getattr(model, "pretrained_cfg", {}) or {}
             cfg["mean"] = tuple(tcfg.get("mean", IMAGENET_MEAN))
             cfg["std"] = tuple(tcfg.get("std", IMAGENET_STD))

@@ -251,6 +251,7 @@ def _to_torchvision(
 def _to_timm(sd: Mapping[str, torch.Tensor], source: _Source) -> tuple[str, dict[str, Any], dict[str, torch.Tensor]]:
     if source.family == "timm":
         kwargs = dict(source.timm_kwargs)
+        kwargs.pop("keep_rope_periods", None)  # sslhub's own switch; timm never stores the periods
         eps = kwargs.pop("layer_norm_eps", None)
         if eps is not None:  # timm's config.json cannot carry a LayerNorm eps: timm's own 1e-6 is used
             logger.warning("%s: LayerNorm eps %g (from transformers' config) becomes timm's default 1e-6 in the "

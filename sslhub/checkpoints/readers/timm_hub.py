@@ -47,6 +47,8 @@ class TimmHub(Reader):
             kw["img_size"] = img  # non-square: timm takes it as given
             img = None
         facts = [f"config.json: timm {cfg['architecture']}" + "".join(f", {k}={v!r}" for k, v in kw.items())]
+        if "dinov3" in str(cfg["architecture"]) and "rope.periods" not in sub:
+            kw["keep_rope_periods"] = False  # timm's own files store no RoPE periods: timm recomputes them
         return {"family": "timm", "arch": cfg["architecture"], "img_size": img, "timm_kwargs": kw}, facts
 
 

@@ -130,7 +130,8 @@ class TransformersDinov3ViT(Reader):
         kw: dict[str, Any] = {"embed_dim": dim, "depth": depth, "num_heads": heads, "patch_size": patch,
                               "mlp_ratio": _ratio(hidden, dim), "num_reg_tokens": n_reg,
                               "qkv_bias": "blocks.0.attn.q_bias" in sub, "global_pool": "token",
-                              "rope_temperature": float(cfg.get("rope_theta", 100.0))}  # fmt: skip
+                              "rope_temperature": float(cfg.get("rope_theta", 100.0)),
+                              "keep_rope_periods": False}  # fmt: skip  # no periods stored: recomputed in fp32
         if gated:
             kw.update(swiglu_mlp=True, swiglu_align_to=1)  # the hidden size as the tensors have it
         if "blocks.0.gamma_1" not in sub:

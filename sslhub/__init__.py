@@ -22,6 +22,8 @@ _LAZY = {
     "CheckpointError": "sslhub.checkpoints.io",
     "export": "sslhub.export",
     "list_pretrained": "sslhub.hub.registry",
+    "eval_transform": "sslhub.evaluation.features",
+    "data_config": "sslhub.evaluation.features",
 }
 
 __all__ = ["__version__", *_LAZY]
@@ -36,6 +38,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from sslhub.checkpoints.load import load_pretrained
     from sslhub.hub.registry import list_pretrained
     from sslhub.export import export
+    from sslhub.evaluation.features import data_config, eval_transform
 
 
 def __getattr__(name: str) -> Any:

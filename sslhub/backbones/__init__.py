@@ -9,7 +9,9 @@ Families (``family`` in the metadata, chosen from the architecture name):
 * ``timm``: any ``timm`` model by name (``num_classes=0``), e.g. ``vit_small_patch16_224`` at any image size.
 
 Every module returned by :func:`create_backbone` carries ``num_features`` and ``pretrained_cfg`` (a dict with
-``arch``, ``family``, ``mean``, ``std``, ``input_size`` and, where it applies, ``width``/``num_ftrs``).
+``arch``, ``family``, ``mean``, ``std``, ``input_size`` and, where it applies, ``width``/``num_ftrs``, plus timm's
+data-config keys ``architecture``, ``interpolation``, ``crop_pct``, ``crop_mode``, ``num_features``: see
+:mod:`sslhub.backbones.pretrained_cfg`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
+from sslhub.backbones.pretrained_cfg import complete_pretrained_cfg
 from sslhub.backbones.resnet_generator import (
     RESNET_GENERATOR_SPECS,
     ResNetGeneratorBackbone,
@@ -222,4 +225,5 @@ def create_backbone(
         old = {k: v for k, v in old.items() if k not in ("url", "hf_hub_id", "hf_hub_filename", "tag", "license",
                                                          "file", "source", "paper_ids", "paper_name", "origin_url")}  # fmt: skip
     model.pretrained_cfg = {**old, **cfg} if isinstance(old, dict) else cfg
+    complete_pretrained_cfg(model.pretrained_cfg, getattr(model, "num_features", None))
     return model

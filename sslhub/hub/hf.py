@@ -70,7 +70,9 @@ def hf_hub_resolve(repo_id: str, revision: str | None = None) -> Path:
             only pickled weights; offline and not cached.
     """
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import (
+    # huggingface_hub.utils re-exports them in every supported version (huggingface_hub.errors has all of them
+    # only from 0.25 on)
+    from huggingface_hub.utils import (
         EntryNotFoundError,
         GatedRepoError,
         HFValidationError,

@@ -30,7 +30,7 @@ bench: $(VENV)/.installed
 
 # The documentation site (MkDocs Material + mkdocstrings), strict: a broken reference fails the build.
 docs: $(VENV)/.installed
-	$(PY) -m mkdocs build --strict --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
 
 # The declared floors: a venv with exactly the lowest allowed versions (constraints file) runs the fast subset.
 floors: $(VENV)/.installed

@@ -126,7 +126,8 @@ def export(
             for ``DetectionCheckpointer`` plus the config it needs as ``<out>.yaml``; ResNet-18..152 only).
         out: output file. For torchvision/timm a ``.safetensors`` suffix writes safetensors, anything else
             ``torch.save`` (tensors only). Detectron2 needs ``.pkl``.
-        arch, width: architecture hints for sources that do not record them (passed to the loader).
+        arch: architecture hint for sources that do not record it (passed to the loader).
+        width: ResNetGenerator width hint, likewise.
         force: replace an existing ``out``. The source is never overwritten.
 
     Returns:

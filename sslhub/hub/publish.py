@@ -292,10 +292,14 @@ def publish(
         keep_readme: leave an existing README.md as it is (weights and config are still published).
         revision: branch to commit to (default ``main``).
         commit_message: default ``"Publish <method> <arch> backbone (sslhub <version>)"``.
-        arch, width, prefix: as for :func:`sslhub.load_pretrained`, when the checkpoint cannot tell.
+        arch: as for :func:`sslhub.load_pretrained`, when the checkpoint cannot tell.
+        width: likewise.
+        prefix: likewise.
         method: SSL method name for the card (default: detected from the checkpoint).
         metrics: measured metrics (see :func:`load_metrics`), or a path to such a JSON file.
-        license, datasets, tags: model card metadata (``license`` also goes into ``pretrained_cfg``).
+        license: model card license (also goes into ``pretrained_cfg``).
+        datasets: model card training datasets.
+        tags: extra model card tags.
 
     Returns:
         A :class:`PublishResult`.

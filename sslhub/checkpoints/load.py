@@ -305,7 +305,9 @@ def load_pretrained(
 
     Returns:
         An eval-mode ``nn.Module`` mapping float ``(N, 3, H, W)`` to ``(N, D)``, with ``num_features`` and a
-        ``pretrained_cfg`` dict (architecture, mean/std, input size where known, source metadata).
+        ``pretrained_cfg`` dict: timm's data-config keys (``architecture``, ``input_size`` where known,
+        ``interpolation``, ``crop_pct``, ``mean``, ``std``, ``num_features``; see :func:`sslhub.eval_transform`)
+        and sslhub's own (``arch``, ``family``, source metadata).
     """
     if features not in FEATURES:
         raise ValueError(f"features={features!r}; choose one of {FEATURES}")

@@ -22,8 +22,8 @@ from typing import Callable as _Callable
 
 import sslhub.hub as _hub
 
-dependencies = ["torch", "torchvision", "timm", "safetensors", "huggingface_hub", "requests", "yaml", "filelock",
-                "tqdm"]
+dependencies = ["torch", "torchvision", "numpy", "PIL", "timm", "safetensors", "huggingface_hub", "requests", "yaml",
+                "filelock", "tqdm"]
 
 
 def _docstring(card: "_hub.Card") -> str:

@@ -17,7 +17,7 @@ data-config keys ``architecture``, ``interpolation``, ``crop_pct``, ``crop_mode`
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
@@ -108,6 +108,19 @@ def _maybe_meta(meta: bool, family: str) -> Iterator[None]:
     else:
         with torch.device("meta"):
             yield
+
+
+def build_on_meta(build: Callable[[], nn.Module]) -> nn.Module:
+    """``build()`` on the meta device (no memory, no random init), or on the CPU where the builder cannot run on
+    meta tensors (older timm, 1.0.3, reads drop-path rates with ``.item()``)."""
+    try:
+        with torch.device("meta"):
+            return build()
+    except RuntimeError as e:
+        if "meta tensor" not in str(e):
+            raise
+        with torch.device("cpu"):
+            return build()
 
 
 def _torchvision_vit(arch: str, img_size: int | None, overrides: dict[str, Any]) -> nn.Module:
@@ -202,7 +215,14 @@ def create_backbone(
             if img_size:
                 kwargs["img_size"] = img_size
             try:
-                model = timm.create_model(arch, pretrained=False, num_classes=0, **kwargs)
+                try:
+                    model = timm.create_model(arch, pretrained=False, num_classes=0, **kwargs)
+                except RuntimeError as e:
+                    if not (meta and "meta tensor" in str(e)):
+                        raise
+                    # older timm (1.0.3) reads drop-path rates with .item(), which meta tensors refuse: build on the CPU
+                    with torch.device("cpu"):
+                        model = timm.create_model(arch, pretrained=False, num_classes=0, **kwargs)
             except RuntimeError as e:  # timm raises RuntimeError for unknown names
                 raise ValueError(
                     f"unknown architecture {arch!r}: not a Lightly ResNetGenerator name "

@@ -351,8 +351,9 @@ def _load_report(model: nn.Module, sd: Mapping[str, torch.Tensor], head: str, wh
 
 
 def _meta(build: Callable[[], nn.Module]) -> nn.Module:
-    with torch.device("meta"):
-        return build()
+    from sslhub.backbones import build_on_meta
+
+    return build_on_meta(build)
 
 
 def _check_loads_torchvision(

@@ -32,8 +32,9 @@ bench: $(VENV)/.installed
 docs: $(VENV)/.installed
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
 
-# The declared floors: a venv with exactly the lowest allowed versions (constraints file) runs the fast subset.
-floors: $(VENV)/.installed
+# The declared floors: every dependency but torch/torchvision at exactly its floor (.ci/floors.txt, installed into
+# .venv-floors, which shadows the venv's copies) runs the fast subset.
+floors: $(VENV)/.installed services
 	VENV=$(VENV) bash scripts/floors.sh
 
 clean:

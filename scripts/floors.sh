@@ -17,6 +17,8 @@ SUBSET=(
   tests/test_timm_compat.py
   tests/test_upstream_layouts.py
   tests/test_export.py --deselect tests/test_export.py::test_lightly_worker_checkpoint_is_refused_with_advice
+  --deselect tests/test_export.py::test_lightly_benchmark_checkpoint_exports_the_evaluated_backbone
+  tests/test_requirements.py
   tests/test_hf_hub_read.py
   tests/test_data.py --deselect tests/test_data.py::test_index_matches_torchvision_imagefolder_and_lightly
   tests/test_plots.py

@@ -3,13 +3,14 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: demo test test-gpu services bench clean
+.PHONY: demo test test-gpu services bench docs floors clean
 
+# Test and docs tools are PEP 735 dependency groups (`--group`, pip >= 25.1), not extras published to users.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -e . --group dev
 	touch $@
 
 # Main job on the embedded default data (training/data/clothing10_mini).
@@ -31,5 +32,14 @@ test-gpu: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) scripts/bench_load.py
 
+# The documentation site (MkDocs Material + mkdocstrings), strict: a broken reference fails the build.
+docs: $(VENV)/.installed
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
+
+# The declared floors: every dependency but torch/torchvision at exactly its floor (.ci/floors.txt, installed into
+# .venv-floors, which shadows the venv's copies) runs the fast subset.
+floors: $(VENV)/.installed services
+	VENV=$(VENV) bash scripts/floors.sh
+
 clean:
-	rm -rf $(VENV) build dist .pytest_cache runs
+	rm -rf $(VENV) build dist .pytest_cache runs site .venv-floors

@@ -1,15 +1,19 @@
 """torch.hub entrypoints: one per registered pretrained weight (model card), named after the card.
 
     >>> import torch
-    >>> torch.hub.list("/path/to/sslhub", source="local")          # or "<owner>/sslhub" on GitHub
+    >>> torch.hub.list("<owner>/sslhub")       # GitHub only: torch.hub.list has no source="local"
     >>> model = torch.hub.load("/path/to/sslhub", "simclr_resnet50_lightly_in1k", source="local", pretrained=True)
+
+For a local checkout, ``sslhub list`` prints the registry names and ``sslhub.hub.entrypoint_name(name)`` the
+entrypoint of each.
 
 ``simclr-resnet50.lightly-in1k`` becomes ``simclr_resnet50_lightly_in1k`` (every non-alphanumeric run becomes ``_``).
 ``pretrained=True`` downloads through sslhub's verified fetch (cache in ``$SSLHUB_HOME``, sha256 checked against the
 card before the file is used, ``SSLHUB_OFFLINE=1`` honoured) and returns ``sslhub.load_pretrained``'s eval-mode
 backbone; keyword arguments go to ``load_pretrained`` (``features``, ``device``, ...), plus ``progress``.
 ``pretrained=False`` builds the untrained backbone with ``sslhub.backbones.create_backbone``; keyword arguments go
-there (``img_size``, ...), except ``features="embedding"`` which keeps a Lightly Worker's ``num_ftrs`` conv.
+there (``img_size``, ...), except ``features="embedding"`` which keeps a Lightly Worker's ``num_ftrs`` conv. Both
+return the model in eval mode, as ``load_pretrained`` does (call ``.train()`` to fine-tune).
 """
 
 # Every public callable here is listed by torch.hub.list(), so helpers and imports are underscore-named.
@@ -18,8 +22,8 @@ from typing import Callable as _Callable
 
 import sslhub.hub as _hub
 
-dependencies = ["torch", "torchvision", "timm", "safetensors", "huggingface_hub", "requests", "yaml", "filelock",
-                "tqdm"]
+dependencies = ["torch", "torchvision", "numpy", "PIL", "timm", "safetensors", "huggingface_hub", "requests", "yaml",
+                "filelock", "tqdm"]
 
 
 def _docstring(card: "_hub.Card") -> str:
@@ -51,6 +55,7 @@ def _make_entrypoint(card_name: str) -> _Callable[..., _Any]:
             device = kwargs.pop("device", None)
             model = create_backbone(load_kw["arch"], width=load_kw.get("width"), num_ftrs=num_ftrs,
                                     **{**card.load.timm_kwargs, **kwargs})  # fmt: skip
+            model.eval()  # the same mode as load_pretrained's, whatever pretrained says
             return model.to(device) if device is not None else model
         from sslhub.checkpoints.load import load_pretrained
 

@@ -334,7 +334,7 @@ def trainer_transform_check(recipe: dict[str, Any]) -> Iterator[str | None]:
     from sslhub.training import trainer
 
     size, load = int(recipe["input_size"]), int(recipe["load_size"])
-    original = trainer._build_transform
+    original = trainer.build_recipe_transform
     views = original(recipe)(torch.zeros(2, 3, load, load, dtype=torch.uint8))
     views = [v for v in views if v.ndim == 4 and v.shape[1] == 3]  # images only (not VICRegL's grids, DetCon's masks)
     expected = expected_view_sizes(recipe)
@@ -345,12 +345,12 @@ def trainer_transform_check(recipe: dict[str, Any]) -> Iterator[str | None]:
     def fixed(r: dict[str, Any]) -> Any:
         return build_multi_view(T, r["transform"], int(r["input_size"]))
 
-    trainer._build_transform = fixed
+    trainer.build_recipe_transform = fixed
     try:
         yield (f"trainer's {recipe['transform']['name']} made {tuple(views[0].shape[-2:])} views for input_size={size}; "
                "benchmark patched the trainer's transform builder to pass input_size to both views")  # fmt: skip
     finally:
-        trainer._build_transform = original
+        trainer.build_recipe_transform = original
 
 
 def expected_view_sizes(recipe: dict[str, Any]) -> list[int]:

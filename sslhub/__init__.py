@@ -23,21 +23,24 @@ _LAZY = {
     "export": "sslhub.export",
     "list_pretrained": "sslhub.hub.registry",
     "load_embeddings": "sslhub.evaluation.shards",
+    "eval_transform": "sslhub.evaluation.features",
+    "data_config": "sslhub.evaluation.features",
 }
 
 __all__ = ["__version__", *_LAZY]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from sslhub.backbones import create_backbone
-    from sslhub.recipes import get_recipe, list_recipes
-    from sslhub.training import train
-    from sslhub.checkpoints.convert import convert
-    from sslhub.checkpoints.info import info
-    from sslhub.checkpoints.io import CheckpointError
-    from sslhub.checkpoints.load import load_pretrained
-    from sslhub.hub.registry import list_pretrained
-    from sslhub.export import export
-    from sslhub.evaluation.shards import load_embeddings
+    from sslhub.backbones import create_backbone as create_backbone
+    from sslhub.recipes import get_recipe as get_recipe, list_recipes as list_recipes
+    from sslhub.training import train as train
+    from sslhub.checkpoints.convert import convert as convert
+    from sslhub.checkpoints.info import info as info
+    from sslhub.checkpoints.io import CheckpointError as CheckpointError
+    from sslhub.checkpoints.load import load_pretrained as load_pretrained
+    from sslhub.hub.registry import list_pretrained as list_pretrained
+    from sslhub.export import export as export
+    from sslhub.evaluation.features import data_config as data_config, eval_transform as eval_transform
+    from sslhub.evaluation.shards import load_embeddings as load_embeddings
 
 
 def __getattr__(name: str) -> Any:

@@ -192,7 +192,7 @@ def test_mistyped_local_path_is_no_such_file_with_suggestions(tmp_path, monkeypa
     monkeypatch.chdir(tmp_path)
     assert main(["info", "runn1/model.safetensors"]) == 2  # a typo in the folder
     assert "Did you mean 'run1/model.safetensors'?" in capsys.readouterr().err
-    assert main(["eval", "knn", "simclr-resnet50", "--data", "d", "--val", "v"]) == 2  # a registry name without tag
+    assert main(["eval", "knn", "simclr-resnet5", "--data", "d", "--val", "v"]) == 2  # a mistyped registry name
     assert "'simclr-resnet50.lightly-in1k'" in capsys.readouterr().err
 
 

@@ -45,6 +45,7 @@ def hub_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "sslhub_home"
     monkeypatch.setenv("SSLHUB_HOME", str(home))
     monkeypatch.delenv("SSLHUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("SSLHUB_CARDS", raising=False)
     return home
 
@@ -196,6 +197,12 @@ def test_offline_mode_uses_cache_or_fails_clearly(nginx, monkeypatch):
     monkeypatch.setenv("SSLHUB_OFFLINE", "1")
     assert fetch_url(url, sha256=sha(data), progress=False) == path
     with pytest.raises(OfflineError, match="SSLHUB_OFFLINE=1"):
+        fetch_url(nginx.url("r/not-cached.bin"), progress=False)
+    # HF_HUB_OFFLINE=1 means offline for sslhub too (one switch for a machine without network)
+    monkeypatch.delenv("SSLHUB_OFFLINE")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert fetch_url(url, sha256=sha(data), progress=False) == path
+    with pytest.raises(OfflineError, match="HF_HUB_OFFLINE=1"):
         fetch_url(nginx.url("r/not-cached.bin"), progress=False)
     assert len(nginx.log()) == n, "offline mode must not contact the server"
 

@@ -171,13 +171,14 @@ def test_dry_run_run_dir_metrics_and_readme_protection(sources: dict, tmp_path: 
 
 
 def test_publish_input_errors(sources: dict, tmp_path: Path) -> None:
-    from sslhub.hub.publish import PublishError, find_checkpoint, publish
+    from sslhub.hub.publish import PublishError, publish
+    from sslhub.training.run_results import RunResultsError, find_checkpoint
 
-    with pytest.raises(PublishError, match="no checkpoint found"):
+    with pytest.raises(RunResultsError, match="no checkpoint found"):
         find_checkpoint(tmp_path)
     (tmp_path / "a.ckpt").write_bytes(b"x")
     (tmp_path / "b.ckpt").write_bytes(b"x")
-    with pytest.raises(PublishError, match="several checkpoints"):
+    with pytest.raises(RunResultsError, match="several checkpoints"):
         find_checkpoint(tmp_path)
     with pytest.raises(PublishError, match="org/name"):
         publish(sources["vit"]["path"], "just-a-name", dry_run=tmp_path / "o")

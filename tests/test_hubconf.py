@@ -24,6 +24,7 @@ def hub_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "home"
     monkeypatch.setenv("SSLHUB_HOME", str(home))
     monkeypatch.delenv("SSLHUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("SSLHUB_CARDS", raising=False)
     return home
 
@@ -69,12 +70,29 @@ def test_untrained_backbones_match_the_reference_architectures():
     ref.fc = torch.nn.Identity()
     _same_network(r50, ref)
     assert r50.num_features == 2048
+    assert not r50.training, "pretrained=False must return the same (eval) mode as pretrained=True"
 
     r9 = torch.hub.load(str(REPO), "simclr_resnet9_w0_0625_d16_lightly_zoo", source="local", pretrained=False)
     lightly_model = worker_model("resnet-9", width=0.0625, num_ftrs=16)
     # the Worker's backbone up to its last stage (7. is the num_ftrs conv, which the untrained entrypoint drops)
     trunk = torch.nn.Sequential(*list(lightly_model.backbone.children())[:7], torch.nn.AdaptiveAvgPool2d(1))
     _same_network(r9, trunk)
+    assert not r9.training
+
+
+def test_hubconf_docstring_calls_are_valid_torch_hub_calls():
+    """Every ``torch.hub.<fn>(...)`` the docstring shows binds to torch.hub's real signature."""
+    import ast
+    import inspect
+
+    doc = load_hubconf().__doc__
+    calls = [line.split(">>> ", 1)[1].split("#")[0] for line in doc.splitlines() if "torch.hub." in line and ">>>" in line]
+    assert len(calls) >= 2
+    for src in calls:
+        call = next(n for n in ast.walk(ast.parse(src.strip())) if isinstance(n, ast.Call))
+        fn = getattr(torch.hub, call.func.attr)
+        inspect.signature(fn).bind(*[ast.literal_eval(a) for a in call.args],
+                                   **{k.arg: ast.literal_eval(k.value) for k in call.keywords})  # fmt: skip
 
 
 def test_untrained_mocov3_vits16_has_the_upstream_12_heads():

@@ -445,11 +445,11 @@ def test_recipes_listed_and_full_size_models_build():
 def test_every_trainable_parameter_gets_a_gradient_and_ema_follows(name):
     """DDP without find_unused_parameters needs a gradient for every trainable parameter; the evaluation copy
     (teacher / target encoder) gets none and moves only by the EMA update."""
-    from sslhub.training.trainer import _build_transform
+    from sslhub.transforms.recipe import build_recipe_transform
 
     r = get_recipe(name, SHRINK)
     model = _tiny(name)
-    loss = model(_build_transform(r)(torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)), (0, 10, 0))
+    loss = model(build_recipe_transform(r)(torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)), (0, 10, 0))
     loss.backward()
     assert torch.isfinite(loss)
     assert not [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]

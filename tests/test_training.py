@@ -254,11 +254,11 @@ def test_torchrun_two_processes_ddp(tmp_path):
 
 def test_every_recipe_transform_makes_views_of_its_input_size():
     """The trainer builds each recipe's transform at the recipe's size (also two-view ones like BYOL/TiCo)."""
-    from sslhub.training.trainer import _build_transform
+    from sslhub.transforms.recipe import build_recipe_transform
 
     images = torch.randint(0, 256, (2, 3, 48, 48), dtype=torch.uint8)
     for template in sorted({n.split("-")[0] for n in list_recipes()}):
         name = next(n for n in list_recipes(f"{template}-*"))
         r = get_recipe(name)
-        views = _build_transform(r)(images)
+        views = build_recipe_transform(r)(images)
         assert tuple(views[0].shape) == (2, 3, r["input_size"], r["input_size"]), name

@@ -272,10 +272,10 @@ def test_recipes_registered_and_full_size_models_build():
 
 
 def _views(recipe: dict, n: int = 4) -> list[torch.Tensor]:
-    from sslhub.training.trainer import _build_transform
+    from sslhub.transforms.recipe import build_recipe_transform
 
     size = recipe["input_size"]
-    return [v for v in _build_transform(recipe)(torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8))]
+    return [v for v in build_recipe_transform(recipe)(torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8))]
 
 
 EMA_PAIRS = {"dino": ("student_backbone.vit.", "backbone.vit."), "msn": ("anchor_backbone.vit.", "backbone.vit."),

@@ -9,18 +9,21 @@ Families (``family`` in the metadata, chosen from the architecture name):
 * ``timm``: any ``timm`` model by name (``num_classes=0``), e.g. ``vit_small_patch16_224`` at any image size.
 
 Every module returned by :func:`create_backbone` carries ``num_features`` and ``pretrained_cfg`` (a dict with
-``arch``, ``family``, ``mean``, ``std``, ``input_size`` and, where it applies, ``width``/``num_ftrs``).
+``arch``, ``family``, ``mean``, ``std``, ``input_size`` and, where it applies, ``width``/``num_ftrs``, plus timm's
+data-config keys ``architecture``, ``interpolation``, ``crop_pct``, ``crop_mode``, ``num_features``: see
+:mod:`sslhub.backbones.pretrained_cfg`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
 
+from sslhub.backbones.pretrained_cfg import complete_pretrained_cfg
 from sslhub.backbones.resnet_generator import (
     RESNET_GENERATOR_SPECS,
     ResNetGeneratorBackbone,
@@ -117,6 +120,19 @@ def _keep_rope_periods(model: nn.Module) -> None:
     rope = getattr(model, "rope", None)
     if type(rope).__name__ == "RotaryEmbeddingDinoV3" and "periods" in rope._non_persistent_buffers_set:
         rope._non_persistent_buffers_set.discard("periods")
+
+
+def build_on_meta(build: Callable[[], nn.Module]) -> nn.Module:
+    """``build()`` on the meta device (no memory, no random init), or on the CPU where the builder cannot run on
+    meta tensors (older timm, 1.0.3, reads drop-path rates with ``.item()``)."""
+    try:
+        with torch.device("meta"):
+            return build()
+    except RuntimeError as e:
+        if "meta tensor" not in str(e):
+            raise
+        with torch.device("cpu"):
+            return build()
 
 
 def _torchvision_vit(arch: str, img_size: int | None, overrides: dict[str, Any]) -> nn.Module:
@@ -219,7 +235,14 @@ def create_backbone(
             # files that store no RoPE periods (transformers' DINOv3 recomputes them in fp32, as timm does) say so
             keep_periods = bool(kwargs.pop("keep_rope_periods", True))
             try:
-                model = timm.create_model(arch, pretrained=False, num_classes=0, **kwargs)
+                try:
+                    model = timm.create_model(arch, pretrained=False, num_classes=0, **kwargs)
+                except RuntimeError as e:
+                    if not (meta and "meta tensor" in str(e)):
+                        raise
+                    # older timm (1.0.3) reads drop-path rates with .item(), which meta tensors refuse: build on the CPU
+                    with torch.device("cpu"):
+                        model = timm.create_model(arch, pretrained=False, num_classes=0, **kwargs)
             except RuntimeError as e:  # timm raises RuntimeError for unknown names
                 raise ValueError(
                     f"unknown architecture {arch!r}: not a Lightly ResNetGenerator name "
@@ -244,4 +267,5 @@ def create_backbone(
         old = {k: v for k, v in old.items() if k not in ("url", "hf_hub_id", "hf_hub_filename", "tag", "license",
                                                          "file", "source", "paper_ids", "paper_name", "origin_url")}  # fmt: skip
     model.pretrained_cfg = {**old, **cfg} if isinstance(old, dict) else cfg
+    complete_pretrained_cfg(model.pretrained_cfg, getattr(model, "num_features", None))
     return model

@@ -246,8 +246,9 @@ def timm_vit_kwargs(vit: VisionTransformer, arch: str) -> dict[str, Any]:
     """
     import timm
 
-    with torch.device("meta"):
-        ref = timm.create_model(arch, pretrained=False, num_classes=0)
+    from sslhub.backbones import build_on_meta
+
+    ref = build_on_meta(lambda: timm.create_model(arch, pretrained=False, num_classes=0))
     ours, theirs = _flags(vit), _flags(ref)
     kw = {k: v for k, v in ours.items() if v != theirs[k] and k not in ("fc_norm", "init_values")}
     if (ours["init_values"] is None) != (theirs["init_values"] is None):

@@ -50,7 +50,8 @@ def _numpy_safe_globals() -> list[Any]:
         import numpy as np
     except ImportError:  # pragma: no cover - numpy comes with torch
         return []
-    scalar = np._core.multiarray.scalar
+    # numpy 2 renamed numpy.core to numpy._core (1.26 has an empty numpy._core: ask the version, not the module)
+    scalar = (np._core if int(np.__version__.split(".")[0]) >= 2 else np.core).multiarray.scalar
     # argparse.Namespace: DINO and MAE store their ``args`` as one (timm allows it the same way); plain data.
     allowed: list[Any] = [scalar, np.dtype, np.dtypes.Float64DType, argparse.Namespace]
     # Files pickled under numpy 1.x name the module ``numpy.core.multiarray``.
@@ -107,8 +108,13 @@ def load_torch_file(path: str | os.PathLike) -> Any:
     path = Path(path)
     _check_file(path)
     mmap = zipfile.is_zipfile(path)  # mmap works only for the zip format and avoids copying large files
+    if not hasattr(torch.serialization, "safe_globals"):  # a version gap, not a bad file: say so
+        from sslhub._requirements import require
+
+        require("torch", "2.5", f"reading {path} safely (torch.serialization.safe_globals)")
+    allowed = _numpy_safe_globals()  # outside the try: a problem here is not the file's
     try:
-        with torch.serialization.safe_globals(_numpy_safe_globals()):
+        with torch.serialization.safe_globals(allowed):
             return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:
         _raise_if_not_a_checkpoint(path)

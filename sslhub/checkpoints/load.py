@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from sslhub.backbones import IMAGENET_MEAN, IMAGENET_STD, create_backbone, family_of
+from sslhub.backbones.pretrained_cfg import complete_pretrained_cfg
 from sslhub.checkpoints.io import CheckpointError, is_safetensors_file, load_torch_file, read_safetensors
 from sslhub.checkpoints.skeleton import assemble
 from sslhub.checkpoints.layouts import BackboneSpec, Detected, backbone_tensors, detect, unwrap_checkpoint
@@ -69,8 +70,11 @@ def resolve_path(source: str | os.PathLike) -> Path:
         return Path(resolve_source(s))
     hint = ""
     if "/" not in s and os.sep not in s and not looks_like_file:  # a bare word: maybe a registry name without its tag
-        from sslhub.hub import registry
+        from sslhub.hub import canonical_name, registry, resolve_source
         from sslhub.suggest import similar
+
+        if canonical_name(s) in registry():  # resolves to the default tag, as timm does
+            return Path(resolve_source(s))
 
         close = similar(s, registry(), n=3)
         hint = f" Registered weights with a similar name: {', '.join(repr(c) for c in close)}." if close else ""
@@ -313,7 +317,9 @@ def load_pretrained(
 
     Returns:
         An eval-mode ``nn.Module`` mapping float ``(N, 3, H, W)`` to ``(N, D)``, with ``num_features`` and a
-        ``pretrained_cfg`` dict (architecture, mean/std, input size where known, source metadata).
+        ``pretrained_cfg`` dict: timm's data-config keys (``architecture``, ``input_size`` where known,
+        ``interpolation``, ``crop_pct``, ``mean``, ``std``, ``num_features``; see :func:`sslhub.eval_transform`)
+        and sslhub's own (``arch``, ``family``, source metadata).
     """
     if features not in FEATURES:
         raise ValueError(f"features={features!r}; choose one of {FEATURES}")
@@ -328,9 +334,11 @@ def load_pretrained(
             )
         model = TokenFeatures(model)
     cfg = dict(model.pretrained_cfg)
+    if state.spec.family != "timm":  # sslhub's size-based default, to be re-derived at the size the file says
+        cfg.pop("crop_pct", None)
     cfg.update({k: v for k, v in state.metadata.items() if v is not None and k not in ("components",)})
     cfg["features"] = features
-    model.pretrained_cfg = cfg
+    model.pretrained_cfg = complete_pretrained_cfg(cfg, getattr(model, "num_features", None))
     if model.training:  # backbones come built in eval mode; the TokenFeatures wrapper does not
         model.eval()
     if device is not None:

@@ -158,7 +158,9 @@ def _model_and_data_args(p: argparse.ArgumentParser) -> None:
         help="backbone features, or the Worker's num_ftrs embedding (default backbone)",
     )
     p.add_argument("--input-size", type=int, help="crop size (default: the model's; required for Lightly ResNets)")
-    p.add_argument("--crop-pct", type=float, help="center-crop fraction (default 1.0 up to 64 px, else 0.875)")
+    p.add_argument("--crop-pct", type=float,
+                   help="center-crop fraction (default: the model's pretrained_cfg crop_pct; else 1.0 up to 64 px, "
+                        "0.875 above)")  # fmt: skip
     p.add_argument("--batch-size", type=int, help="images per step (default 256; 64 for finetune)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--num-workers", "--workers", dest="num_workers", type=int, metavar="N",

@@ -15,6 +15,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from sslhub.backbones.pretrained_cfg import DEFAULT_INTERPOLATION, default_crop_pct
 from sslhub.data import DatasetError, ImageFolderDataset, collate_skip_invalid
 
 logger = logging.getLogger(__name__)
@@ -24,6 +25,7 @@ __all__ = [
     "as_image_folder",
     "default_num_workers",
     "eval_transform",
+    "data_config",
     "dataset_name_split",
     "extract_features",
     "model_input_size",
@@ -33,10 +35,6 @@ __all__ = [
     "resolve_device",
 ]
 
-# Small-image benchmarks (CIFAR, STL at 64) evaluate on the full image; larger inputs use the usual
-# resize-to-1/0.875-then-center-crop (ImageNet: 256 -> 224), unless the model's pretrained_cfg says otherwise.
-_SMALL_INPUT = 64
-_DEFAULT_CROP_PCT = 0.875
 
 
 @dataclass
@@ -81,18 +79,25 @@ def model_input_size(model: nn.Module, input_size: int | None) -> int:
     )
 
 
-def resize_size_for(model: nn.Module, input_size: int, crop_pct: float | None = None) -> int:
-    """Size of the shorter side before the center crop: ``input_size / crop_pct``.
-
-    ``crop_pct`` defaults to the model's ``pretrained_cfg['crop_pct']`` (timm), else 1.0 for inputs up to
-    64 px (CIFAR-style benchmarks use the whole image) and 0.875 above.
-    """
+def _crop_pct(model: nn.Module, input_size: int, crop_pct: float | None) -> float:
     if crop_pct is None:
         cfg = getattr(model, "pretrained_cfg", None) or {}
-        crop_pct = cfg.get("crop_pct") or (1.0 if input_size <= _SMALL_INPUT else _DEFAULT_CROP_PCT)
+        # the declared crop belongs to the declared size; another size gets sslhub's default for that size
+        declared = cfg.get("input_size")
+        same = not declared or int(declared[-1]) == int(input_size) or cfg.get("family") == "timm"
+        crop_pct = (cfg.get("crop_pct") if same else None) or default_crop_pct(input_size)
     if not 0 < crop_pct <= 1:
         raise ValueError(f"crop_pct must be in (0, 1], got {crop_pct}")
-    return int(math.floor(input_size / crop_pct))
+    return float(crop_pct)
+
+
+def resize_size_for(model: nn.Module, input_size: int, crop_pct: float | None = None) -> int:
+    """Size of the shorter side before the center crop: ``floor(input_size / crop_pct)`` (as timm computes it).
+
+    ``crop_pct`` defaults to the model's ``pretrained_cfg['crop_pct']`` (timm's key), else 1.0 for inputs up to
+    64 px (CIFAR-style benchmarks use the whole image) and 0.875 above.
+    """
+    return int(math.floor(input_size / _crop_pct(model, input_size, crop_pct)))
 
 
 def _mean_std(model: nn.Module) -> tuple[list[float], list[float]]:
@@ -102,11 +107,51 @@ def _mean_std(model: nn.Module) -> tuple[list[float], list[float]]:
     return list(cfg.get("mean") or IMAGENET_MEAN), list(cfg.get("std") or IMAGENET_STD)
 
 
+def _interpolation(model: nn.Module) -> Any:
+    from torchvision.transforms import InterpolationMode
+
+    name = (getattr(model, "pretrained_cfg", None) or {}).get("interpolation") or DEFAULT_INTERPOLATION
+    try:
+        return InterpolationMode(name)
+    except ValueError:
+        raise ValueError(f"pretrained_cfg['interpolation']={name!r} is not one of "
+                         f"{[m.value for m in InterpolationMode]}") from None  # fmt: skip
+
+
+def data_config(model: nn.Module, input_size: int | None = None, crop_pct: float | None = None) -> dict[str, Any]:
+    """The evaluation preprocessing of ``model`` as timm's data config (the dict that
+    ``timm.data.resolve_data_config`` returns and ``timm.data.create_transform(**cfg)`` takes).
+
+    For a model from :func:`sslhub.load_pretrained` or :func:`sslhub.create_backbone` it equals
+    ``timm.data.resolve_data_config(model=model)``, and :func:`eval_transform` applies exactly it.
+
+    Args:
+        model: a model with ``pretrained_cfg``.
+        input_size: square crop size; default the model's (required when it has none, e.g. Lightly ResNets).
+        crop_pct: center-crop fraction; default the model's, else sslhub's (1.0 up to 64 px, else 0.875).
+    """
+    size = model_input_size(model, input_size)
+    mean, std = _mean_std(model)
+    return {
+        "input_size": (3, size, size),
+        "interpolation": _interpolation(model).value,
+        "mean": tuple(mean),
+        "std": tuple(std),
+        "crop_pct": _crop_pct(model, size, crop_pct),
+        "crop_mode": "center",
+    }
+
+
 def eval_transform(model: nn.Module, input_size: int | None = None, crop_pct: float | None = None) -> Any:
-    """The evaluation preprocessing of ``model`` for one PIL image or tensor: Resize, CenterCrop, Normalize.
+    """The evaluation preprocessing of ``model`` for one PIL image or tensor: Resize, CenterCrop, Normalize,
+    as declared in its ``pretrained_cfg`` (see :func:`data_config`), like torchvision's ``weights.transforms()``.
 
     :func:`extract_features` does the same, but resizes while decoding and normalizes whole batches on the
     device; use this transform for your own datasets.
+
+    Example:
+        >>> model = sslhub.load_pretrained("run/checkpoints/last.safetensors")   # doctest: +SKIP
+        >>> batch = torch.stack([sslhub.eval_transform(model)(img) for img in images])  # doctest: +SKIP
     """
     from torchvision.transforms import v2
 
@@ -115,7 +160,7 @@ def eval_transform(model: nn.Module, input_size: int | None = None, crop_pct: fl
     return v2.Compose(
         [
             v2.ToImage(),
-            v2.Resize(resize_size_for(model, size, crop_pct), antialias=True),
+            v2.Resize(resize_size_for(model, size, crop_pct), interpolation=_interpolation(model), antialias=True),
             v2.CenterCrop(size),
             v2.ToDtype(torch.float32, scale=True),
             v2.Normalize(mean, std),
@@ -152,6 +197,10 @@ def prepare_folder(
     # Decoding straight to the resize size is the fast path (torchvision.io, see sslhub.data.decode); the center
     # crop then matches Resize(resize) + CenterCrop(input_size) of eval_transform.
     resize = resize_size_for(model, input_size, crop_pct)
+    interpolation = _interpolation(model)
+    if interpolation.value != DEFAULT_INTERPOLATION:  # the fast decoder resizes bilinearly: do what the model says
+        steps = [v2.ToImage(), v2.Resize(resize, interpolation=interpolation, antialias=True), v2.CenterCrop(input_size)]
+        return dataset.copy(transform=v2.Compose(steps))
     return dataset.copy(decode_size=resize, transform=v2.CenterCrop(input_size))
 
 

@@ -147,9 +147,15 @@ def knn_eval(
         model: feature extractor (see :func:`~sslhub.evaluation.extract_features`).
         train: folder (or :class:`~sslhub.data.ImageFolderDataset`) whose features form the bank.
         val: folder evaluated; its class folders must be among the training folder's.
-        k, t: neighbours and temperature (Lightly's defaults 200 and 0.1).
-        input_size, batch_size, device, crop_pct, num_workers: see ``extract_features``.
-        dataset, split: names for the result; default from ``val``'s path (``<dataset>/<split>``).
+        k: neighbours (Lightly's default 200).
+        t: temperature (Lightly's default 0.1).
+        input_size: see ``extract_features``.
+        batch_size: see ``extract_features``.
+        device: see ``extract_features``.
+        crop_pct: see ``extract_features``.
+        num_workers: see ``extract_features``.
+        dataset: name for the result; default from ``val``'s path (``<dataset>/<split>``).
+        split: name for the result; default from ``val``'s path.
         weights: where the weights came from, recorded as is.
 
     Returns:

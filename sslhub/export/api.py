@@ -129,7 +129,8 @@ def export(
             ``"onnx"`` (the features graph with a dynamic batch, any architecture; see :mod:`sslhub.export.onnx`).
         out: output file. For torchvision/timm a ``.safetensors`` suffix writes safetensors, anything else
             ``torch.save`` (tensors only). Detectron2 needs ``.pkl``.
-        arch, width: architecture hints for sources that do not record them (passed to the loader).
+        arch: architecture hint for sources that do not record it (passed to the loader).
+        width: ResNetGenerator width hint, likewise.
         force: replace an existing ``out``. The source is never overwritten.
         image_size: ONNX only: the input size fixed in the graph (default the model's input size, else 224).
 
@@ -384,8 +385,9 @@ def _load_report(model: nn.Module, sd: Mapping[str, torch.Tensor], head: str, wh
 
 
 def _meta(build: Callable[[], nn.Module]) -> nn.Module:
-    with torch.device("meta"):
-        return build()
+    from sslhub.backbones import build_on_meta
+
+    return build_on_meta(build)
 
 
 def _check_loads_torchvision(

@@ -18,7 +18,8 @@
 * Failures: timeouts, connections cut mid-transfer and 408/429/5xx answers are retried with exponential backoff,
   resuming where the last attempt stopped. A refused connection and a host name that does not resolve (offline,
   wrong URL) fail at once: retrying them only makes the user wait.
-* Offline: ``SSLHUB_OFFLINE=1`` uses the cache and fails clearly when the file is not there.
+* Offline: ``SSLHUB_OFFLINE=1`` (or ``HF_HUB_OFFLINE=1``) uses the cache and fails clearly when the file is not
+  there.
 * Presigned S3/GCS read-URLs: only ``GET`` with the URL exactly as given (never ``HEAD``, which the signature does
   not cover), and the query string (the signature) never appears in logs or error messages.
 """
@@ -49,12 +50,14 @@ __all__ = [
     "cache_path",
     "fetch_url",
     "is_offline",
+    "offline_variable",
     "redact_url",
     "sslhub_home",
 ]
 
 ENV_HOME = "SSLHUB_HOME"
 ENV_OFFLINE = "SSLHUB_OFFLINE"
+ENV_HF_OFFLINE = "HF_HUB_OFFLINE"
 _TRUE = ("1", "true", "yes", "on")
 _RETRY_STATUS = (408, 425, 429, 500, 502, 503, 504)
 # small network reads: urllib3 drops the bytes of a read that a cut connection interrupts, so keep them few
@@ -83,9 +86,18 @@ def sslhub_home() -> Path:
     return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "sslhub"
 
 
+def offline_variable() -> str | None:
+    """The variable that makes sslhub offline: ``SSLHUB_OFFLINE``, or ``HF_HUB_OFFLINE`` (one switch for both
+    hubs, as huggingface_hub users expect), when set to 1/true/yes/on; else None."""
+    for var in (ENV_OFFLINE, ENV_HF_OFFLINE):
+        if os.environ.get(var, "").strip().lower() in _TRUE:
+            return var
+    return None
+
+
 def is_offline() -> bool:
-    """True when ``SSLHUB_OFFLINE`` is set to 1/true/yes/on."""
-    return os.environ.get(ENV_OFFLINE, "").strip().lower() in _TRUE
+    """True when ``SSLHUB_OFFLINE`` or ``HF_HUB_OFFLINE`` is set to 1/true/yes/on."""
+    return offline_variable() is not None
 
 
 def redact_url(url: str) -> str:
@@ -471,10 +483,11 @@ def fetch_url(
     if not force and _cached_ok(paths, sha256, size, shown, verify=verify):
         logger.debug("%s: using cached %s", shown, paths.final)
         return paths.final
-    if is_offline():
+    var = offline_variable()
+    if var:
         raise OfflineError(
-            f"{shown} is not in the sslhub cache ({paths.final}) and {ENV_OFFLINE}=1 forbids downloading it. "
-            f"Fetch it once while online (`sslhub fetch {label or 'URL'}`), or unset {ENV_OFFLINE}."
+            f"{shown} is not in the sslhub cache ({paths.final}) and {var}=1 forbids downloading it. "
+            f"Fetch it once while online (`sslhub fetch {label or 'URL'}`), or unset {var}."
         )
 
     from filelock import FileLock, Timeout

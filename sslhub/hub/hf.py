@@ -3,7 +3,7 @@
 Everything goes through :func:`huggingface_hub.hf_hub_download`, so its cache (``HF_HOME`` / ``HF_HUB_CACHE``),
 its offline mode (``HF_HUB_OFFLINE=1``), its endpoint (``HF_ENDPOINT``) and its token (``HF_TOKEN`` or the one
 saved by ``hf auth login``) apply unchanged; nothing here talks HTTP itself. ``SSLHUB_OFFLINE=1`` additionally
-restricts these fetches to that cache.
+restricts these fetches to that cache; ``HF_HUB_OFFLINE=1`` also keeps sslhub's own downloads offline.
 
 Only ``model.safetensors`` (or, for large ``transformers`` repos, ``model.safetensors.index.json`` and the shards it
 lists) is read: a repo that holds only ``pytorch_model.bin`` is refused rather than unpickled.
@@ -25,15 +25,17 @@ WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 INDEX_NAME = "model.safetensors.index.json"  # sharded weights (large transformers repos)
 
-_TRUE = ("1", "true", "yes", "on")
 
 
 class HfHubError(SslhubError, ValueError):
     """A Hugging Face Hub repo or file that cannot be fetched. The message names the repo and what to do."""
 
 
-def _offline() -> bool:
-    return os.environ.get("SSLHUB_OFFLINE", "").strip().lower() in _TRUE
+def _offline() -> str | None:
+    # read on every call: huggingface_hub reads HF_HUB_OFFLINE once, at import
+    from sslhub.hub.download import offline_variable
+
+    return offline_variable()
 
 
 def parse_hf_hub_id(source: str) -> tuple[str, str | None]:
@@ -71,7 +73,9 @@ def hf_hub_resolve(repo_id: str, revision: str | None = None) -> Path:
             only pickled weights; offline and not cached.
     """
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import (
+    # huggingface_hub.utils re-exports them in every supported version (huggingface_hub.errors has all of them
+    # only from 0.25 on)
+    from huggingface_hub.utils import (
         EntryNotFoundError,
         GatedRepoError,
         HFValidationError,
@@ -83,7 +87,7 @@ def hf_hub_resolve(repo_id: str, revision: str | None = None) -> Path:
     where = _describe(repo_id, revision)
     local_only = _offline()
     try:
-        weights = Path(hf_hub_download(repo_id, WEIGHTS_NAME, revision=revision, local_files_only=local_only))
+        weights = Path(hf_hub_download(repo_id, WEIGHTS_NAME, revision=revision, local_files_only=bool(local_only)))
     except HFValidationError as e:
         raise HfHubError(f"{where}: not a valid Hugging Face Hub repo id or revision ({e})") from None
     except GatedRepoError:
@@ -95,7 +99,7 @@ def hf_hub_resolve(repo_id: str, revision: str | None = None) -> Path:
             f"{where}: revision {revision!r} does not exist; pass an existing branch, tag or commit"
         ) from None
     except LocalEntryNotFoundError:  # before EntryNotFoundError, its base class
-        why = "SSLHUB_OFFLINE is set" if local_only else "the Hub could not be reached or HF_HUB_OFFLINE is set"
+        why = f"{local_only} is set" if local_only else "the Hub could not be reached"
         raise HfHubError(
             f"{where}: {WEIGHTS_NAME} is not in the Hugging Face cache "
             f"({os.environ.get('HF_HUB_CACHE') or 'HF_HOME/hub'}) and {why}. Fetch it once while online "
@@ -110,7 +114,7 @@ def hf_hub_resolve(repo_id: str, revision: str | None = None) -> Path:
     # branch moved in between.
     commit = weights.parent.name
     try:
-        hf_hub_download(repo_id, CONFIG_NAME, revision=commit, local_files_only=local_only)
+        hf_hub_download(repo_id, CONFIG_NAME, revision=commit, local_files_only=bool(local_only))
     except (EntryNotFoundError, RepositoryNotFoundError, LocalEntryNotFoundError) as e:
         # sslhub's weights carry their own metadata (config.json is for timm and humans); a transformers or timm
         # repo without it loads only where the tensors alone say the architecture.

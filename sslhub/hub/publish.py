@@ -19,7 +19,6 @@ passes, writes or logs it.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
@@ -31,6 +30,14 @@ from typing import Any, Iterable, Mapping, Sequence
 from sslhub._files import staging_dir
 from sslhub._version import __version__
 from sslhub.hub.hf import CONFIG_NAME, WEIGHTS_NAME, HfHubError
+from sslhub.hub.render import build_config, render_card, timm_pretrained_cfg
+from sslhub.training.run_results import (  # re-exported: publish's API before run results had their own home
+    RunResultsError,
+    find_checkpoint,
+    load_metrics,
+    run_dir_metrics,
+    validate_metrics,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -49,29 +56,6 @@ __all__ = [
 ]
 
 README_NAME = "README.md"
-METRICS_NAME = "metrics.json"
-CONFIG_FORMAT_VERSION = 1
-# Families whose published state dict a plain timm model of the same name loads (torchvision ResNet keys are
-# timm's resnetXX keys minus ``fc``).
-TIMM_COMPATIBLE_FAMILIES = ("timm", "torchvision_resnet")
-
-_PROTOCOLS = {
-    "knn": "kNN classification (frozen features)",
-    "linear": "Linear probe (frozen features)",
-    "finetune": "Fine-tuning",
-}
-_SHORT = {"knn": "kNN", "linear": "linear probe", "finetune": "fine-tuning"}
-# Run folders: the file sslhub picks when given a directory, in order of preference.
-_RUN_DIR_CANDIDATES = (
-    "model.safetensors",
-    "backbone.safetensors",
-    "checkpoints/last.ckpt",
-    "last.ckpt",
-    "checkpoint.ckpt",
-    "artifacts/checkpoint.ckpt",
-)
-_CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt", ".pth", ".pt")
-
 
 class PublishError(HfHubError):
     """Publishing cannot proceed (README conflict, missing token, bad metrics...). The message says what to do."""
@@ -93,372 +77,6 @@ class PublishResult:
     changed: bool = True
     """False when the repo already held exactly these files (no commit was made)."""
     config: dict[str, Any] = field(default_factory=dict)
-
-
-def _sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def find_checkpoint(run_dir: str | os.PathLike) -> Path:
-    """The checkpoint file to publish from a run folder.
-
-    Preference: ``model.safetensors``, ``backbone.safetensors``, ``checkpoints/last.ckpt``, ``last.ckpt``,
-    ``checkpoint.ckpt``, ``artifacts/checkpoint.ckpt``; otherwise the only checkpoint file in the folder or its
-    ``checkpoints/`` subfolder.
-    """
-    run_dir = Path(run_dir)
-    for name in _RUN_DIR_CANDIDATES:
-        if (run_dir / name).is_file():
-            return run_dir / name
-    found = sorted(
-        p
-        for d in (run_dir, run_dir / "checkpoints")
-        if d.is_dir()
-        for p in d.iterdir()
-        if p.is_file() and p.suffix in _CHECKPOINT_SUFFIXES
-    )
-    if len(found) == 1:
-        return found[0]
-    if not found:
-        raise PublishError(
-            f"{run_dir}: no checkpoint found (looked for {', '.join(_RUN_DIR_CANDIDATES)} and *.safetensors/"
-            "*.ckpt/*.pth in the folder and its checkpoints/); pass the checkpoint file instead of the folder"
-        )
-    raise PublishError(
-        f"{run_dir}: several checkpoints ({', '.join(str(p.relative_to(run_dir)) for p in found[:8])}); "
-        "pass the one to publish instead of the folder"
-    )
-
-
-def load_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Read measured metrics: a JSON list of entries, or ``{"metrics": [...]}``.
-
-    Each entry: ``protocol`` (``knn``, ``linear`` or ``finetune``), ``dataset`` (id, e.g. ``cifar10``),
-    ``value`` (number), and optionally ``dataset_name`` (pretty name), ``split``, ``metric`` (default
-    ``accuracy``), ``name`` (e.g. ``"kNN top-1"``), ``source`` (who measured it, e.g. ``"sslhub"``),
-    ``source_url``.
-    """
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise PublishError(f"{path}: cannot read metrics JSON ({e})") from None
-    if isinstance(data, dict) and "metrics" not in data and "metric" in data:
-        data = [data]  # one result, as `sslhub eval ... --json` writes it
-    entries = data.get("metrics") if isinstance(data, dict) else data
-    return _validate_metrics(entries, str(path))
-
-
-def run_dir_metrics(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
-    """What a training run folder measured: ``metrics.json`` (written by ``sslhub eval`` on the run's weights)
-    plus the last kNN of the training monitor (``metrics.jsonl``), with its random-init baseline if measured."""
-    run_dir = Path(run_dir)
-    out = load_metrics(run_dir / METRICS_NAME) if (run_dir / METRICS_NAME).is_file() else []
-    out += _monitor_metrics(run_dir)
-    return out
-
-
-def _monitor_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    import yaml
-
-    log = run_dir / "metrics.jsonl"
-    if not log.is_file():
-        return []
-    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-    knn_rows = [r for r in rows if isinstance(r.get("knn_top1"), (int, float))]
-    if not knn_rows:
-        return []
-    last = knn_rows[-1]
-    cfg: dict[str, Any] = {}
-    if (run_dir / "config.yaml").is_file():
-        cfg = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
-    recipe = cfg.get("recipe") or {}
-    val = Path(str(cfg.get("val"))) if cfg.get("val") else None
-    dataset, split = (val.resolve().parent.name, val.resolve().name) if val else ("unknown", None)
-    knn = recipe.get("knn") or {}
-    protocol = {"k": knn.get("k", 200), "t": knn.get("t", 0.1), "input_size": recipe.get("input_size"),
-                "epoch": last.get("epoch")}  # fmt: skip
-    details = ", ".join(f"{k}={v}" for k, v in protocol.items() if v is not None)
-    entry = {"protocol": "knn", "dataset": dataset, "split": split, "value": float(last["knn_top1"]),
-             "metric": "accuracy", "name": f"kNN top-1 (training monitor: {details})", "source": "sslhub train"}  # fmt: skip
-    out = [entry]
-    init = next((r["knn_top1_random_init"] for r in rows if isinstance(r.get("knn_top1_random_init"), (int, float))), None)
-    if init is not None:
-        out.append({**entry, "value": float(init), "baseline": "random_init"})
-    return out
-
-
-def _from_eval_result(e: Mapping[str, Any]) -> Mapping[str, Any]:
-    """Accept the result dicts of :mod:`sslhub.evaluation` (``metric: knn_top1``, ``protocol: {k, t, ...}``)."""
-    metric = e.get("metric")
-    if isinstance(e.get("protocol"), Mapping) and isinstance(metric, str) and metric.endswith("_top1"):
-        proto = metric[: -len("_top1")]
-        shown = ("k", "t", "input_size", "epochs", "lr", "layer_decay")  # the protocol, not the bookkeeping
-        details = ", ".join(f"{k}={e['protocol'][k]}" for k in shown if isinstance(e["protocol"].get(k), (int, float, str)))
-        out = {"protocol": proto, "dataset": e.get("dataset"), "value": e.get("value"), "split": e.get("split"),
-               "metric": "accuracy", "name": f"{_SHORT.get(proto, proto)} top-1 ({details})" if details else None,
-               "source": "sslhub"}  # fmt: skip
-        if e.get("baseline"):
-            out["baseline"] = e["baseline"]
-        return out
-    return e
-
-
-def _validate_metrics(entries: Any, where: str) -> list[dict[str, Any]]:
-    if not isinstance(entries, list):
-        raise PublishError(f"{where}: metrics must be a list of entries (or {{'metrics': [...]}})")
-    out = []
-    for i, e in enumerate(entries):
-        if not isinstance(e, Mapping):
-            raise PublishError(f"{where}: metrics[{i}] is not an object")
-        e = _from_eval_result(e)
-        missing = [k for k in ("protocol", "dataset", "value") if k not in e]
-        if missing:
-            raise PublishError(f"{where}: metrics[{i}] lacks {', '.join(missing)} (needs protocol, dataset, value)")
-        if e["protocol"] not in _PROTOCOLS:
-            raise PublishError(f"{where}: metrics[{i}].protocol={e['protocol']!r}; use one of {', '.join(_PROTOCOLS)}")
-        if isinstance(e["value"], bool) or not isinstance(e["value"], (int, float)):
-            raise PublishError(f"{where}: metrics[{i}].value={e['value']!r} is not a number")
-        out.append({k: v for k, v in dict(e).items() if v is not None})
-    return out
-
-
-def _split_baselines(metrics: Sequence[Mapping[str, Any]]) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
-    """(results, random-init baselines): baselines are shown next to the result they belong to, not as results."""
-    return [m for m in metrics if not m.get("baseline")], [m for m in metrics if m.get("baseline")]
-
-
-def _baseline_for(m: Mapping[str, Any], baselines: Sequence[Mapping[str, Any]]) -> str:
-    for b in baselines:
-        if (b["protocol"], b["dataset"], b.get("split"), b.get("name")) == (m["protocol"], m["dataset"], m.get("split"), m.get("name")):
-            return f"{b['value']:.2f}"
-    for b in baselines:  # same protocol and data, another setting
-        if (b["protocol"], b["dataset"], b.get("split")) == (m["protocol"], m["dataset"], m.get("split")):
-            return f"{b['value']:.2f} ({b.get('name') or b['protocol']})"
-    return "-"
-
-
-def _eval_results(metrics: Sequence[Mapping[str, Any]]) -> list[Any]:
-    from huggingface_hub import EvalResult
-
-    results = []
-    for m in metrics:
-        results.append(
-            EvalResult(
-                # model-index groups metrics by task and dataset, so the protocol is part of each metric.
-                task_type="image-classification",
-                task_name="Image classification",
-                dataset_type=str(m["dataset"]),
-                dataset_name=str(m.get("dataset_name") or m["dataset"]),
-                dataset_split=m.get("split"),
-                metric_type=str(m.get("metric", "accuracy")),
-                metric_name=str(m.get("name") or f"{_SHORT[m['protocol']]} {m.get('metric', 'accuracy')}"),
-                metric_config=m["protocol"],
-                metric_value=m["value"],
-                # The Hub's schema wants a name only together with a URL; the card's table shows the name anyway.
-                source_name=m.get("source") if m.get("source_url") else None,
-                source_url=m.get("source_url"),
-            )
-        )
-    return results
-
-
-_CARD_TEMPLATE = """---
-{{ card_data }}
----
-
-# {{ title }}
-
-A {% if method %}**{{ method }}** {% endif %}self-supervised backbone ({{ arch_desc }}), published with
-sslhub. `model.safetensors` holds the backbone only (no projection head, no classifier): it maps images
-`(N, 3, H, W)` to `{{ num_features }}`-dimensional features.
-
-## Usage
-
-```python
-import sslhub
-
-model = sslhub.load_pretrained("hf-hub:{{ repo_id }}")  # eval mode
-features = model(images)  # (N, {{ num_features }})
-```
-{% if timm_compatible %}
-The weights are in timm's layout, so timm alone loads them too:
-
-```python
-import timm
-
-model = timm.create_model("hf-hub:{{ repo_id }}", pretrained=True)  # num_classes=0: features only
-```
-{% endif %}
-## Details
-
-| | |
-|---|---|
-| Method | {{ method or "not recorded" }} |
-| Architecture | {{ arch_desc }} |
-| Feature dimension | {{ num_features }} |
-| Input | {{ input_desc }} |
-| Weights | `model.safetensors`, {{ n_tensors }} tensors, sha256 `{{ weights_sha256 }}` |
-{% if source_name %}| Converted from | `{{ source_name }}`\
-{% if source_sha256 %} (sha256 `{{ source_sha256 }}`){% endif %} |
-{% endif %}| Published with | sslhub {{ sslhub_version }} |
-
-## Evaluation
-{% if metric_rows %}
-| Protocol | Dataset | Split | Metric | Value | Random init | Source |
-|---|---|---|---|---|---|---|
-{% for row in metric_rows %}| {{ row | join(" | ") }} |
-{% endfor %}{% else %}
-No evaluation results were published with these weights.
-{% endif %}"""
-
-
-def _arch_desc(spec: Any) -> str:
-    if spec.family == "resnet_generator":
-        text = f"Lightly ResNetGenerator `{spec.arch}`, width {spec.width:g}"
-        return text + (f", num_ftrs {spec.num_ftrs}" if spec.num_ftrs else "")
-    family = {"timm": "timm", "torchvision_resnet": "torchvision / timm", "torchvision_vit": "torchvision"}
-    extra = "".join(f", {k}={v}" for k, v in sorted(spec.timm_kwargs.items()))
-    size = f", img_size={spec.img_size}" if spec.img_size else ""
-    return f"{family.get(spec.family, spec.family)} `{spec.arch}`{size}{extra}"
-
-
-def render_card(
-    *,
-    repo_id: str,
-    spec: Any,
-    method: str | None,
-    num_features: int,
-    pretrained_cfg: Mapping[str, Any],
-    weights_sha256: str,
-    n_tensors: int,
-    metrics: Sequence[Mapping[str, Any]] = (),
-    license: str | None = None,
-    datasets: Sequence[str] = (),
-    tags: Sequence[str] = (),
-    source_name: str | None = None,
-    source_sha256: str | None = None,
-) -> str:
-    """The README text (YAML metadata + markdown), rendered with ``huggingface_hub``'s ``ModelCard``."""
-    from huggingface_hub import ModelCard, ModelCardData
-
-    timm_ok = spec.family in TIMM_COMPATIBLE_FAMILIES
-    all_tags = ["sslhub", "self-supervised-learning", "image-feature-extraction"]
-    all_tags += [t for t in (method.lower() if method else None, spec.arch, "timm" if timm_ok else None) if t]
-    all_tags += list(tags)
-    model_name = repo_id.split("/")[-1]
-    card_data = ModelCardData(
-        library_name="sslhub",
-        pipeline_tag="image-feature-extraction",
-        license=license,
-        datasets=list(datasets) or None,
-        tags=list(dict.fromkeys(all_tags)),
-        model_name=model_name,
-        eval_results=_eval_results(_split_baselines(metrics)[0]) or None,
-    )
-    size = pretrained_cfg.get("input_size")
-    input_desc = (f"{size[1]}x{size[2]}, " if size else "") + (
-        f"mean {tuple(pretrained_cfg['mean'])}, std {tuple(pretrained_cfg['std'])}" if "mean" in pretrained_cfg else ""
-    )
-    card = ModelCard.from_template(
-        card_data,
-        template_str=_CARD_TEMPLATE,
-        title=model_name,
-        repo_id=repo_id,
-        method=method,
-        arch_desc=_arch_desc(spec),
-        num_features=num_features,
-        timm_compatible=timm_ok,
-        input_desc=input_desc,
-        weights_sha256=weights_sha256,
-        n_tensors=n_tensors,
-        source_name=source_name,
-        source_sha256=source_sha256,
-        sslhub_version=__version__,
-        metric_rows=[
-            [_PROTOCOLS[m["protocol"]], m.get("dataset_name") or m["dataset"], m.get("split") or "",
-             m.get("name") or m.get("metric", "accuracy"), m["value"], _baseline_for(m, _split_baselines(metrics)[1]),
-             m.get("source") or ""]
-            for m in _split_baselines(metrics)[0]
-        ],  # fmt: skip
-    )
-    return str(card)
-
-
-def _timm_pretrained_cfg(
-    spec: Any, module_cfg: Mapping[str, Any], metadata: Mapping[str, Any], license: str | None
-) -> dict[str, Any]:
-    """A ``pretrained_cfg`` with only fields of timm's ``PretrainedCfg`` and only facts about *these* weights."""
-    from timm.models import PretrainedCfg
-
-    valid = {f.name for f in dataclasses.fields(PretrainedCfg)}
-    cfg: dict[str, Any] = {}
-    # Architecture facts from the module's own cfg; weight facts (url, tag, license, paper) from timm's
-    # default weights must not leak into ours.
-    for k in ("first_conv", "classifier", "fixed_input_size"):
-        if module_cfg.get(k) is not None:
-            cfg[k] = module_cfg[k]
-    size = spec.img_size
-    input_size = (3, size, size) if size else (metadata.get("input_size") or module_cfg.get("input_size"))
-    if input_size:  # unknown for ResNetGenerator runs: left to the reader's default rather than invented
-        cfg["input_size"] = list(input_size)
-    cfg.update(
-        interpolation="bilinear",  # torchvision's Resize default, which Lightly's eval transforms use
-        crop_pct=float(metadata.get("crop_pct") or 0.875),
-        crop_mode="center",
-        mean=list(metadata.get("mean") or module_cfg.get("mean")),
-        std=list(metadata.get("std") or module_cfg.get("std")),
-        num_classes=0,
-    )
-    if license:
-        cfg["license"] = license
-    return {k: v for k, v in cfg.items() if k in valid}
-
-
-def build_config(
-    state: Any,
-    *,
-    num_features: int,
-    module_cfg: Mapping[str, Any],
-    weights_sha256: str,
-    readme_sha256: str | None,
-    metrics: Sequence[Mapping[str, Any]] = (),
-    license: str | None = None,
-    method: str | None = None,
-) -> dict[str, Any]:
-    """``config.json``: timm's hub config plus the ``sslhub`` block."""
-    spec, meta = state.spec, state.metadata
-    pretrained_cfg = _timm_pretrained_cfg(spec, module_cfg, meta, license)
-    config: dict[str, Any] = {"architecture": spec.arch, "num_classes": 0, "num_features": num_features}
-    if spec.family == "timm":
-        model_args = dict(spec.timm_kwargs)
-        if spec.img_size:
-            model_args["img_size"] = spec.img_size
-        if model_args:
-            config["model_args"] = model_args
-    config["pretrained_cfg"] = pretrained_cfg
-    config["sslhub"] = {
-        "format": "sslhub",
-        "format_version": CONFIG_FORMAT_VERSION,
-        "sslhub_version": __version__,
-        "family": spec.family,
-        "arch": spec.arch,
-        "width": spec.width,
-        "num_ftrs": spec.num_ftrs,
-        "img_size": spec.img_size,
-        "timm_kwargs": dict(spec.timm_kwargs),
-        "num_features": num_features,
-        "method": method,
-        "layout": meta.get("layout"),
-        "timm_compatible": spec.family in TIMM_COMPATIBLE_FAMILIES,
-        "weights": WEIGHTS_NAME,
-        "weights_sha256": weights_sha256,
-        "readme_sha256": readme_sha256,
-        "source_name": meta.get("source_name"),
-        "source_sha256": meta.get("source_sha256"),
-        "metrics": list(metrics),
-    }
-    return config
 
 
 def _safetensors_header(state: Any, num_features: int, method: str | None) -> dict[str, Any]:
@@ -547,7 +165,7 @@ def stage_files(
         if metrics is None:
             metrics = run_dir_metrics(src)
         src = find_checkpoint(src)
-    metrics = _validate_metrics(list(metrics or []), "metrics")
+    metrics = validate_metrics(list(metrics or []), "metrics")
     out_dir = Path(out_dir)
     outputs = {name: out_dir / name for name in (WEIGHTS_NAME, CONFIG_NAME, README_NAME)}
     if src is not None:
@@ -569,7 +187,7 @@ def stage_files(
     save_safetensors(state.state_dict, outputs[WEIGHTS_NAME], _safetensors_header(state, num_features, method))
     _canonicalize_safetensors(outputs[WEIGHTS_NAME])
     weights_sha256 = sha256_file(outputs[WEIGHTS_NAME])
-    pretrained_cfg = _timm_pretrained_cfg(state.spec, module_cfg, state.metadata, license)
+    pretrained_cfg = timm_pretrained_cfg(state.spec, module_cfg, state.metadata, license)
     readme = render_card(
         repo_id=repo_id,
         spec=state.spec,
@@ -605,6 +223,10 @@ def stage_files(
     _write_config(outputs[CONFIG_NAME], config)
     written[CONFIG_NAME] = outputs[CONFIG_NAME]
     return written, config
+
+
+def _sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def readme_is_ours(readme: bytes, config_text: str | bytes | None) -> bool:
@@ -670,10 +292,14 @@ def publish(
         keep_readme: leave an existing README.md as it is (weights and config are still published).
         revision: branch to commit to (default ``main``).
         commit_message: default ``"Publish <method> <arch> backbone (sslhub <version>)"``.
-        arch, width, prefix: as for :func:`sslhub.load_pretrained`, when the checkpoint cannot tell.
+        arch: as for :func:`sslhub.load_pretrained`, when the checkpoint cannot tell.
+        width: likewise.
+        prefix: likewise.
         method: SSL method name for the card (default: detected from the checkpoint).
         metrics: measured metrics (see :func:`load_metrics`), or a path to such a JSON file.
-        license, datasets, tags: model card metadata (``license`` also goes into ``pretrained_cfg``).
+        license: model card license (also goes into ``pretrained_cfg``).
+        datasets: model card training datasets.
+        tags: extra model card tags.
 
     Returns:
         A :class:`PublishResult`.
@@ -681,6 +307,36 @@ def publish(
     Raises:
         PublishError: README conflict, no token, bad metrics, ...; huggingface_hub's HTTP errors pass through.
     """
+    try:
+        return _publish(source, repo_id, private=private, dry_run=dry_run, overwrite_readme=overwrite_readme,
+                        keep_readme=keep_readme, revision=revision, commit_message=commit_message, arch=arch,
+                        width=width, prefix=prefix, method=method, metrics=metrics, license=license,
+                        datasets=datasets, tags=tags)  # fmt: skip
+    except RunResultsError as e:  # the run folder's or the metrics' problem, reported as publish's
+        if isinstance(e, PublishError):
+            raise
+        raise PublishError(str(e)) from None
+
+
+def _publish(
+    source: str | os.PathLike,
+    repo_id: str,
+    *,
+    private: bool,
+    dry_run: str | os.PathLike | None,
+    overwrite_readme: bool,
+    keep_readme: bool,
+    revision: str | None,
+    commit_message: str | None,
+    arch: str | None,
+    width: float | None,
+    prefix: str | None,
+    method: str | None,
+    metrics: Sequence[Mapping[str, Any]] | str | os.PathLike | None,
+    license: str | None,
+    datasets: Iterable[str],
+    tags: Iterable[str],
+) -> PublishResult:
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
     try:
@@ -748,7 +404,7 @@ def _upload(
     stage_kwargs: dict[str, Any],
 ) -> PublishResult:
     from huggingface_hub import CommitOperationAdd, HfApi, get_token
-    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
+    from huggingface_hub.utils import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 
     if not get_token():
         raise PublishError(

@@ -20,6 +20,10 @@ Naming scheme (one for recipes and registry): ``<method>-<backbone>[-<variant>].
 * ``<publisher>-<data>``: who trained it on what (``lightly-in1k``, ``lightly-zoo``, ``fb-in1k``).
 
 Renamed cards keep their old name as a deprecated alias (:data:`DEPRECATED_NAMES`) that still resolves.
+
+A name without its ``.<publisher>-<data>`` tag resolves to the default tag, as in timm (``dino-vits16`` is
+``dino-vits16.fb-in1k``): the only tag when there is one; else the original authors' release (a publisher other
+than ``lightly``), else the first tag in natural order (:func:`default_name`).
 """
 
 from __future__ import annotations
@@ -36,8 +40,8 @@ from sslhub.suggest import did_you_mean, natural_sorted, resolve_method_alias
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DEPRECATED_NAMES", "canonical_name", "card_dirs", "entrypoint_name", "get_card", "list_pretrained",
-           "registry"]
+__all__ = ["DEPRECATED_NAMES", "canonical_name", "card_dirs", "default_name", "entrypoint_name", "get_card",
+           "list_pretrained", "registry"]
 
 # Names before the one naming scheme (module docstring) -> current names. They resolve with a warning.
 DEPRECATED_NAMES = {
@@ -94,22 +98,38 @@ def get_card(name: str) -> Card:
         return cards[name]
     current = canonical_name(name)
     if current in cards:
-        if name in DEPRECATED_NAMES:
+        if "." not in name:
+            logger.info("%s is %s (its default tag)", name, current)
+        elif name in DEPRECATED_NAMES:
             logger.warning("%s is the old name of %s; use the new name (the old one will be removed)", name, current)
         return cards[current]
     raise ValueError(f"{name!r} is not a registered pretrained weight.{did_you_mean(name, cards, n=3)} See "
                      f"`sslhub list` for all {len(cards)} names.")
 
 
+def default_name(model: str) -> str | None:
+    """The full registry name for ``model`` without its tag (``dino-vits16`` -> ``dino-vits16.fb-in1k``), or None
+    when no card has that model name. See the module docstring for which tag is the default."""
+    tagged = [n for n in registry() if n.partition(".")[0] == model]
+    if not tagged:
+        return None
+    upstream = [n for n in tagged if not n.partition(".")[2].startswith("lightly-")]
+    return natural_sorted(upstream or tagged)[0]
+
+
 def canonical_name(name: str) -> str:
-    """The registry name ``name`` stands for: deprecated names and method aliases (``mocov2-...``) resolved."""
+    """The registry name ``name`` stands for: deprecated names, method aliases (``mocov2-...``) and names without
+    a tag (:func:`default_name`) resolved."""
     if name in DEPRECATED_NAMES:
         return DEPRECATED_NAMES[name]
     if name in registry():
         return name
     method, sep, rest = name.partition("-")
     aliased = resolve_method_alias(method)
-    return f"{aliased}{sep}{rest}" if sep and aliased != method.lower() else name
+    name = f"{aliased}{sep}{rest}" if sep and aliased != method.lower() else name
+    if "." not in name:
+        return default_name(name) or name
+    return name
 
 
 def _match(pattern: str, value: str, *, substring: bool) -> bool:

@@ -1,5 +1,4 @@
-"""Pictures for people: training curves (matplotlib, optional extra `plots`; Pillow fallback) and augmentation
-previews (Pillow)."""
+"""Pictures for people: training curves (matplotlib) and augmentation previews (Pillow)."""
 
 from sslhub.plots.curves import write_curves
 from sslhub.plots.preview import preview

@@ -1,9 +1,8 @@
 """``RUN_DIR/curves.png``: the per-epoch metrics of a training run, as a figure people can read.
 
-Drawn with matplotlib (the optional extra ``sslhub[plots]``): 1600x1000 px, six panels (loss, learning rate,
-throughput, kNN top-1 with the random-init reference when the run measured one, the collapse monitor, and a
-summary), labelled axes and a title naming the recipe and the run folder. Without matplotlib, a plain Pillow
-drawing of loss, kNN and std is written instead and a log line says how to get the full figure.
+Drawn with matplotlib (a dependency of sslhub: pictures are part of a run's result): 1600x1000 px, six panels
+(loss, learning rate, throughput, kNN top-1 with the random-init reference when the run measured one, the collapse
+monitor, and a summary), labelled axes and a title naming the recipe and the run folder.
 """
 
 from __future__ import annotations
@@ -122,17 +121,6 @@ def write_curves(metrics: str | os.PathLike, out: str | os.PathLike, title: str 
     """
     metrics, out = Path(metrics), Path(out)
     rows = _rows(metrics)
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        logger.info("matplotlib is not installed: %s is a plain drawing (pip install 'sslhub[plots]' for the "
-                    "full figure)", out)  # fmt: skip
-        from sslhub.plots._pillow import draw_curves
-
-        img = draw_curves(rows)
-        with atomic_path(out) as tmp:
-            img.save(tmp, format="PNG")
-        return out
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     fig = _figure(rows, title or _title(metrics))

@@ -35,7 +35,7 @@ def preview_image(r: dict, data: str | os.PathLike, *, n: int = 8, seed: int = 0
     from torchvision.utils import make_grid
 
     from sslhub.data import ImageFolderDataset
-    from sslhub.training.trainer import _build_transform
+    from sslhub.transforms.recipe import build_recipe_transform
 
     size = int(r["input_size"])
     tile = max(size, 96)  # small training crops are hard to see
@@ -44,7 +44,7 @@ def preview_image(r: dict, data: str | os.PathLike, *, n: int = 8, seed: int = 0
     idx = torch.randperm(len(ds), generator=g)[: min(n, len(ds))].tolist()
     images = torch.stack([ds[i][0] for i in idx])
     torch.manual_seed(seed)
-    views = _build_transform(r)(images)
+    views = build_recipe_transform(r)(images)
     spec = r["transform"].get("args", {})
     mean = torch.tensor(spec.get("normalize", {}).get("mean", (0.485, 0.456, 0.406))).view(1, 3, 1, 1)
     std = torch.tensor(spec.get("normalize", {}).get("std", (0.229, 0.224, 0.225))).view(1, 3, 1, 1)

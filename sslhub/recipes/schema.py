@@ -174,7 +174,7 @@ def _transform_keys(recipe: Mapping[str, Any]) -> tuple[dict[str, Key | None], b
     for n in list(keys):
         if (n.endswith("_prob") or n in _PROBABILITY_ARGS) and keys[n] is not None and keys[n].types != BOOL:
             keys[n] = Key(NUM, "probability")
-    for i in (1, 2):  # per-view arguments of two-view transforms (see sslhub.training.trainer._build_transform)
+    for i in (1, 2):  # per-view arguments of two-view transforms (see sslhub.transforms.recipe.build_recipe_transform)
         if f"view_{i}_transform" in params:
             keys[f"view_{i}"] = Key((dict,), nullable=True)
     return keys, open_, f"the arguments of {cls.__name__} (sslhub.transforms)"

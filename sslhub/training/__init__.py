@@ -1,5 +1,21 @@
-"""Training: ``sslhub.train`` runs a recipe on an image folder (see :mod:`sslhub.training.trainer`)."""
+"""Training: ``sslhub.train`` runs a recipe on an image folder (see :mod:`sslhub.training.trainer`).
 
-from sslhub.training.trainer import TrainingError, train
+The trainer is imported on first use, so that the run-folder helpers (:mod:`sslhub.training.run_dir`,
+:mod:`sslhub.training.run_results`) stay cheap to import for the hub and the CLI.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __all__ = ["TrainingError", "train"]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sslhub.training.trainer import TrainingError, train
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        return getattr(importlib.import_module("sslhub.training.trainer"), name)
+    raise AttributeError(f"module 'sslhub.training' has no attribute {name!r}")

@@ -35,10 +35,13 @@ from sslhub.methods import METHODS, SSLMethod, build_method
 from sslhub.training.fast import FastPath
 from sslhub.training.loggers import resolve_loggers, start_loggers
 from sslhub.training.optim import LARGE_BATCH_OPTIMIZERS, build_large_batch_optimizer, norm_bias_groups
+from sslhub.transforms.recipe import build_recipe_transform
 from sslhub.training.run_dir import prepare_run_dir, recipe_for_run, restore_metrics, resumed_max_steps
 from sslhub.utils.scheduler import cosine_schedule
 
 logger = logging.getLogger(__name__)
+
+_build_transform = build_recipe_transform  # the old private name (now in sslhub.transforms.recipe)
 
 __all__ = ["TrainingError", "train"]
 
@@ -57,47 +60,6 @@ def _dist() -> tuple[int, int, int]:
     if not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     return dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0"))
-
-
-class _RegionViews:
-    """DetCon's transform made to fit the loop: its ``(view, mask)`` pairs become a flat list of tensors
-    ``[x0, mask0, x1, mask1]``, and a grid-segmenting ``DetConSTransform`` gets the placeholder mask that it fills
-    with the grid before cropping (Lightly's callers pass one; without it no mask comes back)."""
-
-    def __init__(self, transform: Any) -> None:
-        self.transform = transform
-
-    def __call__(self, images: torch.Tensor) -> list[torch.Tensor]:
-        if getattr(self.transform, "grid_size", None) is not None:
-            from torchvision.tv_tensors import Mask
-
-            out = self.transform(images, Mask(torch.zeros_like(images[..., :1, :, :], dtype=torch.long)))
-        else:
-            out = self.transform(images)
-        return [t.as_subclass(torch.Tensor) for v in out for t in (v if isinstance(v, (tuple, list)) else (v,))]
-
-
-def _build_transform(recipe: dict[str, Any]) -> Any:
-    import sslhub.transforms as T
-
-    spec = recipe["transform"]
-    args = dict(spec.get("args") or {})
-    cls = getattr(T, spec["name"])
-    size = recipe["input_size"]
-    params = inspect.signature(cls).parameters
-    if "input_size" in params and "input_size" not in args:
-        args["input_size"] = size
-    # Two-view transforms built from view objects (BYOL, TiCo): build each view at the recipe's size, with
-    # per-view arguments under args.view_1 / args.view_2.
-    for i in (1, 2):
-        key = f"view_{i}_transform"
-        view_cls = getattr(T, spec["name"].replace("Transform", f"View{i}Transform"), None)
-        if key in params and key not in args and view_cls is not None:
-            view_args = {"input_size": size, **(args.pop(f"view_{i}", None) or {})}
-            args[key] = view_cls(**view_args)
-    if spec["name"] == "DetConSTransform":
-        return _RegionViews(cls(**args))
-    return cls(**args)
 
 
 def _build_model(recipe: dict[str, Any], gather: bool) -> SSLMethod:
@@ -416,7 +378,7 @@ def train(
     # On a CPU device, augmenting in the main process serialises it with the model step; in the workers it
     # overlaps. On a GPU the batch is augmented there unless asked otherwise (fast, and CPU cores stay free).
     in_workers = augment_on == "workers" or (augment_on == "auto" and num_workers > 0 and dev.type == "cpu")
-    transform = _build_transform(r)
+    transform = build_recipe_transform(r)
     size = int(r["input_size"])
     load_size = int(r.get("load_size", size))
     ds = ImageFolderDataset(data, decode_size=load_size)

@@ -304,8 +304,18 @@ def _multicrop(n=4, n_local=2):
     return [torch.randn(n, 3, 32, 32) for _ in range(2)] + [torch.randn(n, 3, 16, 16) for _ in range(n_local)]
 
 
+@pytest.fixture
+def float64():
+    """Run in float64: DINOv2's KoLeo term gives cls-token gradients of ~10 whose float32 summation noise (~1e-4,
+    depending on the machine's kernels) exceeds the parity tolerance; in float64 the two sides agree to ~1e-14."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
+
+
 @pytest.mark.parametrize("method", ["ibot", "dinov2"])
-def test_ibot_and_dinov2_step_matches_lightly(method):
+def test_ibot_and_dinov2_step_matches_lightly(method, float64):
     """The step of Lightly's examples/pytorch/{ibot,dinov2}.py (teacher temperature passed explicitly)."""
     model = _tiny(f"{method}-vit-tiny-p4-32")
     teacher = _lightly_masked_vit(model.teacher_backbone, antialias=False, pos_embed_initialization="skip")

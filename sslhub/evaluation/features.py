@@ -166,6 +166,7 @@ def extract_features(
     crop_pct: float | None = None,
     num_workers: int | None = None,
     desc: str = "features",
+    progress: bool = True,
 ) -> Features:
     """Run ``model`` over a dataset and collect its features.
 
@@ -181,6 +182,7 @@ def extract_features(
         crop_pct: see :func:`resize_size_for`.
         num_workers: DataLoader workers; default :func:`default_num_workers` (0 for small datasets).
         desc: progress-bar label.
+        progress: show the progress bar.
 
     Returns:
         :class:`Features` on the CPU, float32.
@@ -211,7 +213,7 @@ def extract_features(
     labels: list[torch.Tensor] = []
     names: list[str] = []
     try:
-        for batch in tqdm(loader, desc=desc, unit="batch", leave=False):
+        for batch in tqdm(loader, desc=desc, unit="batch", leave=False, disable=not progress):
             if batch is None:  # every image of this batch was unreadable
                 continue
             images, targets = batch[0], batch[1]

@@ -233,50 +233,42 @@ def _normalize(x: torch.Tensor, mean: Iterable[float], std: Iterable[float]) -> 
     return (x.float() / 255 - m) / s
 
 
-@torch.no_grad()
-def _embed(backbone: nn.Module, loader: DataLoader, device: torch.device, desc: str = "monitor: embedding",
-           progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-    from tqdm.auto import tqdm
+def _monitor(backbone: nn.Module, train_ds: ImageFolderDataset, val_ds: ImageFolderDataset | None,
+             device: torch.device, knn: dict[str, Any], input_size: int, num_workers: int = 0,
+             progress: bool = False) -> dict[str, float]:  # fmt: skip
+    """kNN top-1 on the validation folder (when labelled) and the collapse monitor.
 
-    from sslhub.transforms import IMAGENET_NORMALIZE
+    The kNN is ``sslhub eval knn``'s own code path (:func:`~sslhub.evaluation.knn.knn_eval_with_features`: same
+    preprocessing, same features as ``load_pretrained`` gives for the saved weights), so the monitor's last value
+    and ``sslhub eval knn RUN/model.safetensors`` with the same k, t and input size are the same number.
+    """
+    from sslhub.backbones import feature_view
+    from sslhub.data import DatasetError
+    from sslhub.evaluation.features import extract_features
+    from sslhub.evaluation.knn import knn_eval_with_features
 
-    was = backbone.training
-    backbone.eval()
-    feats, labels = [], []
-    # the monitor can take as long as an epoch on the CPU: show that it runs
-    for batch in tqdm(loader, desc=desc, unit="batch", leave=False, disable=not progress):
-        if batch is None:
-            continue
-        x, y = batch[0].to(device), batch[1]
-        feats.append(backbone(_normalize(x, IMAGENET_NORMALIZE["mean"], IMAGENET_NORMALIZE["std"])).flatten(1).float().cpu())
-        labels.append(y)
-    backbone.train(was)
-    if not feats:
-        raise TrainingError("no image of the monitoring folder could be read, so no embedding was computed; check "
-                            "the images (see the warnings above)")
-    return torch.cat(feats), torch.cat(labels)
-
-
-def _monitor(backbone: nn.Module, train_eval: DataLoader, val: DataLoader | None, device: torch.device,
-             knn: dict[str, Any], num_classes: int, progress: bool = False) -> dict[str, float]:  # fmt: skip
-    """kNN top-1 on the validation folder (when labelled) and the collapse monitor."""
-    from sslhub.evaluation.knn import knn_accuracy
-
+    view = feature_view(backbone)
+    kw: dict[str, Any] = dict(input_size=input_size, batch_size=256, device=device, num_workers=num_workers,
+                              progress=progress)  # fmt: skip
     out: dict[str, float] = {}
-    f_train, y_train = _embed(backbone, train_eval, device, "monitor: embedding train", progress)
+    try:
+        if val_ds is not None and len(train_ds.classes) > 1 and min(train_ds.targets) >= 0:
+            k = min(int(knn.get("k", 200)), len(train_ds))  # a bank smaller than k: all of it votes (no warning)
+            result, feats = knn_eval_with_features(view, train_ds, val_ds, k=k, t=float(knn.get("t", 0.1)),
+                                                   desc="monitor: ", **kw)  # fmt: skip
+            out["knn_top1"] = float(result["value"])
+        else:
+            feats = extract_features(view, train_ds, desc="monitor: train features", **kw)
+    except DatasetError as e:
+        raise TrainingError(f"{e}, so no embedding was computed; check the images (see the warnings above)") from None
+    f_train = feats.features
     if not torch.isfinite(f_train).all():
         raise TrainingError("the backbone's embeddings are not finite (NaN or inf)")
     z = nn.functional.normalize(f_train, dim=1)
     # std of l2-normalised embeddings: ~1/sqrt(D) when spread out, -> 0 when the representation collapses
     out["embedding_std"] = float(z.std(dim=0).mean())
     out["embedding_std_ratio"] = out["embedding_std"] * math.sqrt(z.shape[1])
-    if val is not None and num_classes > 1 and (y_train >= 0).all():
-        f_val, y_val = _embed(backbone, val, device, "monitor: embedding val", progress)
-        k = min(int(knn.get("k", 200)), len(f_train))
-        acc = knn_accuracy(z, y_train, f_val, y_val, k=k, t=float(knn.get("t", 0.1)), num_classes=num_classes,
-                           topk=(1,), device=device)  # fmt: skip
-        out["knn_top1"] = acc[1]
-    return out
+    return {k: out[k] for k in ("embedding_std", "embedding_std_ratio", "knn_top1") if k in out}
 
 
 def _rng_state() -> dict[str, Any]:
@@ -436,12 +428,8 @@ def train(
                         # every worker each epoch). Augmenting workers are recreated per epoch: their RNG is seeded
                         # from (seed, epoch) at creation, which keeps a resumed run identical.
                         persistent_workers=num_workers > 0 and not in_workers)  # fmt: skip
-    eval_ds = ImageFolderDataset(data, decode_size=size, verify=False)
-    eval_loader = DataLoader(eval_ds, batch_size=256, collate_fn=collate_skip_invalid, num_workers=num_workers)
-    val_loader = None
-    if val is not None:
-        val_ds = ImageFolderDataset(val, decode_size=size, classes=ds.classes)
-        val_loader = DataLoader(val_ds, batch_size=256, collate_fn=collate_skip_invalid, num_workers=num_workers)
+    # the monitor evaluates as `sslhub eval knn` does (its own preprocessing of these folders, see _monitor)
+    val_ds = ImageFolderDataset(val, classes=ds.classes) if val is not None else None
 
     model = fast.prepare_model(_build_model(r, gather=world > 1).to(dev))
     if world > 1 and r.get("sync_batchnorm"):
@@ -491,13 +479,12 @@ def train(
     from tqdm.auto import tqdm
 
     baseline: dict[str, float] = {}
-    if rank == 0 and start_epoch == 0 and val_loader is not None and r.get("monitor_every", 1) and r.get("monitor_random_init", True):
+    if rank == 0 and start_epoch == 0 and val_ds is not None and r.get("monitor_every", 1) and r.get("monitor_random_init", True):
         # the kNN of the untrained network: what training has to beat (colour statistics alone score well above
         # chance on small data); recorded in the first row as knn_top1_random_init. Forked RNG: the training
         # stream stays as it is without this measurement.
         with torch.random.fork_rng(devices=[]):
-            init = _monitor(model.eval_backbone, eval_loader, val_loader, dev, r.get("knn", {}), len(ds.classes),
-                            progress)  # fmt: skip
+            init = _monitor(model.eval_backbone, ds, val_ds, dev, r.get("knn", {}), size, num_workers, progress)
         if "knn_top1" in init:
             baseline["knn_top1_random_init"] = init["knn_top1"]
             logger.info("random init: kNN top-1 %.2f%%", init["knn_top1"])
@@ -567,8 +554,8 @@ def train(
             every = int(r.get("monitor_every", 1) or 0)  # 0 switches the per-epoch kNN/std monitor off
             if every and ((epoch + 1) % every == 0 or epoch + 1 == int(r["epochs"])):
                 try:
-                    row.update(_monitor(model.eval_backbone, eval_loader, val_loader, dev, r.get("knn", {}),
-                                        len(ds.classes), progress))  # fmt: skip
+                    row.update(_monitor(model.eval_backbone, ds, val_ds, dev, r.get("knn", {}), size, num_workers,
+                                        progress))  # fmt: skip
                 except TrainingError as e:
                     raise TrainingError(f"epoch {epoch + 1}: {e}; training stopped. The last good state is "
                                         f"{ckpt_path if ckpt_path.exists() else 'not written yet'}") from None

@@ -33,14 +33,27 @@ def _train(args: argparse.Namespace) -> int:
         raise ValueError(f"--epochs {args.epochs}: train for at least 1 epoch")
     overrides = _overrides(args)
     get_recipe(args.recipe, overrides)  # a typo in a name, key or value fails here, before torch is imported
+    from sslhub.folders import check_image_folder
+
+    check_image_folder(args.data, "--data")  # "did you mean", split folders: before the imports too
+    if args.val:
+        check_image_folder(args.val, "--val")
 
     from sslhub.training import train
+    from sslhub.training.progress import interrupted_message, run_summary
 
-    run = train(args.recipe, args.data, args.out, val=args.val, epochs=args.epochs, overrides=overrides,
-                resume=args.resume, device=args.device, num_workers=args.workers, deterministic=args.deterministic,
-                max_steps_per_epoch=args.max_steps, augment_on=args.augment_on, force=args.force,
-                progress=not getattr(args, "quiet", False))  # fmt: skip
+    try:
+        run = train(args.recipe, args.data, args.out, val=args.val, epochs=args.epochs, overrides=overrides,
+                    resume=args.resume, device=args.device, num_workers=args.workers,
+                    deterministic=args.deterministic, max_steps_per_epoch=args.max_steps, augment_on=args.augment_on,
+                    force=args.force, progress=not getattr(args, "quiet", False))  # fmt: skip
+    except KeyboardInterrupt:
+        again = f"sslhub train {args.recipe} --data {args.data}" + (f" --val {args.val}" if args.val else "")
+        print(f"sslhub train: {interrupted_message(args.out, f'{again} --out {args.out} --resume')}", file=sys.stderr)
+        return 130
     print(f"run written to {run}")
+    for line in run_summary(run):
+        print(line)
     return 0
 
 
@@ -118,8 +131,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "needed; only more --epochs, monitor_every and knn.* may change)")
     p.add_argument("--force", action="store_true", help="replace the run that --out holds (its run files are deleted)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    p.add_argument("--num-workers", "--workers", dest="workers", type=int, default=0, metavar="N",
-                   help="DataLoader worker processes")  # fmt: skip
+    p.add_argument("--num-workers", "--workers", dest="workers", type=int, default=None, metavar="N",
+                   help="DataLoader worker processes (default: CPU cores - 1, at most 8; torch threads get the rest)")  # fmt: skip
     p.add_argument("--augment-on", choices=("auto", "workers", "device"), default="auto",
                    help="where batched augmentation runs (auto: in the workers on CPU, on the GPU otherwise)")
     p.add_argument("--deterministic", action="store_true", help="deterministic algorithms (reproducible resume)")

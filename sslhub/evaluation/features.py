@@ -59,8 +59,10 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 
 def default_num_workers() -> int:
-    """DataLoader workers: one per CPU core beyond the main process, at most 8."""
-    return max(0, min(8, (os.cpu_count() or 1) - 1))
+    """DataLoader workers: one per CPU core beyond the main process, at most 8 (:mod:`sslhub.utils.machine`)."""
+    from sslhub.utils.machine import loader_settings
+
+    return loader_settings("cpu").num_workers
 
 
 def model_input_size(model: nn.Module, input_size: int | None) -> int:
@@ -194,17 +196,12 @@ def extract_features(
     else:
         dataset = dataset_or_dir
     n = len(dataset)  # type: ignore[arg-type]
-    if num_workers is None:
-        num_workers = default_num_workers() if n > 4 * batch_size else 0
-    loader = DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=num_workers,
-        collate_fn=collate_skip_invalid,
-        pin_memory=dev.type == "cuda",
-        persistent_workers=False,
-    )
+    from sslhub.utils.machine import loader_settings
+
+    # one pass: no persistent workers; none at all for a few batches (sslhub.utils.machine has the rule)
+    settings = loader_settings(dev, num_workers=num_workers, items=n, batch_size=batch_size)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_skip_invalid,
+                        **settings.kwargs())  # fmt: skip
     normalize = normalize_batch(model)
     model.to(dev)
     was_training = model.training
@@ -213,7 +210,8 @@ def extract_features(
     labels: list[torch.Tensor] = []
     names: list[str] = []
     try:
-        for batch in tqdm(loader, desc=desc, unit="batch", leave=False, disable=not progress):
+        for batch in tqdm(loader, desc=desc, unit="batch", leave=False,
+                          **({} if progress else {"disable": True})):  # TQDM_DISABLE (-q) decides otherwise
             if batch is None:  # every image of this batch was unreadable
                 continue
             images, targets = batch[0], batch[1]

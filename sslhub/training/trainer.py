@@ -234,7 +234,7 @@ def _normalize(x: torch.Tensor, mean: Iterable[float], std: Iterable[float]) -> 
 
 
 def _monitor(backbone: nn.Module, train_ds: ImageFolderDataset, val_ds: ImageFolderDataset | None,
-             device: torch.device, knn: dict[str, Any], input_size: int, num_workers: int = 0,
+             device: torch.device, knn: dict[str, Any], input_size: int, num_workers: int | None = None,
              progress: bool = False) -> dict[str, float]:  # fmt: skip
     """kNN top-1 on the validation folder (when labelled) and the collapse monitor.
 
@@ -324,7 +324,7 @@ def train(
     overrides: Iterable[str] = (),
     resume: bool = False,
     device: str | None = None,
-    num_workers: int = 0,
+    num_workers: int | None = 0,
     deterministic: bool = False,
     max_steps_per_epoch: int | None = None,
     progress: bool = True,
@@ -345,6 +345,8 @@ def train(
             only change what :data:`sslhub.training.run_dir.RESUME_COMPATIBLE` allows), its state from
             ``out/checkpoints/last.ckpt`` (a run killed before its first checkpoint starts over).
         device: ``cpu``/``cuda``; default cuda when available.
+        num_workers: DataLoader worker processes (default 0); None chooses from the machine as the command
+            line does (:mod:`sslhub.utils.machine`: cores - 1, and the torch threads the workers leave).
         deterministic: ``torch.use_deterministic_algorithms(True)`` (reproducible resume on CPU).
         max_steps_per_epoch: cap steps per epoch (smoke tests); a resumed run keeps the cap it was started with.
         augment_on: where the batched augmentation runs: ``"workers"`` (in the DataLoader workers, as each
@@ -386,10 +388,13 @@ def train(
         torch.cuda.set_device(dev)
     ckpt_path = out / "checkpoints" / "last.ckpt"
     fast = FastPath.from_recipe(r, dev)  # the recipe's opt-in `fast:` section; all off: the default path exactly
-    if dev.type == "cuda" and num_workers > 0:
-        # measured on an H100 box: 16 main-process threads next to 12 loader workers made the small CPU ops of
-        # batched augmentation ~100x slower; 4 threads ran the whole loop 2.5x faster
-        torch.set_num_threads(min(torch.get_num_threads(), 4))
+    from sslhub.utils.machine import loader_settings, torch_threads
+
+    num_workers = loader_settings(dev, num_workers=num_workers, epochs=2).num_workers  # None: from the machine
+    # measured on an H100 box: 16 main-process threads next to 12 loader workers made the small CPU ops of
+    # batched augmentation ~100x slower (4 threads: 2.5x faster); on a busy 2-core machine 2 threads were 5.5x
+    # slower than 1. torch_threads has the rule.
+    torch.set_num_threads(min(torch.get_num_threads(), torch_threads(num_workers, dev)))
     seed = int(r.get("seed", 1))
     torch.manual_seed(seed + rank)
     random.seed(seed + rank)
@@ -411,6 +416,11 @@ def train(
     if len(ds) < batch_size * world:
         batch_size = max(2, len(ds) // world)
         logger.warning("%s has %d images, fewer than the batch size; using batch_size=%d", data, len(ds), batch_size)
+    from sslhub.training.progress import RunClock, batch_fit_warning, format_duration
+
+    fit = batch_fit_warning(len(ds), batch_size * world, int(r["epochs"]))
+    if fit and rank == 0:
+        logger.warning("%s: %s", data, fit)
     gen = torch.Generator()  # data order: reseeded every epoch
     sampler: Any
     if world > 1:
@@ -474,8 +484,12 @@ def train(
                                            "augment_on": "workers" if in_workers else "device",
                                            "max_steps_per_epoch": max_steps_per_epoch},
                                           sort_keys=False))  # fmt: skip
-        logger.info("resolved recipe (saved in %s):\n%s", out / "config.yaml",
-                    yaml.safe_dump(r, sort_keys=False).rstrip())  # fmt: skip
+        bb = r.get("backbone") or {}
+        logger.info("%s: %s %s%s, %d px, batch %d, %d epochs of %d steps on %d images; resolved recipe in %s "
+                    "(-v prints it)", r["name"], r["method"], bb.get("arch"),
+                    f" width {bb['width']:g}" if isinstance(bb.get("width"), (int, float)) else "", size, batch_size,
+                    int(r["epochs"]), steps_per_epoch, len(ds), out / "config.yaml")  # fmt: skip
+        logger.debug("resolved recipe:\n%s", yaml.safe_dump(r, sort_keys=False).rstrip())
     from tqdm.auto import tqdm
 
     baseline: dict[str, float] = {}
@@ -484,10 +498,11 @@ def train(
         # chance on small data); recorded in the first row as knn_top1_random_init. Forked RNG: the training
         # stream stays as it is without this measurement.
         with torch.random.fork_rng(devices=[]):
-            init = _monitor(model.eval_backbone, ds, val_ds, dev, r.get("knn", {}), size, num_workers, progress)
+            init = _monitor(model.eval_backbone, ds, val_ds, dev, r.get("knn", {}), size, None, progress)
         if "knn_top1" in init:
             baseline["knn_top1_random_init"] = init["knn_top1"]
             logger.info("random init: kNN top-1 %.2f%%", init["knn_top1"])
+    clock = RunClock(total_steps, step)
     for epoch in range(start_epoch, int(r["epochs"])):
         if world > 1:
             sampler.set_epoch(epoch)
@@ -501,6 +516,7 @@ def train(
                 break
             if batch is None:
                 continue
+            clock.started()
             if in_workers:
                 views = [v.to(dev, non_blocking=True) for v in batch[0]]
             else:
@@ -532,7 +548,8 @@ def train(
             seen += batch[1].shape[0] * world
             if losses.count % losses.every == 0:  # values were just read back: no extra sync
                 bar.set_postfix(loss=f"{losses.last:.3f}", lr=f"{sched.get_last_lr()[0]:.2e}",
-                                img_s=f"{seen / (time.perf_counter() - t0):.0f}")  # fmt: skip
+                                img_s=f"{seen / (time.perf_counter() - t0):.0f}",
+                                run_eta=format_duration(clock.eta(step)))  # the whole run, not the epoch  # fmt: skip
             bar.update(1)
         bad = losses.read()
         if bad is not None:
@@ -554,7 +571,7 @@ def train(
             every = int(r.get("monitor_every", 1) or 0)  # 0 switches the per-epoch kNN/std monitor off
             if every and ((epoch + 1) % every == 0 or epoch + 1 == int(r["epochs"])):
                 try:
-                    row.update(_monitor(model.eval_backbone, ds, val_ds, dev, r.get("knn", {}), size, num_workers,
+                    row.update(_monitor(model.eval_backbone, ds, val_ds, dev, r.get("knn", {}), size, None,
                                         progress))  # fmt: skip
                 except TrainingError as e:
                     raise TrainingError(f"epoch {epoch + 1}: {e}; training stopped. The last good state is "
@@ -570,6 +587,7 @@ def train(
                 logger.warning("epoch %d: embedding std ratio %.3f is near 0: the representation may be collapsing",
                                epoch + 1, row["embedding_std_ratio"])  # fmt: skip
             logger.info("epoch %d: %s", epoch + 1, ", ".join(f"{k}={v:.4g}" for k, v in row.items() if isinstance(v, float)))
+            clock.epoch_done(epoch + 1, int(r["epochs"]), row["images_per_s"], step)
             rows.append(row)
             # The rows travel in the checkpoint, so a resume restores exactly the rows of the epochs it has.
             state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),

@@ -61,13 +61,13 @@ def _demo(args: argparse.Namespace) -> int:
     recipe = sslhub.get_recipe(RECIPE)
     epochs = args.epochs or int(recipe["epochs"])
     t0 = time.time()
-    done = (run / "model.safetensors").exists() and not args.fresh
-    has_state = (run / "checkpoints" / "last.ckpt").exists()
-    if done and _epochs_of(run) == epochs:
+    done_epochs = _epochs_of(run) if not args.fresh else None
+    if done_epochs == epochs and (run / "model.safetensors").exists():
         print(f"[1/4] reusing the finished run in {run} (--fresh trains again)", flush=True)
     else:
-        resume = has_state and not args.fresh and not done
-        how = "resuming" if resume else "training"
+        # an interrupted run (or a finished one asked for more epochs) continues from its last finished epoch
+        resume = done_epochs is not None and done_epochs <= epochs and (run / "checkpoints" / "last.ckpt").exists()
+        how = f"resuming (after epoch {done_epochs})" if resume else "training"
         print(f"[1/4] {how} {RECIPE} on {data}/train ({epochs} epochs) into {run} ...", flush=True)
         sslhub.train(RECIPE, data / "train", run, val=data / "val", epochs=epochs, device="cpu", num_workers=None,
                      resume=resume, force=not resume and run.exists())  # fmt: skip
@@ -111,7 +111,8 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"recipe            {RECIPE}: {recipe['backbone']['arch']} width {recipe['backbone']['width']}, "
           f"{rows[-1]['epoch']} epochs, batch {recipe['batch_size']}, {size} px")  # fmt: skip
     for line in run_summary(run):
-        print(line)
+        if not line.startswith("kNN"):  # the kNN line below says more
+            print(line)
     print(f"kNN top-1 (k={k})   trained {result['value']:.2f}% (+/- {se:.1f} standard error) vs random init "
           f"{random_init:.2f}%: {result['value'] - random_init:+.2f} points "
           f"(val: {n_val} images, 10 classes, chance 10%)")  # fmt: skip

@@ -31,13 +31,13 @@ def _train(args: argparse.Namespace) -> int:
 
     if args.epochs is not None and args.epochs < 1:
         raise ValueError(f"--epochs {args.epochs}: train for at least 1 epoch")
-    overrides = _overrides(args)
-    get_recipe(args.recipe, overrides)  # a typo in a name, key or value fails here, before torch is imported
     from sslhub.folders import check_image_folder
 
-    check_image_folder(args.data, "--data")  # "did you mean", split folders: before the imports too
+    check_image_folder(args.data, "--data")  # "did you mean", split folders: in a second, before torch is imported
     if args.val:
         check_image_folder(args.val, "--val")
+    overrides = _overrides(args)
+    get_recipe(args.recipe, overrides)  # a typo in a name, key or value fails here, before training starts
 
     from sslhub.training import train
     from sslhub.training.progress import interrupted_message, run_summary

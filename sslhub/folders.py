@@ -9,7 +9,7 @@ from pathlib import Path
 from sslhub.errors import SslhubError
 from sslhub.suggest import no_such_file
 
-__all__ = ["FolderError", "SPLIT_NAMES", "check_image_folder", "split_folders"]
+__all__ = ["SPLIT_NAMES", "FolderError", "check_image_folder", "split_folders"]
 
 # Folder names that mean "a split of a dataset", not "a class".
 SPLIT_NAMES = ("train", "training", "val", "valid", "validation", "test", "testing")

@@ -126,7 +126,7 @@ def test_ctrl_c_in_train_says_what_was_kept_and_how_to_resume_then_resume_finish
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2]
     # the summary: time, loss, kNN vs random init, the files written
-    assert f"trained      2 epochs in " in printed
+    assert "trained      2 epochs in " in printed
     assert f"kNN top-1    {rows[-1]['knn_top1']:.2f}% after epoch 2 vs {rows[0]['knn_top1_random_init']:.2f}% at " \
            "random init" in printed
     assert f"files        {out}/: model.safetensors, checkpoint.ckpt, checkpoints/last.ckpt" in printed

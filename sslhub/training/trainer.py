@@ -227,12 +227,6 @@ def _optimizer(recipe: dict[str, Any], model: nn.Module, batch_size: int,
     raise ValueError(f"unknown optimizer {o['name']!r}; use sgd, adamw, lars or lamb")
 
 
-def _normalize(x: torch.Tensor, mean: Iterable[float], std: Iterable[float]) -> torch.Tensor:
-    m = torch.tensor(list(mean), device=x.device).view(1, 3, 1, 1)
-    s = torch.tensor(list(std), device=x.device).view(1, 3, 1, 1)
-    return (x.float() / 255 - m) / s
-
-
 def _monitor(backbone: nn.Module, train_ds: ImageFolderDataset, val_ds: ImageFolderDataset | None,
              device: torch.device, knn: dict[str, Any], input_size: int, num_workers: int | None = None,
              progress: bool = False) -> dict[str, float]:  # fmt: skip
@@ -416,8 +410,13 @@ def train(
     if len(ds) < batch_size * world:
         batch_size = max(2, len(ds) // world)
         logger.warning("%s has %d images, fewer than the batch size; using batch_size=%d", data, len(ds), batch_size)
+    from sslhub.folders import split_folders
     from sslhub.training.progress import RunClock, batch_fit_warning, format_duration
 
+    if split_folders(data) and rank == 0:  # the command line refuses this; the library says it
+        logger.warning("%s holds the split folders %s, read here as classes: training sees every split (the "
+                       "held-out images too). Pass the training split as data and another as val", data,
+                       ", ".join(split_folders(data)))  # fmt: skip
     fit = batch_fit_warning(len(ds), batch_size * world, int(r["epochs"]))
     if fit and rank == 0:
         logger.warning("%s: %s", data, fit)

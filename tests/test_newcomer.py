@@ -69,13 +69,14 @@ def test_machine_rule_for_workers_threads_and_pinned_memory(monkeypatch, caplog)
     monkeypatch.setattr(machine, "machine_load", lambda: 0.3)
     s = machine.loader_settings("cpu", epochs=30)
     assert (s.num_workers, s.pin_memory, s.persistent_workers) == (1, False, True)
-    assert machine.torch_threads(s.num_workers) == 1  # one core augments, one steps: no oversubscription
+    assert machine.torch_threads(s.num_workers) == 2  # the worker augments (a few % of a step): the step gets both
     assert machine.torch_threads(0) == 2
     assert machine.loader_settings("cpu", items=400, batch_size=256).num_workers == 0  # one pass over 2 batches
     assert machine.loader_settings("cuda:0", num_workers=3).kwargs() == {
         "num_workers": 3, "pin_memory": True, "persistent_workers": False}
     monkeypatch.setattr(machine, "available_cores", lambda: 16)
     assert machine.loader_settings("cuda").num_workers == 8 and machine.torch_threads(8, "cuda") == 4
+    assert machine.loader_settings("cpu").num_workers == 2 and machine.torch_threads(2) == 16
     # a busy machine: 1 thread, and a warning that says why
     monkeypatch.setattr(machine, "available_cores", lambda: 2)
     monkeypatch.setattr(machine, "machine_load", lambda: 7.5)

@@ -139,7 +139,7 @@ def _model_and_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, help="images per step (default 256; 64 for finetune)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--num-workers", "--workers", dest="num_workers", type=int, metavar="N",
-                   help="DataLoader workers (default: CPU cores - 1, at most 8)")
+                   help="DataLoader workers (default: from the machine, sslhub/utils/machine.py)")
     p.add_argument("--force", action="store_true", help="replace an existing output file")
 
 

@@ -132,7 +132,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true", help="replace the run that --out holds (its run files are deleted)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--num-workers", "--workers", dest="workers", type=int, default=None, metavar="N",
-                   help="DataLoader worker processes (default: CPU cores - 1, at most 8; torch threads get the rest)")  # fmt: skip
+                   help="DataLoader worker processes (default from the machine: 1 per 8 cores on a CPU, cores - 1 "
+                        "up to 8 with a GPU)")  # fmt: skip
     p.add_argument("--augment-on", choices=("auto", "workers", "device"), default="auto",
                    help="where batched augmentation runs (auto: in the workers on CPU, on the GPU otherwise)")
     p.add_argument("--deterministic", action="store_true", help="deterministic algorithms (reproducible resume)")

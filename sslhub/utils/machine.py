@@ -1,10 +1,13 @@
 """Worker processes, pinned memory and torch threads, chosen from the machine: the one rule every command uses.
 
-Why this rule (issue 21/24): on a 2-core machine the default of two torch threads plus a training process that
-also augments left the cores oversubscribed; on a machine that is already busy (load average at or above its core
-count) OpenMP threads that wait for each other made a step several times slower than one thread did (5.5x measured
-on a loaded 2-core machine). So: DataLoader workers = cores - 1 (at most 8), torch threads = the cores the workers
-leave (at least 1; at most 4 next to a GPU, where the host only feeds it), and 1 thread when the machine is busy.
+Why this rule (issues 21, 24): on a CPU device the model step is the work; batched augmentation and decoding are
+a few percent of it (2,600-3,200 img/s per core for SimCLR's views at 32 px vs ~370 img/s for the whole step on 2
+cores, training/README.md), and `--augment-on workers` vs `device` measured the same on the 2-core machine. So a
+CPU device gets every core as torch threads and 1 worker per 8 cores (at least 1 from 2 cores on) that decodes and
+augments beside the step. A GPU device gets cores - 1 workers (at most 8; the host feeds the GPU) and at most 4
+threads (16 threads next to 12 workers made the augmentation ~100x slower on an H100 box). A machine that is
+already busy (load average >= its cores) gets 1 thread: OpenMP threads that wait for each other made a step 5.5x
+slower than one thread on a loaded 2-core machine (issue 21), and a warning says so.
 """
 
 from __future__ import annotations
@@ -55,14 +58,19 @@ def loader_settings(device: str | object = "cpu", *, num_workers: int | None = N
 
     Args:
         device: where the batches go (``cuda...``: pinned memory, so that the copy does not block the host).
-        num_workers: the user's choice, kept as is; None: ``cores - 1``, at most 8, and 0 for a single pass over
-            at most 4 batches (starting workers would cost more than it saves).
+        num_workers: the user's choice, kept as is; None: on a GPU ``cores - 1`` (at most 8), on a CPU one per 8
+            cores (at least 1 from 2 cores on); 0 for a single pass over at most 4 batches (starting workers would
+            cost more than it saves).
         items, batch_size: the dataset's size and the batch size, for that small-data rule.
         epochs: passes over the data; workers persist across passes when there are several.
     """
     dev = str(getattr(device, "type", device) or "cpu")
     if num_workers is None:
-        num_workers = max(0, min(MAX_WORKERS, available_cores() - 1))
+        cores = available_cores()
+        if dev.startswith("cuda"):
+            num_workers = max(0, min(MAX_WORKERS, cores - 1))
+        else:  # the step is the work on a CPU: a worker per 8 cores decodes and augments beside it
+            num_workers = min(max(0, cores - 1), max(1, cores // 8))
         if epochs <= 1 and items is not None and batch_size and items <= 4 * batch_size:
             num_workers = 0
     return LoaderSettings(num_workers=int(num_workers), pin_memory=dev.startswith("cuda"),
@@ -70,7 +78,7 @@ def loader_settings(device: str | object = "cpu", *, num_workers: int | None = N
 
 
 def torch_threads(num_workers: int, device: str | object = "cpu") -> int:
-    """Intra-op threads for the main process next to ``num_workers`` DataLoader workers (see the module's why).
+    """Intra-op threads of the main process next to ``num_workers`` DataLoader workers (see the module's why).
 
     ``OMP_NUM_THREADS`` set by the user wins. A busy machine (load average >= cores) gets 1 thread, with a warning
     that says so once per process."""
@@ -78,9 +86,8 @@ def torch_threads(num_workers: int, device: str | object = "cpu") -> int:
         return max(1, int(os.environ["OMP_NUM_THREADS"]))
     cores = available_cores()
     dev = str(getattr(device, "type", device) or "cpu")
-    threads = max(1, cores - num_workers)
-    if dev.startswith("cuda"):
-        threads = min(threads, 4)
+    # CPU device: the workers only decode and augment (a few % of a step), so the step gets every core
+    threads = min(4, max(1, cores - num_workers)) if dev.startswith("cuda") else cores
     load = machine_load()
     if load is not None and load >= cores and threads > 1:
         global _warned_busy

@@ -5,16 +5,22 @@ PYTHON ?= python3
 
 .PHONY: demo test test-gpu services bench docs floors clean
 
-# Test and docs tools are PEP 735 dependency groups (`--group`, pip >= 25.1), not extras published to users.
-$(VENV)/.installed: pyproject.toml
+# What the demo needs: torch and the project (matplotlib included); no test or docs tools. torch comes from pip's
+# configured index (on this project's machines a local wheel; a CPU-only index can be set with PIP_INDEX_URL).
+$(VENV)/.demo-installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q -e .
+	touch $@
+
+# Test and docs tools are PEP 735 dependency groups (`--group`, pip >= 25.1), not extras published to users.
+$(VENV)/.installed: $(VENV)/.demo-installed
 	$(PY) -m pip install -q -e . --group dev
 	touch $@
 
-# Main job on the embedded default data (training/data/clothing10_mini).
-demo: $(VENV)/.installed
+# Main job on the embedded demo data (sslhub.data.demo_path()); resumes after Ctrl-C, reuses a finished run.
+demo: $(VENV)/.demo-installed
 	$(PY) scripts/demo.py
 
 # Loopback servers and tools some tests need (nginx, moto, olah); idempotent.

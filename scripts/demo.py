@@ -1,64 +1,87 @@
-"""The main job on the embedded default data: train -> evaluate -> export -> reload, ~4 minutes on 2 CPU cores.
+"""The main job on the embedded demo data: train -> evaluate (kNN vs random init) -> export -> reload.
 
-1. train the `simclr-resnet-18-mini` recipe (Lightly's Worker model: ResNetGenerator resnet-18, width 0.25) on
-   training/data/clothing10_mini/train (400 CC0 photos, 10 classes);
-2. evaluate: kNN top-1 on the val split, trained vs the same architecture at random init;
+1. train the `simclr-resnet-18-demo` recipe (Lightly's Worker model: ResNetGenerator resnet-18, width 0.25,
+   30 epochs) on the embedded CC0 clothing set (`sslhub.data.demo_path()`: 960 train / 400 val, 10 classes);
+   an interrupted demo resumes from its last finished epoch, a finished one is reused (--fresh trains again);
+2. evaluate: kNN top-1 on the val split with `sslhub eval knn`'s code path, trained vs the run's own untrained
+   backbone (the monitor measured it before the first step), with the evaluation's standard error;
 3. export: the Lightly Worker checkpoint.ckpt the run wrote, a lossless .ckpt -> .safetensors -> .ckpt round trip,
    Lightly-layout embeddings (CSV) and a publishable folder (model.safetensors, config.json, README.md);
 4. reload every file with sslhub.load_pretrained and check that the features are identical; print a summary.
 
-Usage: python scripts/demo.py [--out runs/demo] [--epochs N]
+Usage: python scripts/demo.py [--out runs/demo] [--epochs N] [--fresh]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
+import math
 import sys
 import time
 from pathlib import Path
 
-import torch
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import sslhub  # noqa: E402
-
-DATA = ROOT / "training/data/clothing10_mini"
-RECIPE = "simclr-resnet-18-mini"
+RECIPE = "simclr-resnet-18-demo"
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "demo")
-    ap.add_argument("--epochs", type=int, help="override the recipe's epochs")
-    args = ap.parse_args()
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    ap.add_argument("--out", type=Path, default=Path("runs") / "demo", help="run folder (default runs/demo)")
+    ap.add_argument("--epochs", type=int, help="override the recipe's epochs (at least 1)")
+    ap.add_argument("--fresh", action="store_true", help="delete the demo's earlier run and train again")
+    args = ap.parse_args()  # checked before the heavy imports below
+    if args.epochs is not None and args.epochs < 1:
+        ap.error(f"--epochs {args.epochs}: train for at least 1 epoch")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for name in ("sslhub.checkpoints", "sslhub.hub", "httpx"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    try:
+        return _demo(args)
+    except KeyboardInterrupt:
+        from sslhub.training.progress import interrupted_message
+
+        print(f"\ndemo: {interrupted_message(args.out, 'make demo (or python scripts/demo.py)')}", file=sys.stderr)
+        return 130
+
+
+def _demo(args: argparse.Namespace) -> int:
+    import torch
+
+    import sslhub
+    from sslhub.data import demo_path
     from sslhub.evaluation import embed, knn_eval
     from sslhub.hub.publish import publish
+    from sslhub.training.progress import format_duration, run_summary
 
-    t0 = time.time()
+    data = demo_path()
     run = args.out
-    if run.exists():
-        import shutil
-
-        shutil.rmtree(run)  # a fresh run every time: the demo must show the whole path
-    print(f"[1/4] training {RECIPE} on {DATA.relative_to(ROOT)}/train ...", flush=True)
-    sslhub.train(RECIPE, DATA / "train", run, val=DATA / "val", epochs=args.epochs, device="cpu")
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    recipe = sslhub.get_recipe(RECIPE)
+    epochs = args.epochs or int(recipe["epochs"])
+    t0 = time.time()
+    done_epochs = _epochs_of(run) if not args.fresh else None
+    if done_epochs == epochs and (run / "model.safetensors").exists():
+        print(f"[1/4] reusing the finished run in {run} (--fresh trains again)", flush=True)
+    else:
+        # an interrupted run (or a finished one asked for more epochs) continues from its last finished epoch
+        resume = done_epochs is not None and done_epochs <= epochs and (run / "checkpoints" / "last.ckpt").exists()
+        how = f"resuming (after epoch {done_epochs})" if resume else "training"
+        print(f"[1/4] {how} {RECIPE} on {data}/train ({epochs} epochs) into {run} ...", flush=True)
+        sslhub.train(RECIPE, data / "train", run, val=data / "val", epochs=epochs, device="cpu", num_workers=None,
+                     resume=resume, force=not resume and run.exists())  # fmt: skip
     t_train = time.time() - t0
 
-    print("[2/4] evaluating (kNN on the val split) ...", flush=True)
-    recipe = sslhub.get_recipe(RECIPE)
+    print("[2/4] evaluating (kNN on the val split, as `sslhub eval knn` does) ...", flush=True)
     k, size = recipe["knn"]["k"], recipe["input_size"]
     trained = sslhub.load_pretrained(run / "model.safetensors")
-    torch.manual_seed(0)
-    random_init = sslhub.create_backbone(recipe["backbone"]["arch"], width=recipe["backbone"]["width"]).eval()
-    knn_trained = knn_eval(trained, DATA / "train", DATA / "val", k=k, input_size=size, num_workers=0)
-    knn_random = knn_eval(random_init, DATA / "train", DATA / "val", k=k, input_size=size, num_workers=0)
+    result = knn_eval(trained, data / "train", data / "val", k=k, t=recipe["knn"]["t"], input_size=size, device="cpu")
+    rows = _rows(run)
+    monitor = next(r["knn_top1"] for r in reversed(rows) if "knn_top1" in r)
+    random_init = next(r["knn_top1_random_init"] for r in rows if "knn_top1_random_init" in r)
+    n_val = result["protocol"]["num_val"]
+    se = 100 * math.sqrt(result["value"] / 100 * (1 - result["value"] / 100) / n_val)
 
     print("[3/4] exporting ...", flush=True)
     exports = run / "exports"
@@ -68,9 +91,8 @@ def main() -> int:
     b = torch.load(back, weights_only=True)["state_dict"]
     lossless = a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a)
     emb_file = exports / "embeddings.csv"
-    embed(trained, DATA / "val", emb_file, input_size=size, num_workers=0)
-    publish(run, repo_id="local/simclr-resnet18-mini", dry_run=exports / "hub", metrics=[knn_trained])
-    published = exports / "hub"
+    embed(trained, data / "val", emb_file, input_size=size, device="cpu")
+    publish(run, repo_id="local/simclr-resnet-18-demo", dry_run=exports / "hub", metrics=[result], overwrite_readme=True)
 
     print("[4/4] reloading every file ...", flush=True)
     x = torch.rand(4, 3, size, size)
@@ -87,18 +109,35 @@ def main() -> int:
         }
     print("\n== sslhub demo summary ==")
     print(f"recipe            {RECIPE}: {recipe['backbone']['arch']} width {recipe['backbone']['width']}, "
-          f"{len(rows)} epochs, batch {recipe['batch_size']}, {size} px")  # fmt: skip
-    print(f"training          {t_train:.0f} s, {rows[-1]['images_per_s']:.0f} img/s (last epoch), "
-          f"loss {rows[0]['loss']:.3f} -> {rows[-1]['loss']:.3f}")  # fmt: skip
-    print(f"kNN top-1 (k={k})   trained {knn_trained['value']:.1f}%  vs random init {knn_random['value']:.1f}%  "
-          f"(val: {DATA.name}/val, 200 images, 10 classes)")  # fmt: skip
-    print(f"exports           {run / 'checkpoint.ckpt'} (Lightly Worker), {st.name}, {emb_file.name}, {published}")
+          f"{rows[-1]['epoch']} epochs, batch {recipe['batch_size']}, {size} px")  # fmt: skip
+    for line in run_summary(run):
+        if not line.startswith("kNN"):  # the kNN line below says more
+            print(line)
+    print(f"kNN top-1 (k={k})   trained {result['value']:.2f}% (+/- {se:.1f} standard error) vs random init "
+          f"{random_init:.2f}%: {result['value'] - random_init:+.2f} points "
+          f"(val: {n_val} images, 10 classes, chance 10%)")  # fmt: skip
+    print(f"one kNN number    the training monitor said {monitor:.2f}%, `sslhub eval knn` says {result['value']:.2f}%"
+          f" ({'identical' if monitor == result['value'] else 'DIFFERENT'})")  # fmt: skip
+    print(f"exports           {run / 'checkpoint.ckpt'} (Lightly Worker), {st.name}, {emb_file.name}, {exports / 'hub'}")
     print(f"round trip        .ckpt -> .safetensors -> .ckpt bit-identical: {lossless}")
     for name, d in diffs.items():
         print(f"reload            {name:<24} max |diff| = {d:.1e}")
-    print(f"total             {time.time() - t0:.0f} s")
-    ok = lossless and all(d == 0 for d in diffs.values())
+    print(f"total             {format_duration(time.time() - t0)} (training {format_duration(t_train)})")
+    ok = lossless and all(d == 0 for d in diffs.values()) and monitor == result["value"]
     return 0 if ok else 1
+
+
+def _rows(run: Path) -> list[dict]:
+    import json
+
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+
+
+def _epochs_of(run: Path) -> int | None:
+    try:
+        return int(_rows(run)[-1]["epoch"])
+    except (OSError, ValueError, IndexError, KeyError):
+        return None
 
 
 if __name__ == "__main__":

@@ -426,7 +426,12 @@ def test_cli_eval_knn_and_embed(plain_state_dict: Path, tmp_path: Path, capsys: 
     )
     assert rc == 0
     result = json.loads(out.read_text())
-    assert json.loads(capsys.readouterr().out) == result
+    line = capsys.readouterr().out
+    assert line.count("\n") == 1 and line.startswith(f"kNN top-1 {result['value']:.2f}% (top-5 ")  # one line
+    assert "k=20, t=0.1, 32 px" in line
+    args = ["eval", "knn", str(plain_state_dict), "--train", str(TINY / "train"), "--val", str(TINY / "test"),
+            "--k", "20", "--json", *common]  # fmt: skip
+    assert main(args) == 0 and json.loads(capsys.readouterr().out) == result  # --json alone: JSON on stdout
     model = sslhub.load_pretrained(plain_state_dict)
     lib = knn_eval(
         model,

@@ -485,15 +485,16 @@ def test_weights_that_turn_non_finite_late_stop_the_run_and_keep_the_last_good_c
 
 
 def test_non_finite_embeddings_stop_the_run(tmp_path, small_data, monkeypatch):
+    import sslhub.evaluation.features as F
     import sslhub.training.trainer as T
 
-    orig = T._embed
+    orig = F.extract_features
 
-    def nan_embed(*a, **k):
-        f, y = orig(*a, **k)
-        return f * float("nan"), y
+    def nan_embed(*a, **k):  # the monitor's features (no --val here: the collapse check only)
+        f = orig(*a, **k)
+        return F.Features(f.features * float("nan"), f.labels, f.filenames)
 
-    monkeypatch.setattr(T, "_embed", nan_embed)
+    monkeypatch.setattr(F, "extract_features", nan_embed)
     over = [s for s in TINY if not s.startswith("monitor_every")]
     with pytest.raises(T.TrainingError, match="embeddings are not finite"):
         T.train("simclr-resnet-9", small_data, tmp_path / "run", epochs=1, overrides=over, max_steps_per_epoch=1,

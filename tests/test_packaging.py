@@ -22,7 +22,7 @@ def test_wheel_ships_recipes_and_cards(tmp_path):
     code = (
         "import sslhub, sslhub.recipes as r; from sslhub.hub import list_pretrained; "
         "print(sslhub.__file__); print(len(sslhub.list_recipes())); print(len(list_pretrained())); "
-        "print(r.recipe_dirs()[0])"
+        "print(r.recipe_dirs()[0]); from sslhub.data import demo_path; print(demo_path('train'))"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={"PYTHONPATH": str(site), "PATH": ""},
                          capture_output=True, text=True, check=True).stdout.split("\n")  # fmt: skip
@@ -30,6 +30,8 @@ def test_wheel_ships_recipes_and_cards(tmp_path):
     n_templates = len(list((ROOT / "training/recipes").glob("*.yaml")))
     assert int(out[1]) >= n_templates and int(out[2]) == len(list((ROOT / "model_cards").glob("*.yaml")))
     assert out[3].startswith(str(site))
+    demo = Path(out[4])  # the demo dataset ships in the wheel (issue 25 item 3)
+    assert demo.is_relative_to(site) and len(list(demo.glob("*/*.jpg"))) == 960
     r = subprocess.run([str(site / "bin" / "sslhub") if (site / "bin" / "sslhub").exists() else sys.executable,
                         *([] if (site / "bin" / "sslhub").exists() else ["-m", "sslhub"]), "recipes", "simclr-*"],
                        cwd=tmp_path, env={"PYTHONPATH": str(site)}, capture_output=True, text=True)  # fmt: skip

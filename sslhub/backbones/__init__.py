@@ -41,6 +41,7 @@ __all__ = [
     "ResNetGeneratorBackbone",
     "create_backbone",
     "family_of",
+    "feature_view",
     "resnet_generator",
 ]
 
@@ -269,3 +270,19 @@ def create_backbone(
     model.pretrained_cfg = {**old, **cfg} if isinstance(old, dict) else cfg
     complete_pretrained_cfg(model.pretrained_cfg, getattr(model, "num_features", None))
     return model
+
+
+def feature_view(backbone: nn.Module) -> nn.Module:
+    """What :func:`sslhub.load_pretrained` rebuilds from ``backbone``'s saved weights (``features="backbone"``),
+    sharing its parameters: a Lightly Worker ResNetGenerator without its ``num_ftrs`` 1x1 conv (``backbone.7``,
+    kept only by ``features="embedding"``), any other backbone as it is.
+
+    The training monitor evaluates this view, so that its kNN is the one ``sslhub eval knn`` measures on the
+    run's ``model.safetensors``.
+    """
+    if not (isinstance(backbone, ResNetGeneratorBackbone) and backbone.num_ftrs is not None):
+        return backbone
+    view = nn.Sequential(*(m for i, m in enumerate(backbone) if i != 7))
+    view.num_features = backbone.feature_dim
+    view.pretrained_cfg = {**getattr(backbone, "pretrained_cfg", {}), "num_ftrs": None}
+    return view

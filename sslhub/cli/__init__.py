@@ -97,8 +97,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if _stdout_closed():
             return 141  # 128 + SIGPIPE, what a shell reports for a reader that stopped early
         return report(e, args.command, debug)
-    except KeyboardInterrupt:
-        print(f"sslhub {args.command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt:  # `sslhub train` says what it saved itself; elsewhere outputs are written atomically
+        print(f"sslhub {args.command}: interrupted; no output file was left half-written (outputs are written "
+              "atomically), so run the command again", file=sys.stderr)  # fmt: skip
         return 130
     except EXPECTED as e:
         return report(e, args.command, debug)

@@ -1,7 +1,7 @@
 """How ``sslhub ... --help`` reads: one formatter, a description and an examples epilog for every subcommand.
 
 The examples of every command live here, in one place, and run on files the repository ships (the embedded
-clothing10_mini images and what `sslhub train` writes from them), so that a newcomer can paste them.
+demo images, ``sslhub.data.demo_path()``, and what `sslhub train` writes from them), so that a newcomer can paste them.
 """
 
 from __future__ import annotations
@@ -11,7 +11,10 @@ import textwrap
 
 __all__ = ["EXAMPLES", "HIDDEN_ALIASES", "HelpFormatter", "finish"]
 
-DATA = "training/data/clothing10_mini"
+DATA = "$D"
+# the embedded demo data, where the package is installed (a wheel or a checkout)
+D_LINE = '  D=$(python -c "from sslhub.data import demo_path; print(demo_path())")   # the embedded demo data\n'
+
 
 # Old option spellings that still work but are not shown (one name per concept across commands).
 HIDDEN_ALIASES = frozenset({"--workers", "--train"})
@@ -25,7 +28,7 @@ EXAMPLES: dict[str, str] = {
   sslhub convert runs/demo/checkpoint.ckpt demo.safetensors   # Worker .ckpt -> safetensors, lossless
   sslhub convert demo.safetensors back.ckpt                   # and back, bit-identical""",
     "train": f"""\
-  sslhub train simclr-resnet-18-mini --data {DATA}/train --val {DATA}/val --out runs/demo
+{D_LINE}  sslhub train simclr-resnet-18-demo --data {DATA}/train --val {DATA}/val --out runs/mine
   sslhub train simclr-resnet-18 --data DIR --out runs/r18 -b 128 --lr 0.3 --width 0.5 --epochs 100
   sslhub train moco-resnet18 --data DIR --out runs/moco --set model.memory_bank_size=8192 --no-amp
   torchrun --nproc_per_node=4 -m sslhub train simclr-resnet50 --data DIR --out runs/ddp   # DDP, same command
@@ -33,15 +36,16 @@ EXAMPLES: dict[str, str] = {
 
 Every recipe key can be set with --set KEY=VALUE (checked: a typo gets the nearest key); the shortcuts
 -b, --lr, --input-size, --seed, --width and --amp are --set batch_size=..., optimizer.lr=..., and so on.
-The resolved recipe is logged at start and saved in OUT/config.yaml.""",
+The resolved recipe is saved in OUT/config.yaml (-v also logs it). Ctrl-C keeps the finished epochs:
+the same command with --resume continues. --data that holds train/ and val/ is refused: pass the splits.""",
     "recipes": """\
   sslhub recipes                      # every recipe name, natural order
   sslhub recipes 'simclr-*' --table   # method, backbone, input size, epochs, batch, measured
   sslhub recipes --json 'dino-*'
-  sslhub recipes --show simclr-resnet-18-mini   # the resolved recipe, as YAML: the keys --set takes""",
+  sslhub recipes --show simclr-resnet-18-demo   # the resolved recipe, as YAML: the keys --set takes""",
     "preview": f"""\
-  sslhub preview simclr-resnet-18-mini --data {DATA}/train --out grid.png -n 6
-  sslhub preview dino-vit-tiny-p4-32 --data {DATA}/train --out dino.png --set transform.args.n_local_views=2""",
+{D_LINE}  sslhub preview simclr-resnet-18-demo --data {DATA}/train --out runs/grid.png -n 6
+  sslhub preview dino-vit-tiny-p4-32 --data {DATA}/train --out runs/dino.png --set transform.args.n_local_views=2""",
     "list": """\
   sslhub list                      # every registered weight
   sslhub list '*in1k' --method simclr
@@ -63,11 +67,11 @@ The resolved recipe is logged at start and saved in OUT/config.yaml.""",
   sslhub publish runs/demo --repo-id me/simclr-demo --dry-run hub_folder   # write the 3 files, upload nothing
   sslhub publish runs/demo --repo-id me/simclr-demo --license mit          # one commit to the Hub""",
     "eval": f"""\
-  sslhub eval knn runs/demo/model.safetensors --data {DATA}/train --val {DATA}/val --input-size 32 --k 20
+{D_LINE}  sslhub eval knn runs/demo/model.safetensors --data {DATA}/train --val {DATA}/val --input-size 32 --k 20
   sslhub eval knn runs/demo/model.safetensors --data {DATA}/train --val {DATA}/val --input-size 32 --k 20 --random-init
   sslhub eval linear runs/demo/model.safetensors --data {DATA}/train --val {DATA}/val --input-size 32 --epochs 20""",
     "eval knn": f"""\
-  sslhub eval knn runs/demo/model.safetensors --data {DATA}/train --val {DATA}/val --input-size 32 --k 20
+{D_LINE}  sslhub eval knn runs/demo/model.safetensors --data {DATA}/train --val {DATA}/val --input-size 32 --k 20
   sslhub eval knn runs/demo/model.safetensors --data {DATA}/train --val {DATA}/val --input-size 32 --k 20 --random-init
 
   torchrun --nproc_per_node=2 -m sslhub eval knn MODEL --data TRAIN --val VAL   # bank split over 2 processes
@@ -75,15 +79,15 @@ The resolved recipe is logged at start and saved in OUT/config.yaml.""",
 Weights inside a training run folder: the result is also recorded in RUN_DIR/metrics.json, which
 `sslhub publish RUN_DIR` puts on the model card (--no-record: don't).""",
     "eval linear": f"""\
-  sslhub eval linear runs/demo/model.safetensors --data {DATA}/train --val {DATA}/val --input-size 32 --epochs 20
+{D_LINE}  sslhub eval linear runs/demo/model.safetensors --data {DATA}/train --val {DATA}/val --input-size 32 --epochs 20
   sslhub eval linear simclr-resnet50.lightly-in1k --data IMAGENET/train --val IMAGENET/val --json linear.json""",
     "eval finetune": f"""\
-  sslhub eval finetune runs/demo/model.safetensors --data {DATA}/train --val {DATA}/val --input-size 32 --epochs 2
+{D_LINE}  sslhub eval finetune runs/demo/model.safetensors --data {DATA}/train --val {DATA}/val --input-size 32 --epochs 2
   sslhub eval finetune runs/mae/model.safetensors --data DIR --val VALDIR --layer-decay 0.65   # ViTs""",
     "embed": f"""\
-  sslhub embed runs/demo/model.safetensors {DATA}/val --out embeddings.csv --input-size 32   # Lightly's CSV
-  sslhub embed runs/demo/model.safetensors {DATA}/val --out embeddings.safetensors --input-size 32
-  sslhub embed runs/demo/model.safetensors {DATA}/val --out emb/ --input-size 32   # shards + manifest, resumable
+{D_LINE}  sslhub embed runs/demo/model.safetensors {DATA}/val --out runs/embeddings.csv --input-size 32   # Lightly's CSV
+  sslhub embed runs/demo/model.safetensors {DATA}/val --out runs/embeddings.safetensors --input-size 32
+  sslhub embed runs/demo/model.safetensors {DATA}/val --out runs/emb/ --input-size 32   # shards + manifest, resumable
   sslhub embed model.safetensors 'shards/train-{{000..099}}.tar' --out emb/ --shard-size 16384   # WebDataset
   sslhub embed model.safetensors files.csv --out emb/          # a CSV manifest (filename/path/url[,label])
   torchrun --nproc_per_node=8 -m sslhub embed model.safetensors IMAGES --out emb/   # split over 8 processes

@@ -50,14 +50,28 @@ def _random_init_twin(model: Any, seed: int) -> Any:
     return twin
 
 
+def _random_init_seed(args: argparse.Namespace, run: Path | None) -> int:
+    """The seed of the random-init baseline: ``--seed`` (linear, finetune), else, for the weights of a training
+    run, the run's own seed, so that the twin is the run's untrained backbone and ``eval knn --random-init``
+    gives the monitor's ``knn_top1_random_init``; else 0."""
+    if args.protocol == "knn" and run is not None:
+        import yaml
+
+        try:
+            return int(yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8")).get("seed", 0))
+        except (OSError, ValueError, TypeError, AttributeError, yaml.YAMLError):
+            return 0
+    return int(getattr(args, "seed", 0) or 0)
+
+
 def _eval(args: argparse.Namespace) -> int:
     from sslhub.evaluation import finetune_eval, knn_eval, linear_eval, write_results
-    from sslhub.evaluation.results import record_result, run_dir_of
+    from sslhub.evaluation.results import format_result, record_result, run_dir_of
 
-    _check_output(args.json, args.force, args.weights)
+    _check_output(args.json if args.json != "-" else None, args.force, args.weights)
     model = _load(args)
     if args.random_init:
-        model = _random_init_twin(model, getattr(args, "seed", 0))
+        model = _random_init_twin(model, _random_init_seed(args, run_dir_of(args.weights)))
     names = {"dataset": args.dataset, "split": args.split, "weights": args.weights}
     kw = {**_common_kwargs(args), **names}
     if args.protocol == "knn" and (_under_torchrun() or args.faiss or not _all_folders(args.train, args.val)):
@@ -94,9 +108,10 @@ def _eval(args: argparse.Namespace) -> int:
         result["weights"] = f"random init of {args.weights}"
     if not _is_rank0():
         return 0  # under torchrun every rank has the result; rank 0 reports and writes it
-    if args.json:
+    if args.json and args.json != "-":
         write_results(result, args.json)
-    print(json.dumps(result, indent=2))
+    # one line for people; `--json` alone: the whole result as JSON on stdout, for programs
+    print(json.dumps(result, indent=2) if args.json == "-" else format_result(result))
     run = run_dir_of(args.weights) if args.record else None
     if run is not None:
         where = record_result(result, run)
@@ -164,7 +179,7 @@ def _model_and_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, help="images per step (default 256; 64 for finetune)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--num-workers", "--workers", dest="num_workers", type=int, metavar="N",
-                   help="DataLoader workers (default: CPU cores - 1, at most 8)")
+                   help="DataLoader workers (default: from the machine, sslhub/utils/machine.py)")
     p.add_argument("--force", action="store_true", help="replace an existing output file")
 
 
@@ -187,8 +202,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         q.add_argument("--val", required=True, metavar="DIR", help="evaluation folder with the same class subfolders")
         q.add_argument("--dataset", help="dataset name for the result (default: the val folder's parent name)")
         q.add_argument("--split", help="split name for the result (default: the val folder's name)")
-        q.add_argument("--json", metavar="OUT", help="also write the result to this JSON file (sslhub publish "
-                       "--metrics reads it)")
+        q.add_argument("--json", metavar="OUT", nargs="?", const="-",
+                       help="--json alone: print the result as JSON instead of one line; --json OUT: also write it "
+                            "to this JSON file (sslhub publish --metrics reads it)")  # fmt: skip
         q.add_argument("--random-init", action="store_true",
                        help="evaluate the same architecture at random init instead (the baseline; recorded as such)")
         q.add_argument("--no-record", dest="record", action="store_false",

@@ -31,19 +31,32 @@ def _train(args: argparse.Namespace) -> int:
 
     if args.epochs is not None and args.epochs < 1:
         raise ValueError(f"--epochs {args.epochs}: train for at least 1 epoch")
+    from sslhub.folders import check_image_folder
+
+    check_image_folder(args.data, "--data")  # "did you mean", split folders: in a second, before torch is imported
+    if args.val:
+        check_image_folder(args.val, "--val")
     overrides = _overrides(args)
-    get_recipe(args.recipe, overrides)  # a typo in a name, key or value fails here, before torch is imported
+    get_recipe(args.recipe, overrides)  # a typo in a name, key or value fails here, before training starts
     from sslhub.training.loggers import resolve_loggers
 
     resolve_loggers(args.logger)  # likewise an unknown or uninstalled --logger
 
     from sslhub.training import train
+    from sslhub.training.progress import interrupted_message, run_summary
 
-    run = train(args.recipe, args.data, args.out, val=args.val, epochs=args.epochs, overrides=overrides,
-                resume=args.resume, device=args.device, num_workers=args.workers, deterministic=args.deterministic,
-                max_steps_per_epoch=args.max_steps, augment_on=args.augment_on, force=args.force,
-                progress=not getattr(args, "quiet", False), loggers=args.logger)  # fmt: skip
+    try:
+        run = train(args.recipe, args.data, args.out, val=args.val, epochs=args.epochs, overrides=overrides,
+                    resume=args.resume, device=args.device, num_workers=args.workers,
+                    deterministic=args.deterministic, max_steps_per_epoch=args.max_steps, augment_on=args.augment_on,
+                    force=args.force, progress=not getattr(args, "quiet", False), loggers=args.logger)  # fmt: skip
+    except KeyboardInterrupt:
+        again = f"sslhub train {args.recipe} --data {args.data}" + (f" --val {args.val}" if args.val else "")
+        print(f"sslhub train: {interrupted_message(args.out, f'{again} --out {args.out} --resume')}", file=sys.stderr)
+        return 130
     print(f"run written to {run}")
+    for line in run_summary(run):
+        print(line)
     return 0
 
 
@@ -121,8 +134,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "needed; only more --epochs, monitor_every and knn.* may change)")
     p.add_argument("--force", action="store_true", help="replace the run that --out holds (its run files are deleted)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    p.add_argument("--num-workers", "--workers", dest="workers", type=int, default=0, metavar="N",
-                   help="DataLoader worker processes")  # fmt: skip
+    p.add_argument("--num-workers", "--workers", dest="workers", type=int, default=None, metavar="N",
+                   help="DataLoader worker processes (default from the machine: 1 per 8 cores on a CPU, cores - 1 "
+                        "up to 8 with a GPU)")  # fmt: skip
     p.add_argument("--augment-on", choices=("auto", "workers", "device"), default="auto",
                    help="where batched augmentation runs (auto: in the workers on CPU, on the GPU otherwise)")
     p.add_argument("--deterministic", action="store_true", help="deterministic algorithms (reproducible resume)")

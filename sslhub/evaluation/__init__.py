@@ -17,7 +17,7 @@ from __future__ import annotations
 from sslhub.evaluation.embeddings import EMBEDDING_SUFFIXES, embed, save_embeddings, write_lightly_csv
 from sslhub.evaluation.features import Features, eval_transform, extract_features
 from sslhub.evaluation.finetuning import finetune, finetune_eval
-from sslhub.evaluation.knn import knn_accuracy, knn_eval, knn_predict, knn_scores
+from sslhub.evaluation.knn import knn_accuracy, knn_eval, knn_eval_with_features, knn_predict, knn_scores
 from sslhub.evaluation.linear import linear_eval, linear_probe
 from sslhub.evaluation.shards import Embeddings, export_embeddings, load_embeddings
 from sslhub.evaluation.streaming import embed_to_shards
@@ -37,6 +37,7 @@ __all__ = [
     "finetune_eval",
     "knn_accuracy",
     "knn_eval",
+    "knn_eval_with_features",
     "knn_predict",
     "knn_scores",
     "linear_eval",

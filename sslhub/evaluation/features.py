@@ -57,8 +57,10 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 
 def default_num_workers() -> int:
-    """DataLoader workers: one per CPU core beyond the main process, at most 8."""
-    return max(0, min(8, (os.cpu_count() or 1) - 1))
+    """DataLoader workers: one per CPU core beyond the main process, at most 8 (:mod:`sslhub.utils.machine`)."""
+    from sslhub.utils.machine import loader_settings
+
+    return loader_settings("cpu").num_workers
 
 
 def model_input_size(model: nn.Module, input_size: int | None) -> int:
@@ -215,6 +217,7 @@ def extract_features(
     crop_pct: float | None = None,
     num_workers: int | None = None,
     desc: str = "features",
+    progress: bool = True,
 ) -> Features:
     """Run ``model`` over a dataset and collect its features.
 
@@ -230,6 +233,7 @@ def extract_features(
         crop_pct: see :func:`resize_size_for`.
         num_workers: DataLoader workers; default :func:`default_num_workers` (0 for small datasets).
         desc: progress-bar label.
+        progress: show the progress bar.
 
     Returns:
         :class:`Features` on the CPU, float32.
@@ -241,17 +245,12 @@ def extract_features(
     else:
         dataset = dataset_or_dir
     n = len(dataset)  # type: ignore[arg-type]
-    if num_workers is None:
-        num_workers = default_num_workers() if n > 4 * batch_size else 0
-    loader = DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=num_workers,
-        collate_fn=collate_skip_invalid,
-        pin_memory=dev.type == "cuda",
-        persistent_workers=False,
-    )
+    from sslhub.utils.machine import loader_settings
+
+    # one pass: no persistent workers; none at all for a few batches (sslhub.utils.machine has the rule)
+    settings = loader_settings(dev, num_workers=num_workers, items=n, batch_size=batch_size)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_skip_invalid,
+                        **settings.kwargs())  # fmt: skip
     normalize = normalize_batch(model)
     model.to(dev)
     was_training = model.training
@@ -260,7 +259,8 @@ def extract_features(
     labels: list[torch.Tensor] = []
     names: list[str] = []
     try:
-        for batch in tqdm(loader, desc=desc, unit="batch", leave=False):
+        for batch in tqdm(loader, desc=desc, unit="batch", leave=False,
+                          **({} if progress else {"disable": True})):  # TQDM_DISABLE (-q) decides otherwise
             if batch is None:  # every image of this batch was unreadable
                 continue
             images, targets = batch[0], batch[1]

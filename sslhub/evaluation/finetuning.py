@@ -17,7 +17,6 @@ from sslhub.data import ImageFolderDataset, collate_skip_invalid
 from sslhub.evaluation.features import (
     as_image_folder,
     dataset_name_split,
-    default_num_workers,
     extract_features,
     model_input_size,
     normalize_batch,
@@ -171,7 +170,9 @@ def finetune(
     }
 
     if num_workers is None:
-        num_workers = default_num_workers() if len(train_ds) > 4 * batch_size else 0
+        from sslhub.utils.machine import loader_settings
+
+        num_workers = loader_settings(device or "cpu", items=len(train_ds), batch_size=batch_size).num_workers
     loader = DataLoader(
         _train_dataset(train_ds, size, resize),
         batch_size=batch_size,

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sslhub.evaluation.features import (
+    Features,
     as_image_folder,
     dataset_name_split,
     extract_features,
@@ -28,7 +29,7 @@ from sslhub.evaluation.results import check_labels, make_result
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["knn_accuracy", "knn_eval", "knn_predict", "knn_scores"]
+__all__ = ["knn_accuracy", "knn_eval", "knn_eval_with_features", "knn_predict", "knn_scores"]
 
 
 def knn_scores(
@@ -162,12 +163,40 @@ def knn_eval(
         ``{"metric": "knn_top1", "value": percent, "dataset", "split", "protocol": {...}, "weights"}``; the
         protocol records ``top5`` too.
     """
+    result, _ = knn_eval_with_features(
+        model, train, val, k=k, t=t, input_size=input_size, batch_size=batch_size, device=device,
+        crop_pct=crop_pct, num_workers=num_workers, dataset=dataset, split=split, weights=weights,
+    )  # fmt: skip
+    return result
+
+
+def knn_eval_with_features(
+    model: nn.Module,
+    train: str | os.PathLike | Any,
+    val: str | os.PathLike | Any,
+    *,
+    k: int = 200,
+    t: float = 0.1,
+    input_size: int | None = None,
+    batch_size: int = 256,
+    device: str | torch.device | None = None,
+    crop_pct: float | None = None,
+    num_workers: int | None = None,
+    dataset: str | None = None,
+    split: str | None = None,
+    weights: str | None = None,
+    desc: str = "",
+    progress: bool = True,
+) -> tuple[dict[str, Any], Features]:
+    """:func:`knn_eval`, also returning the training folder's features (the training monitor's collapse check
+    reads them). The one kNN code path: ``sslhub eval knn``, the training monitor and the demo all use it."""
     train_ds = as_image_folder(train)
     val_ds = as_image_folder(val, classes=train_ds.classes)
     size = model_input_size(model, input_size)
-    kw = dict(input_size=size, batch_size=batch_size, device=device, crop_pct=crop_pct, num_workers=num_workers)
-    tr = extract_features(model, train_ds, desc="train features", **kw)
-    va = extract_features(model, val_ds, desc="val features", **kw)
+    kw = dict(input_size=size, batch_size=batch_size, device=device, crop_pct=crop_pct, num_workers=num_workers,
+              progress=progress)  # fmt: skip
+    tr = extract_features(model, train_ds, desc=f"{desc}train features", **kw)
+    va = extract_features(model, val_ds, desc=f"{desc}val features", **kw)
     k_used = min(k, len(tr))
     acc = knn_accuracy(
         tr.features, tr.labels, va.features, va.labels, k=k, t=t, num_classes=len(train_ds.classes), device=device
@@ -185,7 +214,7 @@ def knn_eval(
         "num_classes": len(train_ds.classes),
         "top5": acc.get(5),
     }
-    return make_result(
+    result = make_result(
         "knn_top1",
         acc[1],
         dataset=dataset or default_name,
@@ -193,3 +222,4 @@ def knn_eval(
         protocol=protocol,
         weights=weights,
     )
+    return result, tr

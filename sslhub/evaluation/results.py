@@ -13,7 +13,7 @@ from torch import Tensor
 
 from sslhub.checkpoints.io import atomic_path
 
-__all__ = ["METRICS", "check_labels", "make_result", "record_result", "run_dir_of", "topk_accuracy", "write_results"]
+__all__ = ["METRICS", "check_labels", "format_result", "make_result", "record_result", "run_dir_of", "topk_accuracy", "write_results"]
 
 RUN_METRICS = "metrics.json"  # in a training run folder; ``sslhub publish RUN_DIR`` reads it
 
@@ -47,6 +47,28 @@ def make_result(
         "protocol": dict(protocol),
         "weights": weights,
     }
+
+
+_LABELS = {"knn_top1": "kNN top-1", "linear_top1": "linear top-1", "finetune_top1": "finetune top-1"}
+
+
+def format_result(result: Mapping[str, Any]) -> str:
+    """One line for a result: ``kNN top-1 23.50% on clothing10_demo/val (400 images, 10 classes; k=20, t=0.1,
+    32 px)``, with ``[random init]`` for a baseline."""
+    p = result.get("protocol") or {}
+    where = f"{result.get('dataset')}/{result.get('split')}"
+    data = ", ".join(x for x in (f"{p['num_val']} images" if "num_val" in p else "",
+                                 f"{p['num_classes']} classes" if "num_classes" in p else "") if x)  # fmt: skip
+    keys = [f"{k}={p[k]:g}" if isinstance(p[k], float) else f"{k}={p[k]}" for k in ("k", "t", "epochs", "lr")
+            if p.get(k) is not None]  # fmt: skip
+    if p.get("input_size"):
+        keys.append(f"{p['input_size']} px")
+    top5 = f" (top-5 {p['top5']:.2f}%)" if isinstance(p.get("top5"), (int, float)) else ""
+    line = f"{_LABELS.get(result['metric'], result['metric'])} {result['value']:.2f}%{top5} on {where}"
+    line += f" ({data}; {', '.join(keys)})" if data else f" ({', '.join(keys)})" if keys else ""
+    if result.get("baseline"):
+        line += f" [{str(result['baseline']).replace('_', ' ')}]"
+    return line
 
 
 def write_results(results: dict[str, Any] | Sequence[dict[str, Any]], dst: str | os.PathLike) -> Path:

@@ -190,56 +190,42 @@ def _optimizer(recipe: dict[str, Any], model: nn.Module, batch_size: int,
     raise ValueError(f"unknown optimizer {o['name']!r}; use sgd, adamw, lars or lamb")
 
 
-def _normalize(x: torch.Tensor, mean: Iterable[float], std: Iterable[float]) -> torch.Tensor:
-    m = torch.tensor(list(mean), device=x.device).view(1, 3, 1, 1)
-    s = torch.tensor(list(std), device=x.device).view(1, 3, 1, 1)
-    return (x.float() / 255 - m) / s
+def _monitor(backbone: nn.Module, train_ds: ImageFolderDataset, val_ds: ImageFolderDataset | None,
+             device: torch.device, knn: dict[str, Any], input_size: int, num_workers: int | None = None,
+             progress: bool = False) -> dict[str, float]:  # fmt: skip
+    """kNN top-1 on the validation folder (when labelled) and the collapse monitor.
 
+    The kNN is ``sslhub eval knn``'s own code path (:func:`~sslhub.evaluation.knn.knn_eval_with_features`: same
+    preprocessing, same features as ``load_pretrained`` gives for the saved weights), so the monitor's last value
+    and ``sslhub eval knn RUN/model.safetensors`` with the same k, t and input size are the same number.
+    """
+    from sslhub.backbones import feature_view
+    from sslhub.data import DatasetError
+    from sslhub.evaluation.features import extract_features
+    from sslhub.evaluation.knn import knn_eval_with_features
 
-@torch.no_grad()
-def _embed(backbone: nn.Module, loader: DataLoader, device: torch.device, desc: str = "monitor: embedding",
-           progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-    from tqdm.auto import tqdm
-
-    from sslhub.transforms import IMAGENET_NORMALIZE
-
-    was = backbone.training
-    backbone.eval()
-    feats, labels = [], []
-    # the monitor can take as long as an epoch on the CPU: show that it runs
-    for batch in tqdm(loader, desc=desc, unit="batch", leave=False, disable=not progress):
-        if batch is None:
-            continue
-        x, y = batch[0].to(device), batch[1]
-        feats.append(backbone(_normalize(x, IMAGENET_NORMALIZE["mean"], IMAGENET_NORMALIZE["std"])).flatten(1).float().cpu())
-        labels.append(y)
-    backbone.train(was)
-    if not feats:
-        raise TrainingError("no image of the monitoring folder could be read, so no embedding was computed; check "
-                            "the images (see the warnings above)")
-    return torch.cat(feats), torch.cat(labels)
-
-
-def _monitor(backbone: nn.Module, train_eval: DataLoader, val: DataLoader | None, device: torch.device,
-             knn: dict[str, Any], num_classes: int, progress: bool = False) -> dict[str, float]:  # fmt: skip
-    """kNN top-1 on the validation folder (when labelled) and the collapse monitor."""
-    from sslhub.evaluation.knn import knn_accuracy
-
+    view = feature_view(backbone)
+    kw: dict[str, Any] = dict(input_size=input_size, batch_size=256, device=device, num_workers=num_workers,
+                              progress=progress)  # fmt: skip
     out: dict[str, float] = {}
-    f_train, y_train = _embed(backbone, train_eval, device, "monitor: embedding train", progress)
+    try:
+        if val_ds is not None and len(train_ds.classes) > 1 and min(train_ds.targets) >= 0:
+            k = min(int(knn.get("k", 200)), len(train_ds))  # a bank smaller than k: all of it votes (no warning)
+            result, feats = knn_eval_with_features(view, train_ds, val_ds, k=k, t=float(knn.get("t", 0.1)),
+                                                   desc="monitor: ", **kw)  # fmt: skip
+            out["knn_top1"] = float(result["value"])
+        else:
+            feats = extract_features(view, train_ds, desc="monitor: train features", **kw)
+    except DatasetError as e:
+        raise TrainingError(f"{e}, so no embedding was computed; check the images (see the warnings above)") from None
+    f_train = feats.features
     if not torch.isfinite(f_train).all():
         raise TrainingError("the backbone's embeddings are not finite (NaN or inf)")
     z = nn.functional.normalize(f_train, dim=1)
     # std of l2-normalised embeddings: ~1/sqrt(D) when spread out, -> 0 when the representation collapses
     out["embedding_std"] = float(z.std(dim=0).mean())
     out["embedding_std_ratio"] = out["embedding_std"] * math.sqrt(z.shape[1])
-    if val is not None and num_classes > 1 and (y_train >= 0).all():
-        f_val, y_val = _embed(backbone, val, device, "monitor: embedding val", progress)
-        k = min(int(knn.get("k", 200)), len(f_train))
-        acc = knn_accuracy(z, y_train, f_val, y_val, k=k, t=float(knn.get("t", 0.1)), num_classes=num_classes,
-                           topk=(1,), device=device)  # fmt: skip
-        out["knn_top1"] = acc[1]
-    return out
+    return {k: out[k] for k in ("embedding_std", "embedding_std_ratio", "knn_top1") if k in out}
 
 
 def _rng_state() -> dict[str, Any]:
@@ -295,7 +281,7 @@ def train(
     overrides: Iterable[str] = (),
     resume: bool = False,
     device: str | None = None,
-    num_workers: int = 0,
+    num_workers: int | None = 0,
     deterministic: bool = False,
     max_steps_per_epoch: int | None = None,
     progress: bool = True,
@@ -317,6 +303,8 @@ def train(
             only change what :data:`sslhub.training.run_dir.RESUME_COMPATIBLE` allows), its state from
             ``out/checkpoints/last.ckpt`` (a run killed before its first checkpoint starts over).
         device: ``cpu``/``cuda``; default cuda when available.
+        num_workers: DataLoader worker processes (default 0); None chooses from the machine as the command
+            line does (:mod:`sslhub.utils.machine`: cores - 1, and the torch threads the workers leave).
         deterministic: ``torch.use_deterministic_algorithms(True)`` (reproducible resume on CPU).
         max_steps_per_epoch: cap steps per epoch (smoke tests); a resumed run keeps the cap it was started with.
         augment_on: where the batched augmentation runs: ``"workers"`` (in the DataLoader workers, as each
@@ -361,10 +349,13 @@ def train(
         torch.cuda.set_device(dev)
     ckpt_path = out / "checkpoints" / "last.ckpt"
     fast = FastPath.from_recipe(r, dev)  # the recipe's opt-in `fast:` section; all off: the default path exactly
-    if dev.type == "cuda" and num_workers > 0:
-        # measured on an H100 box: 16 main-process threads next to 12 loader workers made the small CPU ops of
-        # batched augmentation ~100x slower; 4 threads ran the whole loop 2.5x faster
-        torch.set_num_threads(min(torch.get_num_threads(), 4))
+    from sslhub.utils.machine import loader_settings, torch_threads
+
+    num_workers = loader_settings(dev, num_workers=num_workers, epochs=2).num_workers  # None: from the machine
+    # measured on an H100 box: 16 main-process threads next to 12 loader workers made the small CPU ops of
+    # batched augmentation ~100x slower (4 threads: 2.5x faster); on a busy 2-core machine 2 threads were 5.5x
+    # slower than 1. torch_threads has the rule.
+    torch.set_num_threads(min(torch.get_num_threads(), torch_threads(num_workers, dev)))
     seed = int(r.get("seed", 1))
     torch.manual_seed(seed + rank)
     random.seed(seed + rank)
@@ -386,6 +377,16 @@ def train(
     if len(ds) < batch_size * world:
         batch_size = max(2, len(ds) // world)
         logger.warning("%s has %d images, fewer than the batch size; using batch_size=%d", data, len(ds), batch_size)
+    from sslhub.folders import split_folders
+    from sslhub.training.progress import RunClock, batch_fit_warning, format_duration
+
+    if split_folders(data) and rank == 0:  # the command line refuses this; the library says it
+        logger.warning("%s holds the split folders %s, read here as classes: training sees every split (the "
+                       "held-out images too). Pass the training split as data and another as val", data,
+                       ", ".join(split_folders(data)))  # fmt: skip
+    fit = batch_fit_warning(len(ds), batch_size * world, int(r["epochs"]))
+    if fit and rank == 0:
+        logger.warning("%s: %s", data, fit)
     gen = torch.Generator()  # data order: reseeded every epoch
     sampler: Any
     if world > 1:
@@ -403,12 +404,8 @@ def train(
                         # every worker each epoch). Augmenting workers are recreated per epoch: their RNG is seeded
                         # from (seed, epoch) at creation, which keeps a resumed run identical.
                         persistent_workers=num_workers > 0 and not in_workers)  # fmt: skip
-    eval_ds = ImageFolderDataset(data, decode_size=size, verify=False)
-    eval_loader = DataLoader(eval_ds, batch_size=256, collate_fn=collate_skip_invalid, num_workers=num_workers)
-    val_loader = None
-    if val is not None:
-        val_ds = ImageFolderDataset(val, decode_size=size, classes=ds.classes)
-        val_loader = DataLoader(val_ds, batch_size=256, collate_fn=collate_skip_invalid, num_workers=num_workers)
+    # the monitor evaluates as `sslhub eval knn` does (its own preprocessing of these folders, see _monitor)
+    val_ds = ImageFolderDataset(val, classes=ds.classes) if val is not None else None
 
     model = fast.prepare_model(_build_model(r, gather=world > 1).to(dev))
     if world > 1 and r.get("sync_batchnorm"):
@@ -453,23 +450,27 @@ def train(
                                            "augment_on": "workers" if in_workers else "device",
                                            "max_steps_per_epoch": max_steps_per_epoch},
                                           sort_keys=False))  # fmt: skip
-        logger.info("resolved recipe (saved in %s):\n%s", out / "config.yaml",
-                    yaml.safe_dump(r, sort_keys=False).rstrip())  # fmt: skip
+        bb = r.get("backbone") or {}
+        logger.info("%s: %s %s%s, %d px, batch %d, %d epochs of %d steps on %d images; resolved recipe in %s "
+                    "(-v prints it)", r["name"], r["method"], bb.get("arch"),
+                    f" width {bb['width']:g}" if isinstance(bb.get("width"), (int, float)) else "", size, batch_size,
+                    int(r["epochs"]), steps_per_epoch, len(ds), out / "config.yaml")  # fmt: skip
+        logger.debug("resolved recipe:\n%s", yaml.safe_dump(r, sort_keys=False).rstrip())
     log = start_loggers(logger_names, out, r, data, resume_step=step if resume and ckpt_path.exists() else None,
                         rank=rank)  # fmt: skip
     from tqdm.auto import tqdm
 
     baseline: dict[str, float] = {}
-    if rank == 0 and start_epoch == 0 and val_loader is not None and r.get("monitor_every", 1) and r.get("monitor_random_init", True):
+    if rank == 0 and start_epoch == 0 and val_ds is not None and r.get("monitor_every", 1) and r.get("monitor_random_init", True):
         # the kNN of the untrained network: what training has to beat (colour statistics alone score well above
         # chance on small data); recorded in the first row as knn_top1_random_init. Forked RNG: the training
         # stream stays as it is without this measurement.
         with torch.random.fork_rng(devices=[]):
-            init = _monitor(model.eval_backbone, eval_loader, val_loader, dev, r.get("knn", {}), len(ds.classes),
-                            progress)  # fmt: skip
+            init = _monitor(model.eval_backbone, ds, val_ds, dev, r.get("knn", {}), size, None, progress)
         if "knn_top1" in init:
             baseline["knn_top1_random_init"] = init["knn_top1"]
             logger.info("random init: kNN top-1 %.2f%%", init["knn_top1"])
+    clock = RunClock(total_steps, step)
     for epoch in range(start_epoch, int(r["epochs"])):
         if world > 1:
             sampler.set_epoch(epoch)
@@ -483,6 +484,7 @@ def train(
                 break
             if batch is None:
                 continue
+            clock.started()
             if in_workers:
                 views = [v.to(dev, non_blocking=True) for v in batch[0]]
             else:
@@ -514,7 +516,8 @@ def train(
             seen += batch[1].shape[0] * world
             if losses.count % losses.every == 0:  # values were just read back: no extra sync
                 bar.set_postfix(loss=f"{losses.last:.3f}", lr=f"{sched.get_last_lr()[0]:.2e}",
-                                img_s=f"{seen / (time.perf_counter() - t0):.0f}")  # fmt: skip
+                                img_s=f"{seen / (time.perf_counter() - t0):.0f}",
+                                run_eta=format_duration(clock.eta(step)))  # the whole run, not the epoch  # fmt: skip
             bar.update(1)
         bad = losses.read()
         if bad is not None:
@@ -536,8 +539,8 @@ def train(
             every = int(r.get("monitor_every", 1) or 0)  # 0 switches the per-epoch kNN/std monitor off
             if every and ((epoch + 1) % every == 0 or epoch + 1 == int(r["epochs"])):
                 try:
-                    row.update(_monitor(model.eval_backbone, eval_loader, val_loader, dev, r.get("knn", {}),
-                                        len(ds.classes), progress))  # fmt: skip
+                    row.update(_monitor(model.eval_backbone, ds, val_ds, dev, r.get("knn", {}), size, None,
+                                        progress))  # fmt: skip
                 except TrainingError as e:
                     raise TrainingError(f"epoch {epoch + 1}: {e}; training stopped. The last good state is "
                                         f"{ckpt_path if ckpt_path.exists() else 'not written yet'}") from None
@@ -552,6 +555,7 @@ def train(
                 logger.warning("epoch %d: embedding std ratio %.3f is near 0: the representation may be collapsing",
                                epoch + 1, row["embedding_std_ratio"])  # fmt: skip
             logger.info("epoch %d: %s", epoch + 1, ", ".join(f"{k}={v:.4g}" for k, v in row.items() if isinstance(v, float)))
+            clock.epoch_done(epoch + 1, int(r["epochs"]), row["images_per_s"], step)
             rows.append(row)
             # The rows travel in the checkpoint, so a resume restores exactly the rows of the epochs it has.
             state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),

@@ -35,11 +35,16 @@ def _train(args: argparse.Namespace) -> int:
     get_recipe(args.recipe, overrides)  # a typo in a name, key or value fails here, before torch is imported
 
     from sslhub.training import train
+    from sslhub.training.preempt import Preempted
 
-    run = train(args.recipe, args.data, args.out, val=args.val, epochs=args.epochs, overrides=overrides,
-                resume=args.resume, device=args.device, num_workers=args.workers, deterministic=args.deterministic,
-                max_steps_per_epoch=args.max_steps, augment_on=args.augment_on, force=args.force,
-                progress=not getattr(args, "quiet", False))  # fmt: skip
+    try:
+        run = train(args.recipe, args.data, args.out, val=args.val, epochs=args.epochs, overrides=overrides,
+                    resume=args.resume, device=args.device, num_workers=args.workers, deterministic=args.deterministic,
+                    max_steps_per_epoch=args.max_steps, augment_on=args.augment_on, force=args.force,
+                    progress=not getattr(args, "quiet", False))  # fmt: skip
+    except Preempted as e:  # SIGTERM/SIGINT: the state is saved; 128 + signal, as a shell reports a killed job
+        print(f"sslhub train: {e}", file=sys.stderr)
+        return 128 + e.signum
     print(f"run written to {run}")
     return 0
 
@@ -115,8 +120,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "--amp on the CPU uses bfloat16)")  # fmt: skip
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out with its saved config.yaml and checkpoints/last.ckpt (no --set "
-                        "needed; only more --epochs, monitor_every and knn.* may change)")
-    p.add_argument("--force", action="store_true", help="replace the run that --out holds (its run files are deleted)")
+                        "needed; only more --epochs, monitor_every and knn.* may change). SIGTERM/Ctrl-C during "
+                        "training save a state mid-epoch that --resume continues")
+    p.add_argument("--force", action="store_true", help="replace the run that --out holds (once the arguments are checked, the files sslhub "
+                        "wrote there are deleted; other files stay)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--num-workers", "--workers", dest="workers", type=int, default=0, metavar="N",
                    help="DataLoader worker processes")  # fmt: skip

@@ -94,7 +94,10 @@ def test_force_checks_its_arguments_before_it_deletes_and_keeps_other_files(tmp_
     assert not (run / ".sslhub-run.lock").exists()
 
 
-def test_two_trains_into_one_folder_the_second_is_refused_and_a_dead_lock_is_taken_over(tmp_path, small_data):
+def test_two_trains_into_one_folder_the_second_is_refused_and_a_dead_lock_is_taken_over(tmp_path, small_data, caplog):
+    from sslhub.training import train
+    from sslhub.training.run_dir import RunDirError
+
     run = tmp_path / "run"
     slow = subprocess.Popen([sys.executable, "-m", "sslhub", *_train_args(small_data, run, "--epochs", "100000", *SET_TINY)],
                             env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
@@ -104,27 +107,40 @@ def test_two_trains_into_one_folder_the_second_is_refused_and_a_dead_lock_is_tak
             time.sleep(0.05)
         owner = json.loads((run / ".sslhub-run.lock").read_text())
         assert owner["pid"] == slow.pid
-        for extra in ([], ["--force"]):
-            r = cli(*_train_args(small_data, run, "--epochs", "1", "--max-steps", "1", *extra, *SET_TINY))
-            assert r.returncode == 2 and "in use" in r.stderr and str(slow.pid) in r.stderr, r.stderr[-1500:]
+        r = cli(*_train_args(small_data, run, "--epochs", "1", "--max-steps", "1", "--force", *SET_TINY))
+        assert r.returncode == 2 and "in use" in r.stderr and str(slow.pid) in r.stderr, r.stderr[-1500:]
+        for kw in ({}, {"resume": True}):
+            with pytest.raises(RunDirError, match=rf"is in use: another sslhub train \(pid {slow.pid} "):
+                train("simclr-resnet-9", small_data, run, epochs=1, overrides=TINY, device="cpu", progress=False, **kw)
         assert slow.poll() is None, "the first run goes on"
     finally:
         slow.send_signal(signal.SIGKILL)
         slow.wait()
     assert (run / ".sslhub-run.lock").exists()  # kill -9 leaves it; the next run takes it over
-    r = cli(*_train_args(small_data, run, "--force", "--epochs", "1", "--max-steps", "1", *SET_TINY))
-    assert r.returncode == 0 and "taking over the lock" in r.stderr, r.stderr[-2000:]
+    with caplog.at_level("WARNING", logger="sslhub"):
+        train("simclr-resnet-9", small_data, run, epochs=1, overrides=TINY, device="cpu", progress=False, force=True,
+              max_steps_per_epoch=1)  # fmt: skip
+    assert f"taking over the lock of pid {slow.pid}" in caplog.text
     assert [row["epoch"] for row in _rows(run)] == [1] and not (run / ".sslhub-run.lock").exists()
 
 
-def test_resume_onto_a_file_that_is_not_a_training_state_is_a_clear_error(tmp_path, finished_run):
+def test_resume_onto_a_file_that_is_not_a_training_state_is_a_clear_error(tmp_path, finished_run, small_data):
+    from sslhub.training import train
+    from sslhub.training.run_dir import RunDirError
+
     run = _copy_run(finished_run, tmp_path / "run")
     ckpt = run / "checkpoints" / "last.ckpt"
-    for bad in ({"model": {}}, {"state_dict": {"w": torch.zeros(2)}}, [1, 2]):
+    good = torch.load(ckpt, weights_only=True)
+    torch.save({"state_dict": {"w": torch.zeros(2)}}, ckpt)
+    r = cli(*_train_args(small_data, run, "--resume", "--epochs", "2"))
+    assert r.returncode == 2 and str(ckpt) in r.stderr and "not a training state" in r.stderr, r.stderr[-1500:]
+    assert "Traceback" not in r.stderr
+    wrong_shape = {**good, "model": {k: v[..., :1] if v.ndim else v for k, v in good["model"].items()}}
+    for bad, match in [({"model": {}}, "not a training state"), ([1, 2], "not a training state"),
+                       ({**good, "epoch": "1"}, "not a training state"), (wrong_shape, "does not fit the run's")]:
         torch.save(bad, ckpt)
-        r = cli(*_train_args(tmp_path, run, "--resume", "--epochs", "2"))
-        assert r.returncode == 2 and str(ckpt) in r.stderr and "not a training state" in r.stderr, r.stderr[-1500:]
-        assert "Traceback" not in r.stderr
+        with pytest.raises(RunDirError, match=match):
+            train("simclr-resnet-9", small_data, run, epochs=2, resume=True, device="cpu", progress=False)
 
 
 # ------------------------------------------------------------------------------------------------ preemption
@@ -143,14 +159,22 @@ sys.exit(main({args!r}))
 """
 
 
-@pytest.mark.parametrize("sig,step", [("SIGTERM", 4), ("SIGINT", 1)])
-def test_a_stop_signal_mid_epoch_saves_a_state_that_resume_continues_bit_exactly(tmp_path, small_data, sig, step):
-    from safetensors.torch import load_file
-
-    args = _train_args(small_data, tmp_path / "full", "--epochs", "2", "--max-steps", "3", "--deterministic",
-                       *SET_TINY)  # fmt: skip
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, small_data) -> tuple[list[str], Path]:
+    """2 epochs of 3 steps, deterministic, never stopped: what a stopped and resumed run must equal."""
+    out = tmp_path_factory.mktemp("full") / "full"
+    args = _train_args(small_data, out, "--epochs", "2", "--max-steps", "3", "--deterministic", *SET_TINY)
     full = cli(*args)
     assert full.returncode == 0, full.stderr[-2000:]
+    return args, out
+
+
+@pytest.mark.parametrize("sig,step", [("SIGTERM", 4), ("SIGINT", 1)])
+def test_a_stop_signal_mid_epoch_saves_a_state_that_resume_continues_bit_exactly(tmp_path, small_data, uninterrupted,
+                                                                                 sig, step):  # fmt: skip
+    from safetensors.torch import load_file
+
+    args, full_run = list(uninterrupted[0]), uninterrupted[1]
     part = tmp_path / "part"
     args[args.index("--out") + 1] = str(part)
     p = subprocess.run([sys.executable, "-c", _SIGNAL_AT_STEP.format(step=step, sig=sig, args=args)], env=ENV,
@@ -164,10 +188,10 @@ def test_a_stop_signal_mid_epoch_saves_a_state_that_resume_continues_bit_exactly
     state = torch.load(part / "checkpoints" / "last.ckpt", weights_only=True)
     assert state["global_step"] == step + 1 and state["mid_epoch"]["batch"] == batch
     assert not (part / "model.safetensors").exists() and not (part / ".sslhub-run.lock").exists()
-    resumed = cli(*_train_args(small_data, part, "--resume", "--deterministic"))
+    resumed = cli(*_train_args(small_data, part, "--resume", "--deterministic"))  # none of the original flags
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert _rows(part) == _rows(tmp_path / "full")
-    a, b = load_file(tmp_path / "full/model.safetensors"), load_file(part / "model.safetensors")
+    assert _rows(part) == _rows(full_run)
+    a, b = load_file(full_run / "model.safetensors"), load_file(part / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[n], b[n]) for n in a)
     assert temps(part) == []
 

@@ -215,3 +215,124 @@ def test_sigterm_from_outside_stops_with_a_saved_state(tmp_path, small_data):
     assert "stopped by SIGTERM" in err and "Traceback" not in err
     state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert state["epoch"] >= 1 and not (run / ".sslhub-run.lock").exists()
+
+
+# ------------------------------------------------------------------------------------------------ downloads
+
+SECRET = "X-Amz-Signature=0123456789abcdefdeadbeef&X-Amz-Credential=AKIAEXAMPLE"
+
+
+@pytest.fixture(scope="module")
+def server():
+    from fault_servers import FaultServer
+
+    s = FaultServer()
+    yield s
+    s.close()
+
+
+@pytest.fixture()
+def home(tmp_path, monkeypatch) -> Path:
+    h = tmp_path / "sslhub_home"
+    monkeypatch.setenv("SSLHUB_HOME", str(h))
+    monkeypatch.delenv("SSLHUB_OFFLINE", raising=False)
+    monkeypatch.delenv("SSLHUB_DOWNLOAD_TIMEOUT", raising=False)
+    return h
+
+
+def test_no_error_path_prints_the_query_string(server, home):
+    server.put("s.bin", b"z" * 100)
+    cases = [
+        f"http://127.0.0.1:99999/bucket/w.ckpt?{SECRET}",  # a port out of range
+        f"http://127.0.0.1:12ab/bucket/w.ckpt?{SECRET}",  # not a port
+    ]
+    server.location = f"ftp://127.0.0.1/bucket/w.ckpt?{SECRET}"  # a redirect to a scheme requests cannot fetch
+    cases.append(server.url("redirect", f"s.bin?{SECRET}"))
+    for url in cases:
+        r = cli("fetch", url, "-q", "-v", env={"SSLHUB_HOME": str(home)}, timeout=60)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, (url, r.stderr[-1500:])
+        assert "Signature" not in r.stderr + r.stdout and "AKIA" not in r.stderr + r.stdout, (url, r.stderr)
+        assert "query redacted" in r.stderr, r.stderr
+    assert not any("Signature" in p.read_text(errors="replace") for p in home.rglob("*") if p.is_file())
+
+
+def test_a_stalled_server_is_given_up_fast_and_retry_after_is_capped(server, home, monkeypatch):
+    from sslhub.hub import DownloadError, fetch_url
+    from sslhub.hub.download import default_timeout
+
+    assert default_timeout() == (10.0, 10.0)  # huggingface_hub's HF_HUB_DOWNLOAD_TIMEOUT default
+    data = os.urandom(50_000)
+    server.put("stall.bin", data)
+    server.cut, server.stall_s = 10_000, 20.0
+    monkeypatch.setenv("SSLHUB_DOWNLOAD_TIMEOUT", "0.5")
+    t0 = time.monotonic()
+    with pytest.raises(DownloadError, match=r"after 2 attempt\(s\): timed out after \d+ bytes"):
+        fetch_url(server.url("stall", "stall.bin"), progress=False, retries=1, backoff=0.01)
+    assert time.monotonic() - t0 < 5
+    monkeypatch.setenv("SSLHUB_DOWNLOAD_TIMEOUT", "soon")
+    with pytest.raises(DownloadError, match="SSLHUB_DOWNLOAD_TIMEOUT='soon'"):
+        fetch_url(server.url("ok", "stall.bin"), progress=False)
+    monkeypatch.delenv("SSLHUB_DOWNLOAD_TIMEOUT")
+    server.put("busy.bin", data)
+    for value in ("3600", "Wed, 21 Oct 2099 07:28:00 GMT"):
+        server.retry_after = value
+        t0 = time.monotonic()
+        with pytest.raises(DownloadError, match=r"HTTP 429 .*asks to wait \d+ s .*Try again later"):
+            fetch_url(server.url("busy", "busy.bin"), progress=False, retries=3)
+        assert time.monotonic() - t0 < 5 and server.count("busy", "busy.bin") in (1, 2)
+        server.requests.clear()
+
+
+def test_compressed_responses_are_stored_as_sent(server, home, caplog):
+    import gzip
+
+    from sslhub.hub import cache_path, fetch_url
+
+    data = bytes(4 << 20)  # 4 MiB of zeros: about 4 KB gzipped
+    server.put("zeros.bin", data)
+    url = server.url("gzip", "zeros.bin")
+    with caplog.at_level("WARNING", logger="sslhub"):
+        path = fetch_url(url, progress=False, retries=0)
+    assert path.read_bytes() == gzip.compress(data) and path.stat().st_size < 100_000
+    assert "Content-Encoding: gzip" in caplog.text and "not decompressed" in caplog.text
+    assert path == cache_path(url)
+
+
+def test_a_file_larger_than_the_free_space_is_refused_up_front(server, home, monkeypatch):
+    import shutil as sh
+
+    from sslhub.hub import DownloadError, cache_path, fetch_url
+
+    server.put("huge.bin", b"h" * 200_000)
+    url = server.url("ok", "huge.bin")
+    real = sh.disk_usage
+    monkeypatch.setattr(sh, "disk_usage", lambda p: real(p)._replace(free=50_000))  # a nearly full disk
+    n = server.count("ok", "huge.bin")
+    with pytest.raises(DownloadError, match=r"needs 0\.2 MiB more but .* has 0\.0 MiB free; nothing was downloaded"):
+        fetch_url(url, progress=False, retries=3)
+    part = cache_path(url).with_name("huge.bin.part")
+    assert not cache_path(url).exists() and (not part.exists() or part.stat().st_size == 0)
+    assert server.count("ok", "huge.bin") == n + 1, "not retried"
+
+
+def test_a_damaged_cache_record_means_download_again(server, home):
+    from sslhub.hub import fetch_url
+
+    data = os.urandom(20_000)
+    server.put("rec.bin", data)
+    url = server.url("ok", "rec.bin")
+    path = fetch_url(url, progress=False)
+    record = path.with_name(path.name + ".sslhub.json")
+    for damage in ("{not json", "", json.dumps({"sha256": "0" * 10}), None):
+        st = path.stat()
+        path.write_bytes(b"evil" + data[4:])  # the file is damaged too, its size and mtime kept
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+        if damage is None:
+            record.unlink()
+        else:
+            record.write_text(damage)
+        n = server.count("ok", "rec.bin")
+        assert fetch_url(url, progress=False).read_bytes() == data, damage
+        assert server.count("ok", "rec.bin") == n + 1
+        meta = json.loads(record.read_text())
+        assert meta["pinned"] == "first download" and meta["sha256"] == sha(path)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -336,3 +337,98 @@ def test_a_damaged_cache_record_means_download_again(server, home):
         assert server.count("ok", "rec.bin") == n + 1
         meta = json.loads(record.read_text())
         assert meta["pinned"] == "first download" and meta["sha256"] == sha(path)
+
+
+# ------------------------------------------------------------------------------------------------ numbers
+
+
+@pytest.fixture(scope="module")
+def tiny_st(tmp_path_factory) -> Path:
+    """A tiny ResNetGenerator as sslhub safetensors."""
+    import sslhub
+    from sslhub.backbones import create_backbone
+
+    d = tmp_path_factory.mktemp("tiny")
+    bb = create_backbone("resnet-9", width=0.0625)
+    torch.save({"state_dict": {f"model.backbone.{k}": v for k, v in bb.state_dict().items()}}, d / "tiny.ckpt")
+    return sslhub.convert(d / "tiny.ckpt", d / "tiny.safetensors")
+
+
+def _with_tensors(src: Path, dst: Path, fn) -> Path:
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(src, "pt") as f:
+        meta = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    save_file(fn(tensors), dst, metadata=meta)
+    return dst
+
+
+def _poison(tensors: dict) -> dict:
+    name = next(k for k, v in tensors.items() if k.endswith("weight") and v.ndim == 4)
+    tensors[name] = torch.full_like(tensors[name], float("nan"))
+    return tensors
+
+
+def test_nan_weights_are_reported_at_load_and_embed_eval_refuse_them(tmp_path, tiny_st, small_data):
+    bad = _with_tensors(tiny_st, tmp_path / "nan.safetensors", _poison)
+    out = tmp_path / "e.csv"
+    common = ["--input-size", "32", "--device", "cpu", "--num-workers", "0"]
+    r = cli("embed", str(bad), str(small_data), "--out", str(out), *common)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-1500:]
+    assert "weight tensor(s) are not finite" in r.stderr and "--allow-non-finite" in r.stderr
+    assert re.search(r"WARNING .*nan\.safetensors: 1 weight tensor\(s\) are not finite \(NaN or Inf\): \S+\.weight",
+                     r.stderr), "the load names the tensors"
+    assert not out.exists() and temps(tmp_path) == []
+    r = cli("embed", str(bad), str(small_data), "--out", str(out), *common, "--allow-non-finite")
+    assert r.returncode == 0 and "written anyway" in r.stderr and out.exists(), r.stderr[-1500:]
+    js = tmp_path / "knn.json"
+    r = cli("eval", "knn", str(bad), "--data", str(small_data), "--val", str(small_data), "--json", str(js), *common)
+    assert r.returncode == 2 and "not finite" in r.stderr and str(bad) in r.stderr and "Traceback" not in r.stderr
+    assert not js.exists() and "top1" not in r.stdout
+
+
+def test_results_and_metrics_are_strict_json(tmp_path):
+    from sslhub.evaluation.results import record_result, write_results
+    from sslhub.hub.publish import PublishError, load_metrics, run_dir_metrics
+
+    with pytest.raises(ValueError, match=r"x\.json: the result holds NaN or Infinity"):
+        write_results({"metric": "knn_top1", "value": float("nan")}, tmp_path / "x.json")
+    assert not (tmp_path / "x.json").exists()
+    for value in ("NaN", "Infinity", "-Infinity"):
+        (tmp_path / "m.json").write_text(f'[{{"protocol": "knn", "dataset": "d", "value": {value}}}]')
+        with pytest.raises(PublishError, match="not a finite number"):
+            load_metrics(tmp_path / "m.json")
+    # a damaged metrics.json in a run folder: the new result is kept, the damaged file moved aside, not lost
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.json").write_text('{"metrics": [{"metric": "knn_top1", "val')
+    result = {"metric": "knn_top1", "value": 12.5, "dataset": "d", "split": "val", "protocol": {"k": 20, "t": 0.1}}
+    record_result(result, run)
+    assert json.loads((run / "metrics.json").read_text()) == {"metrics": [result]}
+    (aside,) = run.glob("metrics.json.damaged-*")
+    assert aside.read_text().startswith('{"metrics": [{"metric"')
+    # a metrics.jsonl cut by a kill: publish still reads the rows that are whole
+    (run / "config.yaml").write_text("recipe: {name: x}\n")
+    (run / "metrics.jsonl").write_text('{"epoch": 1, "knn_top1": 30.0}\n{"epoch": 2, "knn_top1": 3')
+    knn = [m for m in run_dir_metrics(run) if m.get("source") == "sslhub train"]
+    assert [m["value"] for m in knn] == [30.0]
+
+
+def test_half_precision_files_load_as_float32_and_embed(tmp_path, tiny_st, small_data):
+    import sslhub
+
+    for dt in (torch.float16, torch.bfloat16):
+        half = _with_tensors(tiny_st, tmp_path / f"{dt}.safetensors",
+                             lambda t: {k: v.to(dt) if v.is_floating_point() else v for k, v in t.items()})  # noqa: B023
+        model = sslhub.load_pretrained(half)
+        assert {p.dtype for p in model.parameters()} == {torch.float32}
+        assert model.pretrained_cfg["file_dtype"] == str(dt).removeprefix("torch.")
+        with torch.no_grad():
+            assert torch.isfinite(model(torch.rand(2, 3, 32, 32))).all()
+        kept = sslhub.load_pretrained(half, dtype=None)
+        assert {p.dtype for p in kept.parameters()} == {dt}
+    r = cli("embed", str(half), str(small_data), "--out", str(tmp_path / "h.npy"), "--input-size", "32", "--device",
+            "cpu")  # fmt: skip
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-1500:]

@@ -57,6 +57,10 @@ def _eval(args: argparse.Namespace) -> int:
     model = _load(args)
     if args.random_init:
         model = _random_init_twin(model, getattr(args, "seed", 0))
+    else:
+        from sslhub.evaluation.finite import check_model_finite
+
+        check_model_finite(model, args.weights, allow=args.allow_non_finite)
     names = {"dataset": args.dataset, "split": args.split, "weights": args.weights}
     kw = {**_common_kwargs(args), **names}
     if args.protocol == "knn":
@@ -102,7 +106,11 @@ def _embed(args: argparse.Namespace) -> int:
 
     _check_output(args.out, args.force, args.weights)
     model = _load(args)
-    feats = embed(model, args.dir, args.out, metadata={"weights": args.weights}, **_common_kwargs(args))
+    from sslhub.evaluation.finite import check_model_finite
+
+    check_model_finite(model, args.weights, allow=args.allow_non_finite)  # before the work, not after it
+    feats = embed(model, args.dir, args.out, metadata={"weights": args.weights}, **_common_kwargs(args),
+                  allow_non_finite=args.allow_non_finite)  # fmt: skip
     print(f"wrote {len(feats)} embeddings of dimension {feats.features.shape[1]} to {args.out}")
     return 0
 
@@ -126,6 +134,8 @@ def _model_and_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-workers", "--workers", dest="num_workers", type=int, metavar="N",
                    help="DataLoader workers (default: CPU cores - 1, at most 8)")
     p.add_argument("--force", action="store_true", help="replace an existing output file")
+    p.add_argument("--allow-non-finite", action="store_true",
+                   help="evaluate/write even when the weights or results are NaN/Inf (refused by default)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from sslhub.checkpoints.io import atomic_path, save_safetensors
+from sslhub.evaluation.finite import check_finite
 from sslhub.evaluation.features import Features, extract_features
 
 logger = logging.getLogger(__name__)
@@ -46,7 +47,8 @@ def write_lightly_csv(
                 writer.writerow([filename, *list(embedding), str(label)])
 
 
-def save_embeddings(features: Features, out: str | os.PathLike, *, metadata: Mapping[str, Any] | None = None) -> Path:
+def save_embeddings(features: Features, out: str | os.PathLike, *, metadata: Mapping[str, Any] | None = None,
+                    allow_non_finite: bool = False) -> Path:
     """Write :class:`~sslhub.evaluation.Features` to ``out``, format by suffix, atomically.
 
     * ``.csv``: Lightly's embedding CSV (:func:`write_lightly_csv`).
@@ -56,10 +58,12 @@ def save_embeddings(features: Features, out: str | os.PathLike, *, metadata: Map
 
     Raises:
         ValueError: any other suffix.
+        NonFiniteError: embeddings that are NaN/Inf (unless ``allow_non_finite``): nothing is written.
     """
     out = Path(out)
     suffix = out.suffix.lower()
     emb = features.features.detach().to(torch.float32).cpu()
+    check_finite(emb, f"the embeddings for {out}", allow=allow_non_finite)
     if suffix == ".csv":
         write_lightly_csv(out, emb.numpy(), features.labels.tolist(), features.filenames)
     elif suffix == ".safetensors":
@@ -89,12 +93,14 @@ def embed(
     crop_pct: float | None = None,
     num_workers: int | None = None,
     metadata: Mapping[str, Any] | None = None,
+    allow_non_finite: bool = False,
 ) -> Features:
     """Embed every image of ``data_dir`` with ``model`` and (if ``out`` is given) save them by suffix.
 
     Embeddings are the model's raw (unnormalized) outputs, as ``lightly-embed`` writes them; labels are class
     indices for class subfolders, else -1. Preprocessing as :func:`~sslhub.evaluation.extract_features`.
-    The output suffix is checked before any image is processed.
+    The output suffix is checked before any image is processed; embeddings that are not finite are not written
+    unless ``allow_non_finite``.
     """
     if out is not None and Path(out).suffix.lower() not in EMBEDDING_SUFFIXES:
         raise ValueError(
@@ -111,6 +117,6 @@ def embed(
         desc="embed",
     )
     if out is not None:
-        save_embeddings(feats, out, metadata=metadata)
+        save_embeddings(feats, out, metadata=metadata, allow_non_finite=allow_non_finite)
         logger.debug("wrote %d embeddings of dimension %d to %s", len(feats), feats.features.shape[1], out)
     return feats

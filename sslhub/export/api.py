@@ -154,7 +154,7 @@ def export_checkpoint(
     _check_outputs(to, Path(out), force=force, src=src_path)
     from sslhub.checkpoints.load import load_backbone_state
 
-    state = load_backbone_state(src_path, arch=arch, width=width)
+    state = load_backbone_state(src_path, arch=arch, width=width, dtype=None)  # an export keeps the file's dtype
     mean, std = _metadata_norm(getattr(state, "metadata", None) or {})
     return _export_state(state.state_dict, state.spec, to, out, force=force, src=src_path, mean=mean, std=std)
 

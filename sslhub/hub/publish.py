@@ -23,6 +23,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,8 +165,16 @@ def _monitor_metrics(run_dir: Path) -> list[dict[str, Any]]:
     log = run_dir / "metrics.jsonl"
     if not log.is_file():
         return []
-    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-    knn_rows = [r for r in rows if isinstance(r.get("knn_top1"), (int, float))]
+    rows = []
+    for n, line in enumerate(log.read_text(errors="replace").splitlines(), 1):
+        try:
+            row = json.loads(line) if line.strip() else None
+        except ValueError:  # a line cut by a killed run (or an edit): the others still count
+            logger.warning("%s: line %d is not JSON (cut?); it is skipped", log, n)
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    knn_rows = [r for r in rows if isinstance(r.get("knn_top1"), (int, float)) and math.isfinite(r["knn_top1"])]
     if not knn_rows:
         return []
     last = knn_rows[-1]
@@ -217,8 +226,9 @@ def _validate_metrics(entries: Any, where: str) -> list[dict[str, Any]]:
             raise PublishError(f"{where}: metrics[{i}] lacks {', '.join(missing)} (needs protocol, dataset, value)")
         if e["protocol"] not in _PROTOCOLS:
             raise PublishError(f"{where}: metrics[{i}].protocol={e['protocol']!r}; use one of {', '.join(_PROTOCOLS)}")
-        if isinstance(e["value"], bool) or not isinstance(e["value"], (int, float)):
-            raise PublishError(f"{where}: metrics[{i}].value={e['value']!r} is not a number")
+        if isinstance(e["value"], bool) or not isinstance(e["value"], (int, float)) or not math.isfinite(e["value"]):
+            raise PublishError(f"{where}: metrics[{i}].value={e['value']!r} is not a finite number (JSON has no "
+                               "NaN/Infinity, and a model card must not show one)")
         out.append({k: v for k, v in dict(e).items() if v is not None})
     return out
 
@@ -511,10 +521,10 @@ def _canonicalize_safetensors(path: Path) -> None:
 def _load_state(source: Path | str, arch: str | None, width: float | None, prefix: str | None) -> Any:
     from sslhub.checkpoints.load import load_backbone_state
 
-    state = load_backbone_state(source, arch=arch, width=width, prefix=prefix)
+    state = load_backbone_state(source, arch=arch, width=width, prefix=prefix, dtype=None)
     if state.spec.family == "resnet_generator" and state.spec.num_ftrs:
         # Keep the Worker's num_ftrs conv: features="embedding" then works on the published file too.
-        state = load_backbone_state(source, arch=arch, width=width, prefix=prefix, keep_num_ftrs=True)
+        state = load_backbone_state(source, arch=arch, width=width, prefix=prefix, keep_num_ftrs=True, dtype=None)
     return state
 
 
@@ -721,7 +731,7 @@ def _write_config(path: Path, config: Mapping[str, Any]) -> None:
     from sslhub.checkpoints.io import atomic_path
 
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(config, indent=2) + "\n")
+        tmp.write_text(json.dumps(config, indent=2, allow_nan=False) + "\n")
 
 
 def _hub_error(e: Exception, repo_id: str, branch: str) -> PublishError:

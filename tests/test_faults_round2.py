@@ -432,3 +432,49 @@ def test_half_precision_files_load_as_float32_and_embed(tmp_path, tiny_st, small
     r = cli("embed", str(half), str(small_data), "--out", str(tmp_path / "h.npy"), "--input-size", "32", "--device",
             "cpu")  # fmt: skip
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-1500:]
+
+
+# ------------------------------------------------------------------------------------------------ inputs
+
+
+def test_set_reads_exponent_numbers_as_yaml_1_2_does():
+    from sslhub.recipes import get_recipe
+    from sslhub.recipes.schema import RecipeError
+
+    for raw, want in [("1e-3", 1e-3), ("1E-3", 1e-3), ("5e4", 5e4), ("1e30", 1e30), ("-2.5e-1", None)]:
+        if want is None:
+            with pytest.raises(RecipeError, match=r"optimizer\.lr=-2\.5e-1: must be > 0"):
+                get_recipe("simclr-resnet-9", [f"optimizer.lr={raw}"])
+            continue
+        r = get_recipe("simclr-resnet-9", [f"optimizer.lr={raw}"])
+        assert r["optimizer"]["lr"] == want and isinstance(r["optimizer"]["lr"], float)
+    with pytest.raises(RecipeError, match="must be > 0"):  # 1e400 is inf: not a learning rate
+        get_recipe("simclr-resnet-9", ["optimizer.lr=1e400"])
+    assert get_recipe("simclr-resnet-9", ["name=1e3"])["name"] == "1e3", "a string key keeps the string"
+
+
+def test_a_hand_edited_config_yaml_is_checked_on_resume(tmp_path, finished_run, capsys):
+    import yaml
+
+    from sslhub.cli import main
+
+    run = _copy_run(finished_run, tmp_path / "run")
+    cfg_path = run / "config.yaml"
+    good = cfg_path.read_text()
+    for edit, named in [(("batch_size", "eight"), "batch_size='eight': expected an integer"),
+                        (("optimizer", "abc"), "optimizer='abc'"),
+                        (("seed", -1.5), "seed=-1.5")]:  # fmt: skip
+        cfg = yaml.safe_load(good)
+        cfg["recipe"][edit[0]] = edit[1]
+        cfg_path.write_text(yaml.safe_dump(cfg))
+        code = main(_train_args(tmp_path, run, "--resume", "--epochs", "2"))
+        err = capsys.readouterr().err
+        assert code == 2 and str(cfg_path) in err and named in err and "Traceback" not in err, err
+    cfg = yaml.safe_load(good)
+    lr = cfg["recipe"]["optimizer"]["lr"]
+    text = good.replace(f"lr: {lr}", f"lr: {lr:e}".replace(".000000", ""))  # e.g. 3e-01: a string in YAML 1.1
+    assert text != good
+    cfg_path.write_text(text)
+    from sslhub.training.run_dir import saved_config
+
+    assert saved_config(run)["recipe"]["optimizer"]["lr"] == pytest.approx(lr)

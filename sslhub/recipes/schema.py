@@ -352,6 +352,8 @@ def validate_recipe(recipe: Mapping[str, Any], strict: bool = False) -> None:
     for k, v in recipe.items():
         if k in ("backbones", "variants") or (v is None and k in _NULLABLE_SECTIONS):
             continue
+        if (k in SECTIONS or k in _OPEN or k == "transform") and not isinstance(v, Mapping):
+            raise RecipeError(f"{k}={v!r}: expected a mapping {{...}} (the {k} section)")
         if isinstance(v, Mapping) and k in ("model", "backbone", "transform", *SECTIONS):
             for kk, vv in v.items():
                 if k == "transform" and kk == "args":

@@ -34,7 +34,8 @@ import yaml
 
 from sslhub._files import TMP_TAG, _pid_alive, atomic_path
 from sslhub.errors import SslhubError
-from sslhub.recipes import apply_overrides, get_recipe
+from sslhub.recipes import _yaml12_number, apply_overrides, get_recipe
+from sslhub.recipes.schema import RecipeError, validate_recipe
 
 logger = logging.getLogger(__name__)
 
@@ -209,7 +210,28 @@ def saved_config(out: str | Path) -> dict[str, Any] | None:
         raise RunDirError(f"{path} cannot be read ({e}); it is needed to resume. Restore it, or start a new run") from None
     if not isinstance(cfg, dict) or not isinstance(cfg.get("recipe"), dict):
         raise RunDirError(f"{path} holds no recipe; it is needed to resume. Restore it, or start a new run")
+    # a hand-edited config.yaml is checked as --set values are, with the same messages, before anything runs
+    try:
+        cfg["recipe"] = apply_overrides(cfg["recipe"], _as_overrides(cfg["recipe"]))
+        validate_recipe(cfg["recipe"])
+    except RecipeError as e:
+        raise RunDirError(f"{path}: {str(e).removeprefix('--set ')}. Fix the value in {path.name} (it is what "
+                          "--resume trains), or start a new run") from None
+    steps = cfg.get("max_steps_per_epoch")
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+        raise RunDirError(f"{path}: max_steps_per_epoch={steps!r}: expected an integer >= 1 or null. Fix the value "
+                          f"in {path.name}, or start a new run")
     return cfg
+
+
+def _as_overrides(recipe: dict[str, Any]) -> list[str]:
+    """The number-like strings of a recipe (``lr: 1e-3`` as YAML 1.1 reads it) as --set items, so that they are
+    read as --set reads them."""
+    out = []
+    for key, value in _flatten(recipe).items():
+        if isinstance(value, str) and _yaml12_number(value) is not None:
+            out.append(f"{key}={value}")
+    return out
 
 
 def recipe_for_run(recipe: str | dict[str, Any], out: str | Path, *, overrides: Iterable[str] = (),

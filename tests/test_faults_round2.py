@@ -478,3 +478,71 @@ def test_a_hand_edited_config_yaml_is_checked_on_resume(tmp_path, finished_run, 
     from sslhub.training.run_dir import saved_config
 
     assert saved_config(run)["recipe"]["optimizer"]["lr"] == pytest.approx(lr)
+
+
+# ------------------------------------------------------------------------------------------------ outputs
+
+
+def test_kill_9_inside_safetensors_own_temp_file_leaves_nothing_the_next_convert_keeps(tmp_path):
+    """safetensors' save_file writes its own ``.tmpXXXXXX`` next to its target before renaming it; a kill -9 right
+    then must leave only what sslhub's sweep recognises."""
+    import torchvision
+
+    src = tmp_path / "r18.pth"
+    torch.save(torchvision.models.resnet18().state_dict(), src)
+    out = tmp_path / "out"
+    out.mkdir()
+    for _ in range(2):
+        p = subprocess.Popen([sys.executable, "-m", "sslhub", "convert", str(src), str(out / "a.safetensors"), "--force"],
+                             env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        deadline = time.monotonic() + 120
+        try:
+            while p.poll() is None and time.monotonic() < deadline:
+                if any(n.startswith(".tmp") for _, _, names in os.walk(out) for n in names):
+                    p.send_signal(signal.SIGKILL)
+                    break
+                time.sleep(0.001)
+            p.wait(timeout=60)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        assert p.returncode == -signal.SIGKILL, "the convert ended before its temporary file was seen"
+    r = cli("convert", str(src), str(out / "b.safetensors"))
+    assert r.returncode == 0, r.stderr[-1500:]
+    assert sorted(os.listdir(out)) == ["b.safetensors"], "every hidden leftover is removed"
+
+
+def test_pipes_and_devices_are_written_into_and_folders_are_refused_before_the_work(tmp_path, tiny_st, small_data):
+    import threading
+
+    from safetensors.torch import load
+
+    fifo = tmp_path / "stream.safetensors"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    r = cli("convert", str(tiny_st), str(fifo))
+    reader.join(timeout=60)
+    assert r.returncode == 0, r.stderr[-1500:]
+    assert stat_is_fifo(fifo) and len(load(got[0])) > 0, "the pipe is still a pipe and got the whole file"
+    null = tmp_path / "null.safetensors"
+    null.symlink_to("/dev/null")  # a device under a name with the output's suffix (as /dev/stdout would be)
+    r = cli("convert", str(tiny_st), str(null))
+    assert r.returncode == 0 and null.is_symlink() and Path("/dev/null").is_char_device(), r.stderr[-1500:]
+    assert temps(tmp_path) == []
+    folder = tmp_path / "a_folder.safetensors"
+    folder.mkdir()
+    for args in (["convert", str(tiny_st), str(folder)], ["convert", str(tiny_st), str(folder), "--force"],
+                 ["embed", str(tiny_st), str(small_data), "--out", str(folder), "--force", "--input-size", "32"]):
+        r = cli(*args)
+        assert r.returncode == 2 and f"{folder} is a folder" in r.stderr and "Traceback" not in r.stderr, r.stderr
+        assert "pass --force" not in r.stderr
+    assert list(folder.iterdir()) == []
+
+
+def stat_is_fifo(path: Path) -> bool:
+    import stat as st
+
+    return st.S_ISFIFO(os.stat(path).st_mode)

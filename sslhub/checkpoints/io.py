@@ -21,7 +21,7 @@ from typing import Any, Mapping
 
 import torch
 
-from sslhub._files import atomic_path, sha256_file  # noqa: F401  (part of this module's API)
+from sslhub._files import atomic_path, private_dir_for, sha256_file  # noqa: F401  (part of this module's API)
 from sslhub.errors import SslhubError
 
 logger = logging.getLogger(__name__)
@@ -173,8 +173,11 @@ def save_safetensors(tensors: Mapping[str, torch.Tensor], dst: str | os.PathLike
     from safetensors.torch import save_file
 
     meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items() if v is not None}
-    with atomic_path(dst) as tmp:
-        save_file(_untie(tensors), str(tmp), metadata=meta)
+    with atomic_path(dst) as tmp, private_dir_for(tmp) as private:
+        # save_file makes its own temporary file next to its target: inside our private folder, so that a kill -9
+        # leaves nothing the next write into this folder does not remove
+        save_file(_untie(tensors), str(private / "w.safetensors"), metadata=meta)
+        os.replace(private / "w.safetensors", tmp)
 
 
 def save_torch(obj: Any, dst: str | os.PathLike) -> None:

@@ -21,8 +21,9 @@ def _check_output(path: str | None, force: bool, weights: str) -> None:
     out = Path(path)
     if out.exists() and Path(weights).exists() and out.resolve() == Path(weights).resolve():
         raise ValueError(f"{out} is the input checkpoint; choose another output file")
-    if out.exists() and not force:
-        raise FileExistsError(f"{out} exists; pass --force to replace it")
+    from sslhub._files import check_output_path
+
+    check_output_path(out, force)  # a folder is an error before the work; a pipe or a device is written into
 
 
 def _common_kwargs(args: argparse.Namespace) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from torch import nn
 
+from sslhub._files import is_special_file
 from sslhub._version import __version__
 from sslhub.backbones import (
     IMAGENET_MEAN,
@@ -330,7 +331,7 @@ def _check_outputs(to: str, out: Path, *, force: bool, src: Path | None) -> None
             )
         if path.is_dir():
             raise ExportError(f"{path} is a directory; give a file name for the export")
-        if path.exists() and not force:
+        if path.exists() and not force and not is_special_file(path):
             raise ExportError(f"{path} already exists; pass force=True (CLI: --force) to replace it")
 
 

@@ -546,3 +546,92 @@ def stat_is_fifo(path: Path) -> bool:
     import stat as st
 
     return st.S_ISFIFO(os.stat(path).st_mode)
+
+
+# ------------------------------------------------------------------------------------------------ files and names
+
+
+def _bomb_jpeg(path: Path, width: int = 24000, height: int = 16000) -> Path:
+    """A tiny JPEG whose header declares ``width`` x ``height`` pixels (a decompression bomb of a few hundred
+    bytes)."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16), (200, 10, 10)).save(buf, "JPEG")
+    data = bytearray(buf.getvalue())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_a_decompression_bomb_is_skipped_unverified_too(tmp_path):
+    import resource
+
+    from sslhub.data import ImageFolderDataset
+    from sslhub.data.decode import UnreadableImageError, read_image_uint8
+
+    bomb = _bomb_jpeg(tmp_path / "bomb.jpg")
+    assert bomb.stat().st_size < 1000
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(UnreadableImageError, match=r"bomb\.jpg: cannot decode image .*(decompression bomb|exceed)"):
+        read_image_uint8(bomb, 32)
+    ds = ImageFolderDataset(tmp_path, decode_size=32, verify=False)  # as the training kNN monitor reads its folder
+    assert ds[0] is None and ds.skipped == 1
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mib < 200, f"the bomb was decoded ({grown_mib:.0f} MiB more)"
+
+
+def test_a_symlink_loop_is_followed_once(tmp_path, small_data):
+    from sslhub.data import ImageFolderDataset
+
+    data = tmp_path / "data"
+    shutil.copytree(small_data, data)
+    cls = sorted(data.iterdir())[0]
+    (cls / "loop").symlink_to("..", target_is_directory=True)  # data/<cls>/loop -> data
+    (data / "alias").symlink_to(cls.name, target_is_directory=True)  # a second name for a class folder
+    ds = ImageFolderDataset(data, decode_size=32)
+    assert len(ds) == 24 + 8, "every image once per class folder, the loop not followed again"
+
+
+def test_file_names_that_are_not_utf8_are_written_losslessly(tmp_path, tiny_st, small_data):
+    import csv
+
+    data = tmp_path / "data" / "cls"
+    data.mkdir(parents=True)
+    src = sorted(small_data.rglob("*.jpg"))[:3]
+    raw_names = [b"caf\xe9.jpg", b"\xff\xfe.jpg", "ok.jpg".encode()]  # Latin-1 and invalid bytes, as on old disks
+    for p, raw in zip(src, raw_names):
+        with open(os.path.join(os.fsencode(data), raw), "wb") as f:
+            f.write(p.read_bytes())
+    out = tmp_path / "e.csv"
+    r = cli("embed", str(tiny_st), str(tmp_path / "data"), "--out", str(out), "--input-size", "32", "--device", "cpu")
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-1500:]
+    with open(out, newline="", encoding="utf-8", errors="surrogateescape") as f:
+        rows = list(csv.reader(f))[1:]
+    got = sorted(os.fsencode(row[0]) for row in rows)
+    assert got == sorted(b"cls/" + n for n in raw_names), "the bytes of each name come back"
+
+
+def test_overlapping_tensor_views_convert(tmp_path):
+    import sslhub
+    from safetensors.torch import load_file
+
+    from sslhub.backbones import create_backbone
+
+    sd = create_backbone("resnet-9", width=0.0625).state_dict()
+    flat = torch.cat([v.reshape(-1).float() for v in sd.values()] + [torch.zeros(8)])
+    views, off, overlapped = {}, 0, False
+    for k, v in sd.items():  # every tensor a view into one buffer; one overlaps the next
+        views[f"model.backbone.{k}"] = flat[off : off + v.numel()].view(v.shape) if v.is_floating_point() else v
+        step = v.numel() // 2 if v.ndim == 4 and not overlapped else v.numel()
+        overlapped |= step != v.numel()
+        off += step
+    assert overlapped
+    torch.save({"state_dict": views}, tmp_path / "views.ckpt")
+    out = sslhub.convert(tmp_path / "views.ckpt", tmp_path / "views.safetensors")
+    back = load_file(out)
+    loaded = torch.load(tmp_path / "views.ckpt", weights_only=True)["state_dict"]
+    assert all(torch.equal(back[k], v) for k, v in loaded.items() if k in back) and len(back) > 10

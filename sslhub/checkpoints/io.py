@@ -155,15 +155,20 @@ def read_safetensors(
 
 
 def _untie(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    # safetensors refuses tensors that share storage (Lightly's iBOT heads alias each other); copy duplicates.
-    seen: set[tuple[int, int]] = set()
+    # safetensors refuses tensors that share storage (Lightly's iBOT heads alias each other; views of one buffer,
+    # overlapping or not, in a torch.save file): every tensor after the first of a storage, and every view that
+    # does not span its whole storage, is copied into its own.
+    seen: set[int] = set()
     out: dict[str, torch.Tensor] = {}
     for k, t in tensors.items():
         t = t.detach()
-        key = (t.untyped_storage().data_ptr(), t.storage_offset()) if t.numel() else (id(t), 0)
-        if key in seen or not t.is_contiguous():
-            t = t.clone().contiguous()
-        seen.add(key)
+        if t.numel():
+            storage = t.untyped_storage()
+            whole = t.storage_offset() == 0 and storage.nbytes() == t.numel() * t.element_size()
+            if storage.data_ptr() in seen or not whole or not t.is_contiguous():
+                t = t.clone(memory_format=torch.contiguous_format)
+            seen.add(storage.data_ptr())
+            seen.add(t.untyped_storage().data_ptr())
         out[k] = t.cpu()
     return out
 

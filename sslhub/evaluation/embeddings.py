@@ -40,7 +40,9 @@ def write_lightly_csv(
         )
     header = ["filenames", *(f"embedding_{i}" for i in range(embeddings.shape[-1])), "labels"]
     with atomic_path(path) as tmp:
-        with open(tmp, "w", newline="") as f:
+        # surrogateescape: a file name that is not UTF-8 (os.fsdecode keeps its bytes as surrogates) is written back
+        # as the same bytes, losslessly, instead of failing after all the work
+        with open(tmp, "w", newline="", encoding="utf-8", errors="surrogateescape") as f:
             writer = csv.writer(f, delimiter=",")
             writer.writerow(header)
             for filename, embedding, label in zip(filenames, embeddings, labels, strict=True):

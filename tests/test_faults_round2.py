@@ -616,9 +616,9 @@ def test_file_names_that_are_not_utf8_are_written_losslessly(tmp_path, tiny_st, 
 
 
 def test_overlapping_tensor_views_convert(tmp_path):
-    import sslhub
     from safetensors.torch import load_file
 
+    import sslhub
     from sslhub.backbones import create_backbone
 
     sd = create_backbone("resnet-9", width=0.0625).state_dict()
@@ -635,3 +635,20 @@ def test_overlapping_tensor_views_convert(tmp_path):
     back = load_file(out)
     loaded = torch.load(tmp_path / "views.ckpt", weights_only=True)["state_dict"]
     assert all(torch.equal(back[k], v) for k, v in loaded.items() if k in back) and len(back) > 10
+
+
+def test_embeddings_that_are_not_finite_are_not_written(tmp_path, caplog):
+    from sslhub.evaluation import Features
+    from sslhub.evaluation.embeddings import save_embeddings
+    from sslhub.evaluation.finite import NonFiniteError
+
+    feats = torch.randn(4, 3)
+    feats[2, 1] = float("inf")
+    f = Features(feats, torch.zeros(4, dtype=torch.long), [f"{i}.jpg" for i in range(4)])
+    for suffix in (".csv", ".safetensors", ".npy"):
+        with pytest.raises(NonFiniteError, match=rf"1 of 4 rows of the embeddings for .*e{suffix} are not finite"):
+            save_embeddings(f, tmp_path / f"e{suffix}")
+    assert sorted(os.listdir(tmp_path)) == []
+    with caplog.at_level("WARNING"):
+        save_embeddings(f, tmp_path / "e.npy", allow_non_finite=True)
+    assert "written anyway" in caplog.text and (tmp_path / "e.npy").exists()

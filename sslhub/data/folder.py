@@ -198,7 +198,7 @@ class ImageFolderDataset(Dataset):
         try:
             with Image.open(path) as im:
                 return im.convert("RGB")
-        except (OSError, ValueError, SyntaxError) as e:
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
             raise UnreadableImageError(f"{path}: cannot decode image ({e})") from None
 
     def __getitem__(self, index: int) -> tuple[Any, int, str] | None:

@@ -703,6 +703,8 @@ def publish(
         raise PublishError("overwrite_readme and keep_readme contradict each other; pass at most one")
     if metrics is not None and not isinstance(metrics, (list, tuple)):
         metrics = load_metrics(metrics)  # a path
+    elif metrics is not None:  # checked as a file's would be (finite numbers: the card and config.json are JSON)
+        metrics = _validate_metrics(list(metrics), "metrics")
     stage_kwargs: dict[str, Any] = dict(
         repo_id=repo_id, arch=arch, width=width, prefix=prefix, method=method, metrics=metrics,
         license=license, datasets=list(datasets), tags=list(tags),

@@ -25,12 +25,12 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from sslhub.errors import disk_full_errno, write_failed
+from sslhub.errors import SslhubError, disk_full_errno, write_failed
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["STALE_AFTER_S", "TMP_TAG", "atomic_path", "clean_stale_temps", "sha256_file", "staging_dir",
-           "write_json_atomic"]
+__all__ = ["STALE_AFTER_S", "TMP_TAG", "OutputPathError", "atomic_path", "check_output_path", "clean_stale_temps",
+           "is_special_file", "sha256_file", "staging_dir", "write_json_atomic"]
 
 TMP_TAG = ".sslhub-tmp-"
 # A writer on another host (a shared folder) or in another pid namespace cannot be asked whether it still runs;
@@ -38,6 +38,31 @@ TMP_TAG = ".sslhub-tmp-"
 STALE_AFTER_S = 6 * 3600
 _TMP_RE = re.compile(r"^\..+\.sslhub-tmp-([0-9a-f]{4})-(\d+)-[0-9a-f]{8}$")
 _STAGE_RE = re.compile(r"^sslhub-stage-[a-z]+-([0-9a-f]{4})-(\d+)-[0-9a-f]{8}$")
+
+
+class OutputPathError(SslhubError, ValueError):
+    """An output path that cannot take the output (a folder where a file is expected, an existing file without
+    ``--force``)."""
+
+
+def is_special_file(path: str | os.PathLike) -> bool:
+    """True for a named pipe, a device or a socket (``/dev/stdout``, ``/dev/null``, a FIFO): written into, never
+    replaced."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+
+
+def check_output_path(dst: str | os.PathLike, force: bool, *, option: str = "--force") -> None:
+    """Check, before the work, that ``dst`` can take an output: not a folder, and an existing regular file only
+    with ``force``. Pipes and devices are fine (they are written into)."""
+    dst = Path(dst)
+    if dst.is_dir():
+        raise OutputPathError(f"{dst} is a folder; give a file name for the output (e.g. {dst / ('out' + (dst.suffix or '.safetensors'))})")
+    if dst.exists() and not is_special_file(dst) and not force:
+        raise OutputPathError(f"{dst} already exists; pass {option} to replace it")
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -91,10 +116,13 @@ def clean_stale_temps(folder: str | os.PathLike, *, max_age_s: float = STALE_AFT
             continue
         try:
             st = entry.stat(follow_symlinks=False)
-            if not stat.S_ISREG(st.st_mode):
+            if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
                 continue
             if _is_stale(m, st.st_mtime, host, now, max_age_s):
-                os.unlink(entry.path)
+                if stat.S_ISDIR(st.st_mode):  # a private folder for a writer with its own temp names
+                    shutil.rmtree(entry.path)
+                else:
+                    os.unlink(entry.path)
                 removed.append(Path(entry.path))
         except OSError:
             continue
@@ -137,6 +165,19 @@ def staging_dir(what: str, *, parent: str | os.PathLike | None = None,
         shutil.rmtree(path, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def private_dir_for(dst: str | os.PathLike) -> Iterator[Path]:
+    """A folder next to ``dst``, named like sslhub's temporary files, for a writer that makes temporary files of its
+    own (safetensors' ``save_file`` writes a ``.tmpXXXXXX`` next to its target, then renames it): a ``kill -9``
+    leaves the folder, which :func:`clean_stale_temps` removes like any stale temporary file. Removed on exit."""
+    path = temp_path(dst)
+    path.mkdir(mode=0o700)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def _umask() -> int:
     try:  # Linux: read it without changing it (os.umask() sets it, which races with other threads)
         for line in Path("/proc/self/status").read_text().splitlines():
@@ -171,12 +212,25 @@ def _commit(tmp: Path, dst: Path) -> None:
 def atomic_path(dst: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``dst``; rename it onto ``dst`` only if the block succeeds.
 
+    A named pipe or a device (``/dev/stdout``) is written into, never replaced: the bytes are staged in a private
+    temporary folder and copied into it once complete. A folder at ``dst`` raises :class:`OutputPathError`.
+
     The temporary file exists (empty) when the block starts. On any failure it is removed and ``dst`` is left as
     it was; a full disk or the file size limit raises :class:`sslhub.errors.DiskFullError` naming ``dst``, whatever
     the writer raised (``OSError``, torch's zip writer, safetensors). The output gets the mode of the file it
     replaces, else ``0o666 & ~umask`` as a file made by ``open()`` would.
     """
     dst = Path(dst)
+    if is_special_file(dst):  # a pipe or a device: stage the bytes privately, then write them into it
+        with staging_dir("out") as stage:
+            tmp = stage / dst.name
+            tmp.touch(0o600)
+            yield tmp
+            with open(tmp, "rb") as src, open(dst, "wb") as out:
+                shutil.copyfileobj(src, out, 1 << 20)
+        return
+    if dst.is_dir():
+        raise OutputPathError(f"{dst} is a folder; give a file name for the output")
     dst.parent.mkdir(parents=True, exist_ok=True)
     clean_stale_temps(dst.parent)
     tmp = temp_path(dst)

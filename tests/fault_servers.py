@@ -10,6 +10,10 @@ Each file is served under ``/<mode>/<name>`` where the mode says how the server 
 * ``short``     claims and sends only the first ``cut`` bytes (a length that is a lie the other way).
 * ``html``      200 with an HTML login page instead of the file.
 * ``flaky``     503 for the first ``fail`` requests, then as ``ok``.
+* ``gzip``      the file gzip-compressed with ``Content-Encoding: gzip``, whatever the client asked for.
+* ``stall``     sends the first ``cut`` bytes of the file, then nothing for ``stall_s`` seconds (a hung server).
+* ``busy``      429 with ``Retry-After: <retry_after>``.
+* ``redirect``  302 to ``location``.
 
 ``server.requests`` logs ``(path, range header)`` per request.
 """
@@ -33,6 +37,9 @@ class FaultServer:
         self.rate = 200_000
         self.cut = 1000
         self.fail = 1
+        self.stall_s = 30.0
+        self.retry_after = "3600"
+        self.location = ""
         self._served: dict[str, int] = {}
         self._lock = threading.Lock()
         outer = self
@@ -97,6 +104,34 @@ class FaultServer:
             h.end_headers()
             h.wfile.write(data)
             h.close_connection = True
+        elif mode == "gzip":
+            import gzip
+
+            body = gzip.compress(data)
+            h.send_response(200)
+            h.send_header("Content-Type", "application/octet-stream")
+            h.send_header("Content-Encoding", "gzip")
+            h.send_header("Content-Length", str(len(body)))
+            h.end_headers()
+            h.wfile.write(body)
+        elif mode == "stall":
+            h.send_response(200)
+            h.send_header("Content-Length", str(len(data)))
+            h.end_headers()
+            h.wfile.write(data[: self.cut])
+            h.wfile.flush()
+            time.sleep(self.stall_s)
+            h.close_connection = True
+        elif mode == "busy":
+            h.send_response(429)
+            h.send_header("Retry-After", self.retry_after)
+            h.send_header("Content-Length", "0")
+            h.end_headers()
+        elif mode == "redirect":
+            h.send_response(302)
+            h.send_header("Location", self.location)
+            h.send_header("Content-Length", "0")
+            h.end_headers()
         elif mode == "short":
             self._send(h, 200, data[: self.cut], "application/octet-stream")
         else:

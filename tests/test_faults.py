@@ -281,7 +281,8 @@ sys.exit(main(["convert", {str(tiny[0])!r}, {str(out_dir / "a.safetensors")!r}])
     p = subprocess.run([sys.executable, "-c", script], env=ENV, capture_output=True, timeout=120)
     assert p.returncode == -signal.SIGKILL
     left = temps(out_dir)
-    assert len(left) == 1 and not (out_dir / "a.safetensors").exists(), os.listdir(out_dir)
+    # the temporary file, and the private folder that safetensors' own temporary file went into
+    assert 1 <= len(left) <= 2 and not (out_dir / "a.safetensors").exists(), os.listdir(out_dir)
     assert main(["convert", str(tiny[0]), str(out_dir / "b.safetensors")]) == 0  # another output, same folder
     assert temps(out_dir) == [] and sorted(os.listdir(out_dir)) == ["b.safetensors"]
 

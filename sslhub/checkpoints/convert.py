@@ -10,6 +10,7 @@ from typing import Any, Mapping
 
 import torch
 
+from sslhub._files import check_output_path
 from sslhub._version import __version__
 from sslhub.checkpoints.io import CheckpointError, save_safetensors, save_torch, sha256_file
 from sslhub.checkpoints.layouts import detect
@@ -118,8 +119,7 @@ def convert(
     dst = Path(dst)
     if dst.exists() and dst.resolve() == src_path.resolve():
         raise CheckpointError(f"{dst}: source and destination are the same file; the input is never overwritten")
-    if dst.exists() and not force:
-        raise CheckpointError(f"{dst} already exists; pass --force (force=True) to replace it")
+    check_output_path(dst, force, option="--force (force=True)")
     suffix = dst.suffix.lower()
     if suffix not in (".safetensors", *TORCH_SUFFIXES):
         raise CheckpointError(f"{dst}: unknown output format {suffix!r}; use .safetensors, .ckpt or .pth")

@@ -35,7 +35,7 @@ def info(source: str | os.PathLike, *, arch: str | None = None) -> dict[str, Any
     try:
         det = detect(sd, str(path), extras=extras, arch=arch or (recorded.arch if recorded else None))
         spec = recorded or det.spec
-        state = load_backbone_state(path, arch=arch)
+        state = load_backbone_state(path, arch=arch, dtype=None)
         model = build_from_state(state, where=str(path))
     except CheckpointError as e:
         out.update(layout=meta.get("layout"), arch=None, error=str(e))

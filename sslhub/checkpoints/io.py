@@ -23,7 +23,7 @@ from typing import Any, Mapping
 
 import torch
 
-from sslhub._files import atomic_path, sha256_file  # noqa: F401  (part of this module's API)
+from sslhub._files import atomic_path, private_dir_for, sha256_file  # noqa: F401  (part of this module's API)
 from sslhub.errors import SslhubError
 
 logger = logging.getLogger(__name__)
@@ -170,15 +170,20 @@ def read_safetensors(
 
 
 def _untie(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    # safetensors refuses tensors that share storage (Lightly's iBOT heads alias each other); copy duplicates.
-    seen: set[tuple[int, int]] = set()
+    # safetensors refuses tensors that share storage (Lightly's iBOT heads alias each other; views of one buffer,
+    # overlapping or not, in a torch.save file): every tensor after the first of a storage, and every view that
+    # does not span its whole storage, is copied into its own.
+    seen: set[int] = set()
     out: dict[str, torch.Tensor] = {}
     for k, t in tensors.items():
         t = t.detach()
-        key = (t.untyped_storage().data_ptr(), t.storage_offset()) if t.numel() else (id(t), 0)
-        if key in seen or not t.is_contiguous():
-            t = t.clone().contiguous()
-        seen.add(key)
+        if t.numel():
+            storage = t.untyped_storage()
+            whole = t.storage_offset() == 0 and storage.nbytes() == t.numel() * t.element_size()
+            if storage.data_ptr() in seen or not whole or not t.is_contiguous():
+                t = t.clone(memory_format=torch.contiguous_format)
+            seen.add(storage.data_ptr())
+            seen.add(t.untyped_storage().data_ptr())
         out[k] = t.cpu()
     return out
 
@@ -188,8 +193,11 @@ def save_safetensors(tensors: Mapping[str, torch.Tensor], dst: str | os.PathLike
     from safetensors.torch import save_file
 
     meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items() if v is not None}
-    with atomic_path(dst) as tmp:
-        save_file(_untie(tensors), str(tmp), metadata=meta)
+    with atomic_path(dst) as tmp, private_dir_for(tmp) as private:
+        # save_file makes its own temporary file next to its target: inside our private folder, so that a kill -9
+        # leaves nothing the next write into this folder does not remove
+        save_file(_untie(tensors), str(private / "w.safetensors"), metadata=meta)
+        os.replace(private / "w.safetensors", tmp)
 
 
 def save_torch(obj: Any, dst: str | os.PathLike) -> None:

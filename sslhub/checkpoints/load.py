@@ -194,6 +194,7 @@ def load_backbone_state(
     width: float | None = None,
     prefix: str | None = None,
     keep_num_ftrs: bool = False,
+    dtype: torch.dtype | None = torch.float32,
 ) -> BackboneState:
     """Read a checkpoint and return its evaluation backbone's weights (prefix stripped, heads dropped).
 
@@ -222,6 +223,14 @@ def load_backbone_state(
             f"this file holds a {spec.describe()} without it. Use features='backbone'."
         )
     sub = _backbone_keys(backbone_tensors(sd, det.layout, det.prefix), spec, keep_num_ftrs)
+    file_dtypes = sorted({str(t.dtype).removeprefix("torch.") for t in sub.values() if t.is_floating_point()})
+    if dtype is not None:  # fp16/bf16 files become float32 models, which take float32 images like any other
+        sub = {k: t.to(dtype) if t.is_floating_point() and t.dtype != dtype else t for k, t in sub.items()}
+    bad = [k for k, t in sub.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        logger.warning("%s: %d weight tensor(s) are not finite (NaN or Inf): %s%s. Its outputs will not be either; "
+                       "embed and eval refuse such a model unless --allow-non-finite is given", where, len(bad),
+                       ", ".join(bad[:5]), " ..." if len(bad) > 5 else "")  # fmt: skip
     metadata: dict[str, Any] = {
         "layout": det.layout,
         "family": spec.family,
@@ -236,6 +245,8 @@ def load_backbone_state(
         "components": det.components,
         "upstream": det.upstream,
         "source": where,
+        "file_dtype": ",".join(file_dtypes) or None,
+        "non_finite": bad or None,
         **{k: v for k, v in meta.items() if k.startswith("source_")},
         **_preprocessing(spec, det.layout),
     }
@@ -294,6 +305,7 @@ def load_pretrained(
     features: str = "backbone",
     device: str | torch.device | None = None,
     prefix: str | None = None,
+    dtype: torch.dtype | None = torch.float32,
 ) -> nn.Module:
     """Load a pretrained SSL backbone from any supported checkpoint.
 
@@ -314,6 +326,9 @@ def load_pretrained(
             produces) or ``"tokens"`` (timm ViTs: all tokens after the final norm, ``(N, T, D)``).
         device: where to put the model (default CPU).
         prefix: pick a specific backbone copy (e.g. ``"student_backbone."``) instead of the evaluation one.
+        dtype: the floating-point type of the model's weights: float32 by default, so that a float16/bfloat16
+            file gives a model that works wherever a float32 one does; ``None`` keeps the file's own dtype.
+            (Weights that are not finite are reported with a warning naming the tensors.)
 
     Returns:
         An eval-mode ``nn.Module`` mapping float ``(N, 3, H, W)`` to ``(N, D)``, with ``num_features`` and a
@@ -324,7 +339,7 @@ def load_pretrained(
     if features not in FEATURES:
         raise ValueError(f"features={features!r}; choose one of {FEATURES}")
     keep = features == "embedding"
-    state = load_backbone_state(source, arch=arch, width=width, prefix=prefix, keep_num_ftrs=keep)
+    state = load_backbone_state(source, arch=arch, width=width, prefix=prefix, keep_num_ftrs=keep, dtype=dtype)
     model = build_from_state(state, keep_num_ftrs=keep, where=state.metadata["source"])
     if features == "tokens":
         if not hasattr(model, "forward_features") or state.spec.family != "timm":

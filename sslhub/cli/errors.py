@@ -47,7 +47,9 @@ def format_error(e: BaseException) -> str:
         what = _HINTS.get(e.errno or 0, e.strerror or type(e).__name__)
         names = os.fspath(e.filename) + (f" -> {os.fspath(e.filename2)}" if e.filename2 is not None else "")
         return f"{names}: {what}"
-    text = str(e).strip()
+    from sslhub.hub.download import redact_text  # no query string (a presigned URL's signature) reaches the user
+
+    text = redact_text(str(e)).strip()
     if isinstance(e, KeyError) or not text:
         text = f"{type(e).__name__}: {text}" if text else type(e).__name__
     return " ".join(line.strip() for line in text.splitlines() if line.strip())

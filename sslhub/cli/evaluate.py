@@ -22,8 +22,9 @@ def _check_output(path: str | None, force: bool, weights: str) -> None:
     out = Path(path)
     if out.exists() and Path(weights).exists() and out.resolve() == Path(weights).resolve():
         raise ValueError(f"{out} is the input checkpoint; choose another output file")
-    if out.exists() and not force:
-        raise FileExistsError(f"{out} exists; pass --force to replace it")
+    from sslhub._files import check_output_path
+
+    check_output_path(out, force)  # a folder is an error before the work; a pipe or a device is written into
 
 
 def _common_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -72,6 +73,10 @@ def _eval(args: argparse.Namespace) -> int:
     model = _load(args)
     if args.random_init:
         model = _random_init_twin(model, _random_init_seed(args, run_dir_of(args.weights)))
+    else:
+        from sslhub.evaluation.finite import check_model_finite
+
+        check_model_finite(model, args.weights, allow=args.allow_non_finite)
     names = {"dataset": args.dataset, "split": args.split, "weights": args.weights}
     kw = {**_common_kwargs(args), **names}
     if args.protocol == "knn" and (_under_torchrun() or args.faiss or not _all_folders(args.train, args.val)):
@@ -143,6 +148,9 @@ def _embed(args: argparse.Namespace) -> int:
         from sslhub.evaluation.streaming import embed_to_shards
 
         model = _load(args)
+        from sslhub.evaluation.finite import check_model_finite
+
+        check_model_finite(model, args.weights, allow=args.allow_non_finite)  # before the work, not after it
         run = embed_to_shards(model, args.dir, args.out, shard_size=args.shard_size, dtype=args.dtype,
                               force=args.force, metadata={"weights": args.weights}, **_common_kwargs(args))  # fmt: skip
         if _is_rank0():
@@ -155,7 +163,11 @@ def _embed(args: argparse.Namespace) -> int:
         raise ValueError(f"--out {args.out}: several processes cannot write one file; pass a folder (--out DIR/)")
     _check_output(args.out, args.force, args.weights)
     model = _load(args)
-    feats = embed(model, args.dir, args.out, metadata={"weights": args.weights}, **_common_kwargs(args))
+    from sslhub.evaluation.finite import check_model_finite
+
+    check_model_finite(model, args.weights, allow=args.allow_non_finite)  # before the work, not after it
+    feats = embed(model, args.dir, args.out, metadata={"weights": args.weights}, **_common_kwargs(args),
+                  allow_non_finite=args.allow_non_finite)  # fmt: skip
     print(f"wrote {len(feats)} embeddings of dimension {feats.features.shape[1]} to {args.out}")
     return 0
 
@@ -181,6 +193,8 @@ def _model_and_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-workers", "--workers", dest="num_workers", type=int, metavar="N",
                    help="DataLoader workers (default: from the machine, sslhub/utils/machine.py)")
     p.add_argument("--force", action="store_true", help="replace an existing output file")
+    p.add_argument("--allow-non-finite", action="store_true",
+                   help="evaluate/write even when the weights or results are NaN/Inf (refused by default)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -43,15 +43,19 @@ def _train(args: argparse.Namespace) -> int:
     resolve_loggers(args.logger)  # likewise an unknown or uninstalled --logger
 
     from sslhub.training import train
+    from sslhub.training.preempt import Preempted
     from sslhub.training.progress import interrupted_message, run_summary
 
+    again = f"sslhub train {args.recipe} --data {args.data}" + (f" --val {args.val}" if args.val else "")
     try:
         run = train(args.recipe, args.data, args.out, val=args.val, epochs=args.epochs, overrides=overrides,
                     resume=args.resume, device=args.device, num_workers=args.workers,
                     deterministic=args.deterministic, max_steps_per_epoch=args.max_steps, augment_on=args.augment_on,
                     force=args.force, progress=not getattr(args, "quiet", False), loggers=args.logger)  # fmt: skip
-    except KeyboardInterrupt:
-        again = f"sslhub train {args.recipe} --data {args.data}" + (f" --val {args.val}" if args.val else "")
+    except Preempted as e:  # SIGTERM/SIGINT: the state is saved; 128 + signal, as a shell reports a killed job
+        print(f"sslhub train: {e}; continue with: {again} --out {args.out} --resume", file=sys.stderr)
+        return 128 + e.signum
+    except KeyboardInterrupt:  # before the training loop took over the signal
         print(f"sslhub train: {interrupted_message(args.out, f'{again} --out {args.out} --resume')}", file=sys.stderr)
         return 130
     print(f"run written to {run}")
@@ -131,8 +135,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "--amp on the CPU uses bfloat16)")  # fmt: skip
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out with its saved config.yaml and checkpoints/last.ckpt (no --set "
-                        "needed; only more --epochs, monitor_every and knn.* may change)")
-    p.add_argument("--force", action="store_true", help="replace the run that --out holds (its run files are deleted)")
+                        "needed; only more --epochs, monitor_every and knn.* may change). SIGTERM/Ctrl-C during "
+                        "training save a state mid-epoch that --resume continues")
+    p.add_argument("--force", action="store_true", help="replace the run that --out holds (once the arguments are checked, the files sslhub "
+                        "wrote there are deleted; other files stay)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--num-workers", "--workers", dest="workers", type=int, default=None, metavar="N",
                    help="DataLoader worker processes (default from the machine: 1 per 8 cores on a CPU, cores - 1 "

@@ -95,6 +95,16 @@ def _wants_draft(data: bytes, size: tuple[int, int] | None) -> bool:
     return min(h / size[0], w / size[1]) >= 2
 
 
+def _check_pixels(data: bytes) -> None:
+    """Raise PIL's ``DecompressionBombError`` for an image whose header declares more than twice
+    ``Image.MAX_IMAGE_PIXELS`` (PIL's own limit, which ``Image.open`` applies; torchvision's decoder has none)."""
+    with Image.open(io.BytesIO(data)) as im:  # reads the header only; raises above the limit
+        w, h = im.size
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit and w * h > 2 * limit:  # pragma: no cover - Image.open raised already
+        raise Image.DecompressionBombError(f"{w}x{h} pixels exceed the limit of {2 * limit}")
+
+
 def _as_size(size: int | Sequence[int] | None) -> tuple[int, int] | None:
     if size is None:
         return None
@@ -136,6 +146,8 @@ def decode_image_uint8(
     """
     target = _as_size(size)
     try:
+        if _is_jpeg(data[:3]):
+            _check_pixels(data)  # a few hundred bytes can declare gigapixels: read the header before decoding
         if _is_jpeg(data[:3]) and not _wants_draft(data, target):
             from torchvision.io import ImageReadMode, decode_jpeg
 

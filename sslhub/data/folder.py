@@ -39,9 +39,29 @@ def _is_image(name: str) -> bool:
 
 def _images_under(folder: Path) -> list[Path]:
     found: list[Path] = []
+    seen: set[tuple[int, int]] = set()  # (device, inode) of the folders walked: a symlink loop is followed once
     # followlinks: datasets are often assembled from symlinked class folders (torchvision does the same).
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        try:
+            st = os.stat(dirpath)
+            real = os.path.realpath(dirpath)
+        except OSError:
+            dirnames[:] = []
+            continue
+        if (st.st_dev, st.st_ino) in seen:
+            logger.warning("%s is a folder already indexed (a symlink loop?); it is not indexed again", dirpath)
+            dirnames[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        keep = []
+        for d in sorted(d for d in dirnames if not d.startswith(".")):
+            target = os.path.realpath(os.path.join(dirpath, d))
+            if target == real or real.startswith(target.rstrip(os.sep) + os.sep):  # a link to itself or above
+                logger.warning("%s links to %s, a folder above it (a symlink loop); it is not followed",
+                               os.path.join(dirpath, d), target)  # fmt: skip
+                continue
+            keep.append(d)
+        dirnames[:] = keep
         found.extend(Path(dirpath) / f for f in sorted(filenames) if _is_image(f))
     return found
 
@@ -178,7 +198,7 @@ class ImageFolderDataset(Dataset):
         try:
             with Image.open(path) as im:
                 return im.convert("RGB")
-        except (OSError, ValueError, SyntaxError) as e:
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
             raise UnreadableImageError(f"{path}: cannot decode image ({e})") from None
 
     def __getitem__(self, index: int) -> tuple[Any, int, str] | None:

@@ -16,6 +16,7 @@ from torch import nn
 
 from sslhub.checkpoints.io import atomic_path, save_safetensors
 from sslhub.data import ImageFolderDataset
+from sslhub.evaluation.finite import check_finite
 from sslhub.evaluation.features import Features, extract_features
 
 logger = logging.getLogger(__name__)
@@ -40,14 +41,17 @@ def write_lightly_csv(
         )
     header = ["filenames", *(f"embedding_{i}" for i in range(embeddings.shape[-1])), "labels"]
     with atomic_path(path) as tmp:
-        with open(tmp, "w", newline="") as f:
+        # surrogateescape: a file name that is not UTF-8 (os.fsdecode keeps its bytes as surrogates) is written back
+        # as the same bytes, losslessly, instead of failing after all the work
+        with open(tmp, "w", newline="", encoding="utf-8", errors="surrogateescape") as f:
             writer = csv.writer(f, delimiter=",")
             writer.writerow(header)
             for filename, embedding, label in zip(filenames, embeddings, labels, strict=True):
                 writer.writerow([filename, *list(embedding), str(label)])
 
 
-def save_embeddings(features: Features, out: str | os.PathLike, *, metadata: Mapping[str, Any] | None = None) -> Path:
+def save_embeddings(features: Features, out: str | os.PathLike, *, metadata: Mapping[str, Any] | None = None,
+                    allow_non_finite: bool = False) -> Path:
     """Write :class:`~sslhub.evaluation.Features` to ``out``, format by suffix, atomically.
 
     * ``.csv``: Lightly's embedding CSV (:func:`write_lightly_csv`).
@@ -57,10 +61,12 @@ def save_embeddings(features: Features, out: str | os.PathLike, *, metadata: Map
 
     Raises:
         ValueError: any other suffix.
+        NonFiniteError: embeddings that are NaN/Inf (unless ``allow_non_finite``): nothing is written.
     """
     out = Path(out)
     suffix = out.suffix.lower()
     emb = features.features.detach().to(torch.float32).cpu()
+    check_finite(emb, f"the embeddings for {out}", allow=allow_non_finite)
     if suffix == ".csv":
         write_lightly_csv(out, emb.numpy(), features.labels.tolist(), features.filenames)
     elif suffix == ".safetensors":
@@ -90,6 +96,7 @@ def embed(
     crop_pct: float | None = None,
     num_workers: int | None = None,
     metadata: Mapping[str, Any] | None = None,
+    allow_non_finite: bool = False,
 ) -> Features:
     """Embed every image of ``data_dir`` with ``model`` and (if ``out`` is given) save them by suffix.
 
@@ -99,7 +106,8 @@ def embed(
 
     Embeddings are the model's raw (unnormalized) outputs, as ``lightly-embed`` writes them; labels are class
     indices for class subfolders, else -1. Preprocessing as :func:`~sslhub.evaluation.extract_features`.
-    The output suffix is checked before any image is processed.
+    The output suffix is checked before any image is processed; embeddings that are not finite are not written
+    unless ``allow_non_finite``.
     """
     if out is not None and Path(out).suffix.lower() not in EMBEDDING_SUFFIXES:
         raise ValueError(
@@ -123,6 +131,6 @@ def embed(
         desc="embed",
     )
     if out is not None:
-        save_embeddings(feats, out, metadata=metadata)
+        save_embeddings(feats, out, metadata=metadata, allow_non_finite=allow_non_finite)
         logger.debug("wrote %d embeddings of dimension %d to %s", len(feats), feats.features.shape[1], out)
     return feats

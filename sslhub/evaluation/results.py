@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,8 @@ from typing import Any
 from torch import Tensor
 
 from sslhub.checkpoints.io import atomic_path
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["METRICS", "check_labels", "format_result", "make_result", "record_result", "run_dir_of", "topk_accuracy", "write_results"]
 
@@ -74,8 +78,13 @@ def format_result(result: Mapping[str, Any]) -> str:
 def write_results(results: dict[str, Any] | Sequence[dict[str, Any]], dst: str | os.PathLike) -> Path:
     """Atomically write one result (or a list of them) as indented JSON; returns the path."""
     dst = Path(dst)
+    try:  # strict JSON: NaN/Infinity are not JSON, and other readers (the Hub, jq, browsers) reject them
+        text = json.dumps(results, indent=2, sort_keys=False, allow_nan=False) + "\n"
+    except ValueError:
+        raise ValueError(f"{dst}: the result holds NaN or Infinity, which JSON cannot hold; nothing was written. "
+                         "Check the model's weights (sslhub info) and the data") from None
     with atomic_path(dst) as tmp:
-        tmp.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8")
     return dst
 
 
@@ -104,8 +113,15 @@ def record_result(result: Mapping[str, Any], run_dir: str | os.PathLike) -> Path
     path = Path(run_dir) / RUN_METRICS
     entries: list[dict[str, Any]] = []
     if path.is_file():
-        data = json.loads(path.read_text(encoding="utf-8"))
-        entries = list(data.get("metrics", []) if isinstance(data, dict) else data)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            entries = list(data.get("metrics", []) if isinstance(data, dict) else data)
+        except (ValueError, TypeError, AttributeError) as e:  # damaged: keep it aside, never lose the new result
+            aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
+            os.replace(path, aside)
+            logger.warning("%s cannot be read (%s); it was moved to %s and a new one holds this result", path,
+                           str(e)[:200], aside)  # fmt: skip
+            entries = []
     entries = [e for e in entries if not (isinstance(e, Mapping) and _same(e, result))] + [dict(result)]
     return write_results({"metrics": entries}, path)
 

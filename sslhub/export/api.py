@@ -17,6 +17,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from torch import nn
 
+from sslhub._files import is_special_file
 from sslhub._version import __version__
 from sslhub.backbones import (
     IMAGENET_MEAN,
@@ -164,7 +165,7 @@ def export_checkpoint(
     _check_outputs(to, Path(out), force=force, src=src_path)
     from sslhub.checkpoints.load import load_backbone_state
 
-    state = load_backbone_state(src_path, arch=arch, width=width)
+    state = load_backbone_state(src_path, arch=arch, width=width, dtype=None)  # an export keeps the file's dtype
     mean, std = _metadata_norm(getattr(state, "metadata", None) or {})
     return _export_state(state.state_dict, state.spec, to, out, force=force, src=src_path, mean=mean, std=std)
 
@@ -365,7 +366,7 @@ def _check_outputs(to: str, out: Path, *, force: bool, src: Path | None) -> None
             )
         if path.is_dir():
             raise ExportError(f"{path} is a directory; give a file name for the export")
-        if path.exists() and not force:
+        if path.exists() and not force and not is_special_file(path):
             raise ExportError(f"{path} already exists; pass force=True (CLI: --force) to replace it")
 
 

@@ -12,25 +12,36 @@
   later use compares size and mtime with that record (cheap) and re-hashes the file when they differ;
   ``verify=True`` (``sslhub fetch --verify``) always re-hashes. A cached file that does not match is never served:
   it is deleted and downloaded again, and the new download must match the recorded digest (pass its sha256
-  explicitly to accept a file the publisher replaced). A file of a format that shows its own end (safetensors,
+  explicitly to accept a file the publisher replaced). A cached file whose record is missing or damaged is never
+  trusted again: it is deleted and downloaded again. A file of a format that shows its own end (safetensors,
   torch.save's zip) is checked to be whole, and an HTML page or a Git LFS pointer is never cached as weights.
 * Concurrency: a file lock (``filelock``) per cached file; a second process waits and then uses the finished file.
 * Failures: timeouts, connections cut mid-transfer and 408/429/5xx answers are retried with exponential backoff,
   resuming where the last attempt stopped. A refused connection and a host name that does not resolve (offline,
-  wrong URL) fail at once: retrying them only makes the user wait.
+  wrong URL) fail at once: retrying them only makes the user wait. Timeouts are huggingface_hub's: 10 s to
+  connect and 10 s without a byte (``SSLHUB_DOWNLOAD_TIMEOUT`` changes both, as ``HF_HUB_DOWNLOAD_TIMEOUT``
+  does), so a stalled server is given up after at most (retries + 1) x 10 s plus the backoff (about 1.5 min with
+  the defaults). A ``Retry-After`` up to 30 s is honoured; a longer one fails at once, saying when to try again.
+* Bytes are stored as the server sent them (``Accept-Encoding: identity``; a ``Content-Encoding`` the server
+  applies anyway is not undone, as pip does), so sizes and digests are those of the bytes sent. A file larger than
+  the free space of the cache's disk is refused before the first byte.
 * Offline: ``SSLHUB_OFFLINE=1`` (or ``HF_HUB_OFFLINE=1``) uses the cache and fails clearly when the file is not
   there.
 * Presigned S3/GCS read-URLs: only ``GET`` with the URL exactly as given (never ``HEAD``, which the signature does
-  not cover), and the query string (the signature) never appears in logs or error messages.
+  not cover), and the query string (the signature) never appears in logs or error messages: every error that
+  can hold a URL (a bad port, a redirect to another scheme, requests' and urllib3's own messages) goes through
+  :func:`redact_text`.
 """
 
 from __future__ import annotations
 
+import email.utils
 import hashlib
 import json
 import logging
 import os
 import re
+import shutil
 import time
 import urllib.parse
 from dataclasses import dataclass
@@ -51,6 +62,7 @@ __all__ = [
     "fetch_url",
     "is_offline",
     "offline_variable",
+    "redact_text",
     "redact_url",
     "sslhub_home",
 ]
@@ -63,6 +75,9 @@ _RETRY_STATUS = (408, 425, 429, 500, 502, 503, 504)
 # small network reads: urllib3 drops the bytes of a read that a cut connection interrupts, so keep them few
 _NET_CHUNK = 1 << 16
 _MAX_BACKOFF = 30.0
+_MAX_RETRY_AFTER = 30.0  # a longer Retry-After fails at once (with the time to wait) instead of blocking the user
+ENV_TIMEOUT = "SSLHUB_DOWNLOAD_TIMEOUT"
+DEFAULT_TIMEOUT = 10.0  # huggingface_hub's HF_HUB_DOWNLOAD_TIMEOUT; pip's is 15 s
 
 
 class DownloadError(SslhubError, ValueError):
@@ -112,6 +127,43 @@ def redact_url(url: str) -> str:
         port = None
     netloc = host + (f":{port}" if port else "")
     return urllib.parse.urlunsplit((p.scheme, netloc, p.path, "", "")) + ("?<query redacted>" if p.query else "")
+
+
+_URL_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+
+
+def redact_text(text: str) -> str:
+    """``text`` with every URL in it redacted (:func:`redact_url`): for messages of other libraries that quote the
+    URL they failed on (requests, urllib3)."""
+    return _URL_RE.sub(lambda m: redact_url(m.group(0)), text)
+
+
+def default_timeout() -> tuple[float, float]:
+    """(connect, read) timeouts in seconds: ``$SSLHUB_DOWNLOAD_TIMEOUT`` for both, else 10 s (huggingface_hub's)."""
+    raw = os.environ.get(ENV_TIMEOUT, "").strip()
+    if not raw:
+        return DEFAULT_TIMEOUT, DEFAULT_TIMEOUT
+    try:
+        value = float(raw)
+        if not value > 0 or value == float("inf"):
+            raise ValueError
+    except ValueError:
+        raise DownloadError(f"{ENV_TIMEOUT}={raw!r}: expected a number of seconds > 0, e.g. 30") from None
+    return value, value
+
+
+def _retry_after(value: str) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), ``None`` when absent or unreadable."""
+    value = value.strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time()) if when is not None else None
 
 
 def _url_key(url: str) -> str:
@@ -301,6 +353,9 @@ def _attempt(session: Any, url: str, paths: _Paths, *, timeout: Any, progress: b
             raise DownloadError(f"{shown}: cannot connect to {host}: {why}. Check the network and the URL; "
                                 f"{ENV_OFFLINE}=1 uses cached files only") from None
         raise _Retryable(f"{type(e).__name__} while connecting") from None
+    except (requests.RequestException, ValueError) as e:  # a bad port, a redirect to ftp:// ...: never retried
+        raise DownloadError(f"{shown}: the request cannot be made: {redact_text(str(e))} ({type(e).__name__}). "
+                            "Check the URL") from None
 
     with resp:
         status = resp.status_code
@@ -313,8 +368,12 @@ def _attempt(session: Any, url: str, paths: _Paths, *, timeout: Any, progress: b
             _unlink(paths.part, paths.part_meta)
             raise _Retryable("range not satisfiable", retry_after=0.0)
         if status in _RETRY_STATUS:
-            ra = resp.headers.get("Retry-After", "")
-            raise _Retryable(f"HTTP {status}", retry_after=float(ra) if ra.isdigit() else None)
+            wait = _retry_after(resp.headers.get("Retry-After", ""))
+            if wait is not None and wait > _MAX_RETRY_AFTER:
+                raise DownloadError(f"HTTP {status} for {shown}: the server asks to wait {wait:.0f} s before trying "
+                                    f"again (Retry-After), more than the {_MAX_RETRY_AFTER:.0f} s sslhub waits. Try "
+                                    "again later")
+            raise _Retryable(f"HTTP {status}", retry_after=wait)
         if status >= 400:
             raise DownloadError(_server_error(resp, shown))
         if status == 206 and offset:
@@ -343,17 +402,28 @@ def _attempt(session: Any, url: str, paths: _Paths, *, timeout: Any, progress: b
 
         length = resp.headers.get("Content-Length")
         total = offset + int(length) if length and length.isdigit() else None
+        encoding = resp.headers.get("Content-Encoding", "identity").strip().lower() or "identity"
+        if encoding != "identity":
+            logger.warning("%s: the server sent the body with Content-Encoding: %s although sslhub asked for identity; "
+                           "it is stored as sent, not decompressed (as pip does)", shown, encoding)
+        if total is not None:
+            _check_free_space(paths.part, total - offset, shown)
         written = offset
         bar = tqdm(total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024, desc=desc,
                    disable=None if progress else True, leave=False)
         try:
             with open(paths.part, mode) as f:
-                for block in resp.iter_content(chunk_size=_NET_CHUNK):
+                # raw bytes as sent: requests' iter_content would undo a Content-Encoding (a 64 KB gzip body of
+                # zeros becomes 64 MiB on disk, and Content-Length no longer matches)
+                for block in resp.raw.stream(_NET_CHUNK, decode_content=False):
                     f.write(block)
                     written += len(block)
                     bar.update(len(block))
         except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as e:
             raise _Retryable(f"connection lost after {written} bytes ({type(e).__name__})") from None
+        except _urllib3_errors() as e:  # raw.stream raises urllib3's own errors, not requests' wrappers
+            kind = "timed out" if "Timeout" in type(e).__name__ else "connection lost"
+            raise _Retryable(f"{kind} after {written} bytes ({type(e).__name__})") from None
         except OSError as e:
             if disk_full_errno(e) is None:
                 raise
@@ -377,6 +447,26 @@ def _attempt(session: Any, url: str, paths: _Paths, *, timeout: Any, progress: b
             logger.warning("%s: the server sent no length and the file's format cannot show its end, so a cut "
                            "transfer would go unnoticed; check the digest below against the publisher's", shown)
         return written
+
+
+def _urllib3_errors() -> tuple[type[BaseException], ...]:
+    from urllib3 import exceptions as u
+
+    return (u.ProtocolError, u.ReadTimeoutError, u.IncompleteRead, u.DecodeError, u.SSLError)
+
+
+def _check_free_space(part: Path, need: int, shown: str) -> None:
+    """Refuse up front a download larger than the free space of the cache's disk (the bytes would be lost at the
+    end otherwise)."""
+    try:
+        free = shutil.disk_usage(part.parent).free
+    except OSError:
+        return
+    if need > free:
+        raise DownloadError(
+            f"{shown}: the file needs {need / 2**20:.1f} MiB more but {part.parent} has {free / 2**20:.1f} MiB free; "
+            f"nothing was downloaded. Free some space, or set {ENV_HOME} to a folder on another disk"
+        )
 
 
 def _content_range_start(value: str) -> int | None:
@@ -405,18 +495,21 @@ def _cached_ok(paths: _Paths, sha256: str | None, size: int | None, shown: str, 
         return False
     st = paths.final.stat()
     meta = _read_json(paths.meta)
-    expected = sha256 or meta.get("sha256")
+    recorded = meta.get("sha256")
+    if not (isinstance(recorded, str) and re.fullmatch(r"[0-9a-f]{64}", recorded)):
+        meta, recorded = {}, None
+        if sha256 is None:  # no record, or a damaged one: what the file should be is unknown, so it is not served
+            logger.warning("%s: the record of cached %s (%s) is %s; the file is deleted and downloaded again", shown,
+                           paths.final, paths.meta, "damaged" if paths.meta.exists() else "missing")
+            _unlink(paths.final, paths.meta)
+            return False
+    expected = sha256 or recorded
     want_size = size if size is not None else (meta.get("size") if sha256 is None else None)
     if want_size is not None and st.st_size != want_size:
         logger.warning("%s: cached file %s has %d bytes, expected %d; it is deleted and downloaded again", shown,
                        paths.final, st.st_size, want_size)
         _unlink(paths.final)
         return False
-    if expected is None:  # cached before records were kept: trust it now, as a first download would be
-        digest = sha256_file(paths.final)
-        _record(paths, meta, sha256=digest, verified=False, pinned="first use of the cached file")
-        logger.warning("UNVERIFIED: %s: cached %s has no recorded sha256; recorded %s now", shown, paths.final, digest)
-        return True
     unchanged = meta.get("sha256") == expected and meta.get("size") == st.st_size and meta.get("mtime_ns") == st.st_mtime_ns
     if unchanged and not verify:
         return True
@@ -446,7 +539,7 @@ def fetch_url(
     progress: bool = True,
     retries: int = 5,
     backoff: float = 1.0,
-    timeout: float | tuple[float, float] = (10.0, 60.0),
+    timeout: float | tuple[float, float] | None = None,
 ) -> Path:
     """Download ``url`` into the sslhub cache (or find it there) and return the local path.
 
@@ -464,7 +557,8 @@ def fetch_url(
         progress: show a tqdm progress bar (on terminals).
         retries: further attempts per URL after network errors, cut connections, 408/429/5xx.
         backoff: seconds before the first retry; doubled each time (at most 30 s).
-        timeout: requests timeout (connect, read) in seconds.
+        timeout: requests timeout (connect, read) in seconds; default ``$SSLHUB_DOWNLOAD_TIMEOUT``, else 10 s each
+            (huggingface_hub's). A stalled server is given up after ``(retries + 1) * read`` seconds plus backoff.
 
     Raises:
         DownloadError: the server refused (4xx) or every attempt failed. ``OfflineError`` when ``SSLHUB_OFFLINE=1``
@@ -477,6 +571,8 @@ def fetch_url(
         if not re.fullmatch(r"[0-9a-f]{64}", sha256):
             raise ValueError(f"sha256 must be 64 hex digits, got {sha256!r}")
     _install_log_filter()
+    if timeout is None:
+        timeout = default_timeout()
     shown = label or redact_url(url)
     paths = _Paths(cache_path(url, filename))
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,10 +130,10 @@ def _canonicalize_safetensors(path: Path) -> None:
 def _load_state(source: Path | str, arch: str | None, width: float | None, prefix: str | None) -> Any:
     from sslhub.checkpoints.load import load_backbone_state
 
-    state = load_backbone_state(source, arch=arch, width=width, prefix=prefix)
+    state = load_backbone_state(source, arch=arch, width=width, prefix=prefix, dtype=None)
     if state.spec.family == "resnet_generator" and state.spec.num_ftrs:
         # Keep the Worker's num_ftrs conv: features="embedding" then works on the published file too.
-        state = load_backbone_state(source, arch=arch, width=width, prefix=prefix, keep_num_ftrs=True)
+        state = load_backbone_state(source, arch=arch, width=width, prefix=prefix, keep_num_ftrs=True, dtype=None)
     return state
 
 
@@ -349,6 +350,8 @@ def _publish(
         raise PublishError("overwrite_readme and keep_readme contradict each other; pass at most one")
     if metrics is not None and not isinstance(metrics, (list, tuple)):
         metrics = load_metrics(metrics)  # a path
+    elif metrics is not None:  # checked as a file's would be (finite numbers: the card and config.json are JSON)
+        metrics = validate_metrics(list(metrics), "metrics")
     stage_kwargs: dict[str, Any] = dict(
         repo_id=repo_id, arch=arch, width=width, prefix=prefix, method=method, metrics=metrics,
         license=license, datasets=list(datasets), tags=list(tags),
@@ -377,7 +380,7 @@ def _write_config(path: Path, config: Mapping[str, Any]) -> None:
     from sslhub.checkpoints.io import atomic_path
 
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(config, indent=2) + "\n")
+        tmp.write_text(json.dumps(config, indent=2, allow_nan=False) + "\n")
 
 
 def _hub_error(e: Exception, repo_id: str, branch: str) -> PublishError:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import fnmatch
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable
@@ -95,6 +96,16 @@ def apply_overrides(recipe: dict[str, Any], overrides: Iterable[str]) -> dict[st
             value = yaml.safe_load(raw)
         except yaml.YAMLError:
             raise RecipeError(f"--set {key}={raw}: the value is not valid YAML") from None
+        number = _yaml12_number(value)
+        if number is not None:  # `1e-3`: a string in YAML 1.1 (no dot), a number in YAML 1.2, JSON and Python
+            try:
+                check_override(r, key, number, raw)
+                value = number
+            except RecipeError as as_number:
+                try:
+                    check_override(r, key, value, raw)  # the key takes a string after all
+                except RecipeError:
+                    raise as_number from None
         check_override(r, key, value, raw)
         node = r
         parts = key.split(".")
@@ -104,6 +115,16 @@ def apply_overrides(recipe: dict[str, Any], overrides: Iterable[str]) -> dict[st
             node = node[p]
         node[parts[-1]] = value
     return r
+
+
+_NUMBER = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)[eE][-+]?[0-9]+")
+
+
+def _yaml12_number(value: Any) -> float | None:
+    """The float that a YAML 1.2 / JSON reader sees in a string YAML 1.1 left as text (``1e-3``, ``5E4``)."""
+    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        return float(value)
+    return None
 
 
 def get_recipe(name: str, overrides: Iterable[str] = ()) -> dict[str, Any]:

@@ -7,11 +7,15 @@ by ``sslhub eval`` on the run's weights, or given by hand) and the training moni
 from __future__ import annotations
 
 import json
+import logging
+import math
 import os
 from pathlib import Path
 from typing import Any, Mapping
 
 from sslhub.errors import SslhubError
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["METRICS_NAME", "PROTOCOLS", "PROTOCOL_SHORT", "RunResultsError", "find_checkpoint", "load_metrics",
            "run_dir_metrics", "validate_metrics"]
@@ -104,8 +108,16 @@ def _monitor_metrics(run_dir: Path) -> list[dict[str, Any]]:
     log = run_dir / "metrics.jsonl"
     if not log.is_file():
         return []
-    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-    knn_rows = [r for r in rows if isinstance(r.get("knn_top1"), (int, float))]
+    rows = []
+    for n, line in enumerate(log.read_text(errors="replace").splitlines(), 1):
+        try:
+            row = json.loads(line) if line.strip() else None
+        except ValueError:  # a line cut by a killed run (or an edit): the others still count
+            logger.warning("%s: line %d is not JSON (cut?); it is skipped", log, n)
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    knn_rows = [r for r in rows if isinstance(r.get("knn_top1"), (int, float)) and math.isfinite(r["knn_top1"])]
     if not knn_rows:
         return []
     last = knn_rows[-1]
@@ -158,7 +170,8 @@ def validate_metrics(entries: Any, where: str) -> list[dict[str, Any]]:
             raise RunResultsError(f"{where}: metrics[{i}] lacks {', '.join(missing)} (needs protocol, dataset, value)")
         if e["protocol"] not in PROTOCOLS:
             raise RunResultsError(f"{where}: metrics[{i}].protocol={e['protocol']!r}; use one of {', '.join(PROTOCOLS)}")
-        if isinstance(e["value"], bool) or not isinstance(e["value"], (int, float)):
-            raise RunResultsError(f"{where}: metrics[{i}].value={e['value']!r} is not a number")
+        if isinstance(e["value"], bool) or not isinstance(e["value"], (int, float)) or not math.isfinite(e["value"]):
+            raise RunResultsError(f"{where}: metrics[{i}].value={e['value']!r} is not a finite number (JSON has no "
+                                  "NaN/Infinity, and a model card must not show one)")
         out.append({k: v for k, v in dict(e).items() if v is not None})
     return out

@@ -11,12 +11,15 @@ deterministic mode).
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import inspect
 import json
 import logging
 import math
 import os
 import random
+import threading
 import time
 from pathlib import Path
 from typing import Any, Iterable
@@ -36,14 +39,16 @@ from sslhub.training.fast import FastPath
 from sslhub.training.loggers import resolve_loggers, start_loggers
 from sslhub.training.optim import LARGE_BATCH_OPTIMIZERS, build_large_batch_optimizer, norm_bias_groups
 from sslhub.transforms.recipe import build_recipe_transform
-from sslhub.training.run_dir import prepare_run_dir, recipe_for_run, restore_metrics, resumed_max_steps
+from sslhub.training.preempt import Preempted, SkipSampler, StopSignals, check_training_state
+from sslhub.training.run_dir import (RunDirError, nothing_to_resume, prepare_run_dir, recipe_for_run, remove_run_files,
+                                     restore_metrics, resumed_max_steps, run_lock)
 from sslhub.utils.scheduler import cosine_schedule
 
 logger = logging.getLogger(__name__)
 
 _build_transform = build_recipe_transform  # the old private name (now in sslhub.transforms.recipe)
 
-__all__ = ["TrainingError", "train"]
+__all__ = ["Preempted", "TrainingError", "train"]
 
 
 class TrainingError(SslhubError, RuntimeError):
@@ -228,6 +233,19 @@ def _monitor(backbone: nn.Module, train_ds: ImageFolderDataset, val_ds: ImageFol
     return {k: out[k] for k in ("embedding_std", "embedding_std_ratio", "knn_top1") if k in out}
 
 
+def _stop_requested(stop: StopSignals, world: int, dev: torch.device) -> bool:
+    """Whether a stop signal arrived (on any rank: all ranks stop at the same step, or DDP would hang)."""
+    if world == 1:
+        return stop.signum is not None
+    import torch.distributed as dist
+
+    flag = torch.tensor([stop.signum or 0], device=dev)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    if flag.item() and stop.signum is None:
+        stop.signum = int(flag.item())
+    return bool(flag.item())
+
+
 def _rng_state() -> dict[str, Any]:
     state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1])}
     if torch.cuda.is_available():
@@ -271,6 +289,27 @@ def _worker_checkpoint(model: SSLMethod) -> dict[str, Any] | None:
     return {"state_dict": {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k in keys}}
 
 
+_RUN = threading.local()  # the ExitStack of the train() call in progress in this thread
+
+
+def _holds_run(fn):
+    """Give ``fn`` an ExitStack (``_RUN.stack``) for what it holds while it runs (the run lock, signal handlers);
+    released however it ends."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        outer = getattr(_RUN, "stack", None)
+        with contextlib.ExitStack() as stack:
+            _RUN.stack = stack
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                _RUN.stack = outer
+
+    return wrapper
+
+
+@_holds_run
 def train(
     recipe: str | dict[str, Any],
     data: str | os.PathLike,
@@ -301,7 +340,7 @@ def train(
         overrides: ``key=value`` strings applied to the recipe.
         resume: continue the run in ``out``: its recipe from ``out/config.yaml`` (``overrides`` and ``epochs`` may
             only change what :data:`sslhub.training.run_dir.RESUME_COMPATIBLE` allows), its state from
-            ``out/checkpoints/last.ckpt`` (a run killed before its first checkpoint starts over).
+            ``out/checkpoints/last.ckpt``; without one, :class:`RunDirError` (a run is never started over).
         device: ``cpu``/``cuda``; default cuda when available.
         num_workers: DataLoader worker processes (default 0); None chooses from the machine as the command
             line does (:mod:`sslhub.utils.machine`: cores - 1, and the torch threads the workers leave).
@@ -311,8 +350,8 @@ def train(
             batch is collated, in parallel with the model step; needs ``num_workers > 0``), ``"device"`` (in the
             training process on ``device``, e.g. on the GPU), or ``"auto"``: workers on a CPU device when there
             are workers, else the device.
-        force: replace the run that ``out`` holds (its run files are deleted). Without ``force`` or ``resume``, a
-            folder that holds a run is refused.
+        force: replace the run that ``out`` holds: once the arguments are checked, the files sslhub wrote there
+            are deleted (no other file). Without ``force`` or ``resume``, a folder that holds a run is refused.
         loggers: experiment loggers, ``tensorboard``/``mlflow``/``wandb`` (:mod:`sslhub.training.loggers`);
             default TensorBoard when it is installed, ``["none"]`` for none.
 
@@ -322,7 +361,9 @@ def train(
     Raises:
         TrainingError: the run cannot give a sound result (non-finite loss, weights or embeddings; no optimizer
             step because no batch of readable images); the last good checkpoint is kept.
-        RunDirError: ``out`` holds a run (without ``resume``/``force``), or a resume conflicts with its config.
+        RunDirError: ``out`` holds a run (without ``resume``/``force``), another process trains into it, or a
+            resume conflicts with its config or has no state to continue from.
+        Preempted: SIGTERM/SIGINT stopped the run after saving a resumable state (``--resume`` continues it).
     """
     t_start = time.perf_counter()  # metrics' elapsed_s: wall clock of the whole run, set-up and monitor included
     out = Path(out)
@@ -330,7 +371,9 @@ def train(
         raise ValueError(f"epochs={epochs}: train for at least 1 epoch")
     rank, world, local_rank = _dist()
     logger_names = resolve_loggers(loggers)  # an unknown or missing logger fails before anything is touched
-    prepare_run_dir(out, resume=resume, force=force, delete=rank == 0)
+    prepare_run_dir(out, resume=resume, force=force, delete=False)  # checks only: --force deletes once all passed
+    if resume and not (out / "checkpoints" / "last.ckpt").is_file():
+        raise nothing_to_resume(out)
     r = recipe_for_run(recipe, out, overrides=overrides, epochs=epochs, resume=resume)
     max_steps_per_epoch = resumed_max_steps(out, max_steps_per_epoch) if resume else max_steps_per_epoch
     warmup = float((r.get("schedule") or {}).get("warmup_epochs", 0) or 0)
@@ -395,6 +438,7 @@ def train(
         sampler = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True)
     else:
         sampler = RandomSampler(ds, generator=gen)
+    sampler = SkipSampler(sampler)  # a run resumed mid-epoch skips the batches it did before it was stopped
     worker_gen = torch.Generator()  # the workers' seeds, apart from the order: persistent workers draw none later
     loader = DataLoader(ds, batch_size=batch_size, sampler=sampler, generator=worker_gen,
                         drop_last=True, num_workers=num_workers,
@@ -406,6 +450,11 @@ def train(
                         persistent_workers=num_workers > 0 and not in_workers)  # fmt: skip
     # the monitor evaluates as `sslhub eval knn` does (its own preprocessing of these folders, see _monitor)
     val_ds = ImageFolderDataset(val, classes=ds.classes) if val is not None else None
+    if rank == 0:  # recipe, device and data are checked: take the folder, then (--force) clear the old run
+        _RUN.stack.enter_context(run_lock(out))
+        prepare_run_dir(out, resume=resume, force=force, delete=False)  # again: another run may have ended meanwhile
+        if force:
+            remove_run_files(out)
 
     model = fast.prepare_model(_build_model(r, gather=world > 1).to(dev))
     if world > 1 and r.get("sync_batchnorm"):
@@ -424,24 +473,28 @@ def train(
     start_epoch, step, elapsed_before = 0, 0, 0.0
     rows: list[dict[str, Any]] = []
     metrics_file = out / "metrics.jsonl"
-    if resume and ckpt_path.exists():
-        state = load_torch_file(ckpt_path)
+    mid: dict[str, Any] = {}  # where a preempted run stopped inside its epoch (empty: at an epoch's end)
+    if resume:
+        state = check_training_state(load_torch_file(ckpt_path), ckpt_path)
         if int(state["epoch"]) > int(r["epochs"]):
             raise ValueError(f"--epochs {r['epochs']}: the run in {out} has done {state['epoch']} epochs already; "
                              "pass at least that many")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        _set_rng_state(state["rng"])
+        try:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            scaler.load_state_dict(state["scaler"])
+            _set_rng_state(state["rng"])
+        except (RuntimeError, KeyError, ValueError, TypeError) as e:
+            raise RunDirError(f"{ckpt_path} does not fit the run's config.yaml ({str(e).splitlines()[0][:300]}); it is "
+                              "not this run's training state. Restore it, or start over with --force") from None
         start_epoch, step = int(state["epoch"]), int(state["global_step"])
         elapsed_before = float(state.get("elapsed_s", 0.0))
+        mid = state.get("mid_epoch") or {}
         if rank == 0:  # rows a killed run wrote after its last checkpoint go: they are computed again
             rows = restore_metrics(metrics_file, state.get("metrics"), start_epoch)
-        logger.info("resumed %s at epoch %d (step %d)", ckpt_path, start_epoch, step)
-    elif resume and rank == 0 and metrics_file.exists():
-        logger.info("%s has no checkpoint yet; the run starts over", out)
-        restore_metrics(metrics_file, [], 0)
+        logger.info("resumed %s at epoch %d (step %d%s)", ckpt_path, start_epoch + (1 if mid else 0), step,
+                    f", batch {mid['batch']} of the epoch" if mid else "")  # fmt: skip
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         with atomic_path(out / "config.yaml") as tmp:
@@ -460,8 +513,8 @@ def train(
                         rank=rank)  # fmt: skip
     from tqdm.auto import tqdm
 
-    baseline: dict[str, float] = {}
-    if rank == 0 and start_epoch == 0 and val_ds is not None and r.get("monitor_every", 1) and r.get("monitor_random_init", True):
+    baseline: dict[str, float] = dict(mid.get("baseline") or {})
+    if rank == 0 and start_epoch == 0 and not mid and val_ds is not None and r.get("monitor_every", 1) and r.get("monitor_random_init", True):
         # the kNN of the untrained network: what training has to beat (colour statistics alone score well above
         # chance on small data); recorded in the first row as knn_top1_random_init. Forked RNG: the training
         # stream stays as it is without this measurement.
@@ -470,6 +523,19 @@ def train(
         if "knn_top1" in init:
             baseline["knn_top1_random_init"] = init["knn_top1"]
             logger.info("random init: kNN top-1 %.2f%%", init["knn_top1"])
+    stop = _RUN.stack.enter_context(StopSignals())  # SIGTERM/SIGINT: save where we are, then exit
+
+    def preempt(epoch: int, batch: int, epoch_state: dict[str, Any] | None) -> Preempted:
+        where = f"epoch {epoch + 1}, batch {batch} of {steps_per_epoch}" if epoch_state else f"the end of epoch {epoch}"
+        if rank == 0 and epoch_state is not None:
+            state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                     "scaler": scaler.state_dict(), "rng": _rng_state(), "epoch": epoch, "global_step": step,
+                     "recipe": r["name"], "metrics": rows, "elapsed_s": elapsed_before + time.perf_counter() - t_start,
+                     "mid_epoch": {"batch": batch, **epoch_state, "baseline": baseline}}  # fmt: skip
+            save_torch(state, ckpt_path)
+        return Preempted(f"stopped by {stop.name} at {where} (step {step}); the state is saved in {ckpt_path}. "
+                         f"Continue with the same command and --resume", stop.signum or 0)  # fmt: skip
+
     clock = RunClock(total_steps, step)
     for epoch in range(start_epoch, int(r["epochs"])):
         if world > 1:
@@ -478,8 +544,14 @@ def train(
         worker_gen.manual_seed(seed * 1000 + epoch + 1)  # so do the seeds of workers created this epoch
         model.train()
         t0, seen, losses, first_step = time.perf_counter(), 0, _LossLog(dev), step
-        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{r['epochs']}", disable=not progress or rank != 0, leave=False)
-        for i, batch in enumerate(loader):
+        skip = int(mid.get("batch", 0)) if epoch == start_epoch else 0
+        if skip:  # resumed mid-epoch: the batches done before the stop, and the epoch's running figures
+            sampler.skip = skip * batch_size
+            seen, first_step = int(mid["seen"]), int(mid["first_step"])
+            losses.total.fill_(float(mid["loss_total"]))
+            losses.count = int(mid["loss_count"])
+        bar = tqdm(total=steps_per_epoch, initial=skip, desc=f"epoch {epoch + 1}/{r['epochs']}", disable=not progress or rank != 0, leave=False)
+        for i, batch in enumerate(loader, start=skip):
             if i >= steps_per_epoch:
                 break
             if batch is None:
@@ -519,6 +591,13 @@ def train(
                                 img_s=f"{seen / (time.perf_counter() - t0):.0f}",
                                 run_eta=format_duration(clock.eta(step)))  # the whole run, not the epoch  # fmt: skip
             bar.update(1)
+            if _stop_requested(stop, world, dev) and i + 1 < steps_per_epoch:
+                bad = losses.read()
+                if bad is not None:
+                    raise _nonfinite(bad, epoch, ckpt_path)
+                bar.close()
+                raise preempt(epoch, i + 1, {"seen": seen, "first_step": first_step, "loss_total": float(losses.total),
+                                             "loss_count": losses.count})  # fmt: skip
         bad = losses.read()
         if bad is not None:
             raise _nonfinite(bad, epoch, ckpt_path)
@@ -565,6 +644,8 @@ def train(
             with open(metrics_file, "a") as f:
                 f.write(json.dumps(row) + "\n")
             log.log_metrics(row, step)
+        if _stop_requested(stop, world, dev) and epoch + 1 < int(r["epochs"]):
+            raise preempt(epoch + 1, 0, None)  # the state of this epoch's end is saved already
     if rank == 0:
         sd = {k: v for k, v in model.state_dict().items() if not k.startswith("criterion.")}
         save_safetensors(sd, out / "model.safetensors", _metadata(r, model, int(r["epochs"])))

@@ -36,7 +36,9 @@ from sslhub.hub import DownloadError, HashMismatchError, cache_path, fetch_url
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "training/data/clothing10_mini/train"
 TINY = ["backbone.width=0.0625", "batch_size=8", "input_size=32", "schedule.warmup_epochs=0", "monitor_every=0"]
-ENV = {k: v for k, v in os.environ.items() if k != "SSLHUB_DEBUG"}
+# one torch thread: sslhub picks the thread count from the machine's load, and a bit-exact resume needs the same
+# count before and after the interruption
+ENV = {**{k: v for k, v in os.environ.items() if k != "SSLHUB_DEBUG"}, "OMP_NUM_THREADS": "1"}
 ENV.update(PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
            OMP_NUM_THREADS="1")  # fmt: skip
 TIME_KEYS = ("images_per_s", "time_s", "elapsed_s")

@@ -50,7 +50,9 @@ def _copy_run(src: Path, dst: Path) -> Path:
 
 
 def _train_args(data: Path, out: Path, *extra: str) -> list[str]:
-    return ["train", "simclr-resnet-9", "--data", str(data), "--out", str(out), "--device", "cpu", *extra]
+    # no workers: augmentation in the training process, so a mid-epoch resume is bit-exact (README, Safety)
+    return ["train", "simclr-resnet-9", "--data", str(data), "--out", str(out), "--device", "cpu", "--workers", "0",
+            *extra]
 
 
 # ------------------------------------------------------------------------------------------------ run folders

@@ -29,3 +29,18 @@ def test_require_compares_release_numbers():
         require("torch", "99.0", "x")
     with pytest.raises(DependencyError, match="not installed"):
         require("no-such-distribution-sslhub", "1.0", "y")
+
+
+def test_a_dinov3_architecture_on_an_old_timm_names_the_timm_release_that_has_it(monkeypatch):
+    """DINOv3 files need timm's DINOv3 models (timm 1.0.20); an older timm gets the version, not just 'unknown'."""
+    import timm
+
+    from sslhub.backbones import create_backbone
+
+    monkeypatch.setattr(timm, "__version__", "1.0.3")
+    with pytest.raises(ValueError, match=r"needs timm >= 1\.0\.20 \(installed: 1\.0\.3\)"):
+        create_backbone("vit_tiny_patch16_dinov3_nonexistent")
+    monkeypatch.setattr(timm, "__version__", "1.0.31")  # a current timm: a plain unknown name, no version advice
+    with pytest.raises(ValueError) as e:
+        create_backbone("vit_tiny_patch16_dinov3_nonexistent")
+    assert "needs timm" not in str(e.value)

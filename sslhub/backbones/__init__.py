@@ -136,6 +136,22 @@ def build_on_meta(build: Callable[[], nn.Module]) -> nn.Module:
             return build()
 
 
+# timm releases that added the architectures sslhub's readers build (DINOv3 ViT/ConvNeXt: timm 1.0.20)
+_TIMM_ADDED = {"dinov3": "1.0.20"}
+
+
+def _timm_too_old(arch: str) -> str:
+    """A hint naming the timm release that has ``arch`` when the installed one is older (a version gap, not a typo)."""
+    import timm
+
+    for key, version in _TIMM_ADDED.items():
+        if key in arch:
+            have = tuple(int(x) for x in timm.__version__.split(".")[:3] if x.isdigit())
+            if have < tuple(int(x) for x in version.split(".")):
+                return f". {arch} needs timm >= {version} (installed: {timm.__version__}): pip install -U 'timm>={version}'"
+    return ""
+
+
 def _torchvision_vit(arch: str, img_size: int | None, overrides: dict[str, Any]) -> nn.Module:
     """torchvision's ``arch`` (weights=None), or a ``VisionTransformer`` with some of its size arguments replaced."""
     import torchvision
@@ -248,6 +264,7 @@ def create_backbone(
                 raise ValueError(
                     f"unknown architecture {arch!r}: not a Lightly ResNetGenerator name "
                     f"({', '.join(RESNET_GENERATOR_SPECS)}), not a torchvision ResNet/ViT, and timm says: {e}"
+                    f"{_timm_too_old(arch)}"
                 ) from None
             if keep_periods:
                 _keep_rope_periods(model)

@@ -166,7 +166,7 @@ def test_train_shortcuts_warmup_warning_and_resolved_config(run):
     from PIL import Image
 
     assert Image.open(out / "curves.png").size == (1600, 1000)
-    assert "monitor: train features" in p.stderr  # the monitor shows progress
+    assert "monitor: train features" in p.stderr, p.stderr  # the monitor shows progress
 
 
 # ------------------------------------------------------------------------------------------ 3. errors that help

@@ -393,14 +393,15 @@ def test_nan_weights_are_reported_at_load_and_embed_eval_refuse_them(tmp_path, t
 
 def test_results_and_metrics_are_strict_json(tmp_path):
     from sslhub.evaluation.results import record_result, write_results
-    from sslhub.hub.publish import PublishError, load_metrics, run_dir_metrics
+    from sslhub.hub.publish import load_metrics, run_dir_metrics
+    from sslhub.training.run_results import RunResultsError
 
     with pytest.raises(ValueError, match=r"x\.json: the result holds NaN or Infinity"):
         write_results({"metric": "knn_top1", "value": float("nan")}, tmp_path / "x.json")
     assert not (tmp_path / "x.json").exists()
     for value in ("NaN", "Infinity", "-Infinity"):
         (tmp_path / "m.json").write_text(f'[{{"protocol": "knn", "dataset": "d", "value": {value}}}]')
-        with pytest.raises(PublishError, match="not a finite number"):
+        with pytest.raises(RunResultsError, match="not a finite number"):  # publish reports it as a PublishError
             load_metrics(tmp_path / "m.json")
     # a damaged metrics.json in a run folder: the new result is kept, the damaged file moved aside, not lost
     run = tmp_path / "run"
@@ -536,8 +537,10 @@ def test_pipes_and_devices_are_written_into_and_folders_are_refused_before_the_w
     assert temps(tmp_path) == []
     folder = tmp_path / "a_folder.safetensors"
     folder.mkdir()
+    # (embed --out into a folder is not this case: a folder there is the sharded output, see test_embed_scale)
     for args in (["convert", str(tiny_st), str(folder)], ["convert", str(tiny_st), str(folder), "--force"],
-                 ["embed", str(tiny_st), str(small_data), "--out", str(folder), "--force", "--input-size", "32"]):
+                 ["eval", "knn", str(tiny_st), "--data", str(small_data), "--val", str(small_data), "--json",
+                  str(folder), "--force", "--input-size", "32"]):
         r = cli(*args)
         assert r.returncode == 2 and f"{folder} is a folder" in r.stderr and "Traceback" not in r.stderr, r.stderr
         assert "pass --force" not in r.stderr

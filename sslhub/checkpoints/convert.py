@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 import torch
 
-from sslhub._files import check_output_path
+from sslhub._files import OutputPathError, check_output_path
 from sslhub._version import __version__
 from sslhub.checkpoints.io import CheckpointError, save_safetensors, save_torch, sha256_file
 from sslhub.checkpoints.layouts import detect
@@ -119,7 +119,10 @@ def convert(
     dst = Path(dst)
     if dst.exists() and dst.resolve() == src_path.resolve():
         raise CheckpointError(f"{dst}: source and destination are the same file; the input is never overwritten")
-    check_output_path(dst, force, option="--force (force=True)")
+    try:
+        check_output_path(dst, force, option="--force (force=True)")
+    except OutputPathError as e:  # convert's documented error stays CheckpointError
+        raise CheckpointError(str(e)) from None
     suffix = dst.suffix.lower()
     if suffix not in (".safetensors", *TORCH_SUFFIXES):
         raise CheckpointError(f"{dst}: unknown output format {suffix!r}; use .safetensors, .ckpt or .pth")

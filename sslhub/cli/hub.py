@@ -8,6 +8,8 @@ import sys
 from dataclasses import asdict
 from typing import Any
 
+from sslhub.cli.table import format_table
+
 
 def _top1(card: Any, task: str) -> str:
     m = card.metric(task)
@@ -30,17 +32,6 @@ def _row(card: Any) -> dict[str, str]:
         # verified: against the card's sha256; first use: only against the digest recorded at the first download
         "SHA256": "verified" if card.weights.verified else "first use",
     }
-
-
-def format_table(rows: list[dict[str, str]]) -> str:
-    """Left-aligned plain-text table with a header line."""
-    if not rows:
-        return ""
-    cols = list(rows[0])
-    widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in cols}
-    lines = ["  ".join(c.ljust(widths[c]) for c in cols).rstrip()]
-    lines += ["  ".join(r[c].ljust(widths[c]) for c in cols).rstrip() for r in rows]
-    return "\n".join(lines)
 
 
 def format_card(card: Any) -> str:

@@ -103,7 +103,7 @@ def _recipes(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps([recipes[n] for n in names], indent=2))
             return 0
-        from sslhub.cli.hub import format_table
+        from sslhub.cli.table import format_table
 
         print(format_table([_recipe_row(recipes[n]) for n in names]))
         return 0

@@ -30,7 +30,7 @@ from sslhub.errors import SslhubError, disk_full_errno, write_failed
 logger = logging.getLogger(__name__)
 
 __all__ = ["STALE_AFTER_S", "TMP_TAG", "OutputPathError", "atomic_path", "check_output_path", "clean_stale_temps",
-           "is_special_file", "sha256_file", "staging_dir", "write_json_atomic"]
+           "is_special_file", "pid_alive", "sha256_file", "staging_dir", "write_json_atomic"]
 
 TMP_TAG = ".sslhub-tmp-"
 # A writer on another host (a shared folder) or in another pid namespace cannot be asked whether it still runs;
@@ -84,7 +84,8 @@ def temp_path(dst: str | os.PathLike) -> Path:
     return dst.with_name(f".{dst.name}{TMP_TAG}{_host_tag()}-{os.getpid()}-{secrets.token_hex(4)}")
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` on this host is alive (a lock or temp file it owns is not stale)."""
     if pid == os.getpid():
         return True
     try:
@@ -132,7 +133,7 @@ def clean_stale_temps(folder: str | os.PathLike, *, max_age_s: float = STALE_AFT
 
 
 def _is_stale(name_match: re.Match[str], mtime: float, host: str, now: float, max_age_s: float) -> bool:
-    dead = name_match.group(1) == host and not _pid_alive(int(name_match.group(2)))
+    dead = name_match.group(1) == host and not pid_alive(int(name_match.group(2)))
     return dead or now - mtime > max_age_s
 
 

@@ -33,7 +33,7 @@ from typing import Any, Iterable
 
 import yaml
 
-from sslhub._files import TMP_TAG, _pid_alive, atomic_path
+from sslhub._files import TMP_TAG, pid_alive, atomic_path
 from sslhub.errors import SslhubError
 from sslhub.recipes import RecipeError, _yaml12_number, apply_overrides, get_recipe, validate_recipe
 
@@ -137,7 +137,7 @@ def _in_use(path: Path) -> RunDirError | None:
     owner = _read_lock(path)
     pid, host = owner.get("pid"), owner.get("host")
     here = host == socket.gethostname() and isinstance(pid, int)
-    if not owner or (here and (pid == os.getpid() or not _pid_alive(pid))):  # none, ours, or of a dead process
+    if not owner or (here and (pid == os.getpid() or not pid_alive(pid))):  # none, ours, or of a dead process
         return None
     return RunDirError(
         f"{path.parent} is in use: another sslhub train (pid {pid} on {host}, since {owner.get('since', '?')}) is "

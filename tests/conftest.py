@@ -17,3 +17,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
     if not torch.cuda.is_available():
         raise pytest.UsageError("pytest -m gpu selects the GPU-only tests, but torch sees no CUDA device here")
+
+
+@pytest.fixture(scope="module")
+def server():
+    """A loopback HTTP server whose faults each test sets (tests/fault_servers.py), one per test module."""
+    from fault_servers import FaultServer
+
+    s = FaultServer()
+    yield s
+    s.close()
+
+
+@pytest.fixture()
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh, online SSLHUB_HOME for one test (no offline switch or download timeout from the caller's shell)."""
+    h = tmp_path / "sslhub_home"
+    monkeypatch.setenv("SSLHUB_HOME", str(h))
+    monkeypatch.delenv("SSLHUB_OFFLINE", raising=False)
+    monkeypatch.delenv("SSLHUB_DOWNLOAD_TIMEOUT", raising=False)
+    return h

@@ -26,7 +26,6 @@ from pathlib import Path
 import pytest
 import torch
 from bad_files import bad_file_corpus
-from fault_servers import FaultServer
 
 import sslhub
 from sslhub._files import TMP_TAG, clean_stale_temps, staging_dir, temp_path
@@ -103,20 +102,7 @@ def small_data(tmp_path_factory) -> Path:
     return d
 
 
-@pytest.fixture(scope="module")
-def server():
-    s = FaultServer()
-    yield s
-    s.close()
-
-
-@pytest.fixture()
-def home(tmp_path, monkeypatch) -> Path:
-    h = tmp_path / "sslhub_home"
-    monkeypatch.setenv("SSLHUB_HOME", str(h))
-    monkeypatch.delenv("SSLHUB_OFFLINE", raising=False)
-    return h
-
+# `server` and `home` fixtures: tests/conftest.py
 
 # ------------------------------------------------------------------------------------------------ error policy
 

@@ -225,23 +225,7 @@ def test_sigterm_from_outside_stops_with_a_saved_state(tmp_path, small_data):
 SECRET = "X-Amz-Signature=0123456789abcdefdeadbeef&X-Amz-Credential=AKIAEXAMPLE"
 
 
-@pytest.fixture(scope="module")
-def server():
-    from fault_servers import FaultServer
-
-    s = FaultServer()
-    yield s
-    s.close()
-
-
-@pytest.fixture()
-def home(tmp_path, monkeypatch) -> Path:
-    h = tmp_path / "sslhub_home"
-    monkeypatch.setenv("SSLHUB_HOME", str(h))
-    monkeypatch.delenv("SSLHUB_OFFLINE", raising=False)
-    monkeypatch.delenv("SSLHUB_DOWNLOAD_TIMEOUT", raising=False)
-    return h
-
+# `server` and `home` fixtures: tests/conftest.py
 
 def test_no_error_path_prints_the_query_string(server, home):
     server.put("s.bin", b"z" * 100)

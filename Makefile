@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: demo test test-gpu services bench docs floors clean
+.PHONY: demo test test-gpu services bench docs floors floors-torch clean
 
 # What the demo needs: torch and the project (matplotlib included); no test or docs tools. torch comes from pip's
 # configured index (on this project's machines a local wheel; a CPU-only index can be set with PIP_INDEX_URL).
@@ -46,6 +46,12 @@ docs: $(VENV)/.installed
 # .venv-floors, which shadows the venv's copies) runs the fast subset.
 floors: $(VENV)/.installed services
 	VENV=$(VENV) bash scripts/floors.sh
+
+# The torch and torchvision floors as well (scripts/floors_torch.sh): a throwaway venv outside the repository
+# (TORCH_FLOOR_VENV, default ${TMPDIR:-/tmp}/sslhub-torchfloor) with the PyPI builds, ~3 GB to download. By hand,
+# not in .ci/run (CI's time budget); .ci/floors.txt records the last result and its commands.
+floors-torch: services
+	PYTHON=$(PYTHON) bash scripts/floors_torch.sh
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache runs site .venv-floors

@@ -47,3 +47,20 @@ def test_a_broken_reference_fails_the_build(tmp_path):
     page.write_text(page.read_text() + "\nSee [the missing page](no-such-page.md).\n")
     p = _build(repo / "mkdocs.yml", tmp_path / "site")
     assert p.returncode != 0 and "no-such-page.md" in p.stderr + p.stdout
+
+
+def test_readme_is_the_short_version_and_links_into_every_page():
+    """README keeps the quick start and links the rest: every docs page is one link away, every link resolves."""
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    links = re.findall(r"\]\((docs/[\w.-]+\.md)(?:#([\w-]+))?\)", readme)
+    pages = {f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md")}
+    assert pages - {"docs/index.md"} <= {page for page, _ in links}, "a docs page README does not link"
+    for page, anchor in links:
+        assert page in pages, page
+        if anchor:  # the heading's slug as MkDocs' toc makes it
+            slugs = {re.sub(r"[^\w-]", "", h.strip().lower().replace(" ", "-"))
+                     for h in re.findall(r"^#+ (.+)$", (ROOT / page).read_text(), re.M)}  # fmt: skip
+            assert anchor in slugs, f"README links {page}#{anchor}, which has no such heading"
+    assert len(readme.splitlines()) <= 150, "README is the short version: the long text belongs in docs/"

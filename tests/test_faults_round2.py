@@ -50,7 +50,7 @@ def _copy_run(src: Path, dst: Path) -> Path:
 
 
 def _train_args(data: Path, out: Path, *extra: str) -> list[str]:
-    # no workers: augmentation in the training process, so a mid-epoch resume is bit-exact (README, Safety)
+    # no workers: augmentation in the training process, so a mid-epoch resume is bit-exact (docs/safety.md)
     return ["train", "simclr-resnet-9", "--data", str(data), "--out", str(out), "--device", "cpu", "--workers", "0",
             *extra]
 

@@ -170,7 +170,8 @@ def test_aim_head_signature() -> None:
 
 # --- Lightly's module paths ---------------------------------------------------------------------------------------
 
-# Lightly modules with no thin module in sslhub (README "Not copied"): video world models and superseded classes
+# Lightly modules with no thin module in sslhub (docs/porting-lightlyssl.md, "Not copied"): video world models and
+# superseded classes
 NOT_COPIED = {"lightly.loss.latent_distance", "lightly.loss.lewm_loss", "lightly.models.modules.ijepa",
               "lightly.models.modules.masked_autoencoder", "lightly.models.modules.world_model"}  # fmt: skip
 # names a Lightly module imports from another Lightly module for itself (not part of what scripts import from it)

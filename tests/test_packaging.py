@@ -3,6 +3,7 @@ floors and types are what a user of the wheel needs."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,11 +13,30 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_wheel_ships_recipes_and_cards(tmp_path):
-    wheel_dir, site = tmp_path / "wheel", tmp_path / "site"
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    """The wheel of this checkout, built once for the module (as `pip wheel --no-deps .` builds it)."""
+    wheel_dir = tmp_path_factory.mktemp("wheel")
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", str(ROOT),
                     "-w", str(wheel_dir)], check=True, capture_output=True)  # fmt: skip
-    wheel = next(wheel_dir.glob("sslhub-*.whl"))
+    return next(wheel_dir.glob("sslhub-*.whl"))
+
+
+@pytest.fixture(scope="module")
+def user_venv(tmp_path_factory, wheel) -> tuple[Path, Path]:
+    """(python, site-packages) of a fresh venv outside the repository holding only the installed wheel (--no-deps)."""
+    venv = tmp_path_factory.mktemp("user") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    py = venv / "bin" / "python"
+    purelib = Path(subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                  capture_output=True, text=True, check=True).stdout.strip())  # fmt: skip
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(purelib), str(wheel)],
+                   check=True, capture_output=True)  # fmt: skip
+    return py, purelib
+
+
+def test_wheel_ships_recipes_and_cards(tmp_path, wheel):
+    site = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(wheel)],
                    check=True, capture_output=True)  # fmt: skip
     code = (
@@ -96,25 +116,30 @@ def test_every_imported_package_is_declared():
     assert not missing, f"imported but not declared in pyproject.toml: {missing}"
 
 
-def test_wheel_metadata_is_for_users(tmp_path):
+def test_wheel_metadata_is_for_users(wheel):
     """py.typed, LICENSE, classifiers and URLs ship; test and development tools are not install options."""
     import email
     import zipfile
 
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", str(ROOT),
-                    "-w", str(tmp_path)], check=True, capture_output=True)  # fmt: skip
-    wheel = next(tmp_path.glob("sslhub-*.whl"))
     with zipfile.ZipFile(wheel) as z:
         names = z.namelist()
         meta = email.message_from_bytes(z.read(next(n for n in names if n.endswith(".dist-info/METADATA"))))
     assert "sslhub/py.typed" in names
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     assert meta["License-Expression"] == "MIT"
-    assert "Typing :: Typed" in meta.get_all("Classifier") and len(meta.get_all("Project-URL")) >= 3
+    assert "Typing :: Typed" in meta.get_all("Classifier")
+    # every project URL shipped is one pyproject declares (today none: no public home exists yet, see pyproject.toml)
+    urls = _pyproject()["project"].get("urls", {})
+    assert sorted(meta.get_all("Project-URL") or []) == sorted(f"{k}, {v}" for k, v in urls.items())
     requires = meta.get_all("Requires-Dist")
     assert not [r for r in requires if "extra ==" in r and "test" in r], "the test tools are published as an extra"
     assert not {"pytest", "moto", "boto3", "lightly", "setuptools"} & {re_name(r) for r in requires}
     assert {"numpy", "pillow", "matplotlib"} <= {re_name(r) for r in requires}
+
+
+def _outside_env() -> dict[str, str]:
+    """This environment without PYTHONPATH (the test run's points at the checkout) and offline."""
+    return {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "SSLHUB_OFFLINE": "1"}
 
 
 def re_name(requirement: str) -> str:
@@ -123,21 +148,12 @@ def re_name(requirement: str) -> str:
     return re.match(r"[A-Za-z0-9_.-]+", requirement).group(0).lower()
 
 
-def test_mypy_sees_sslhubs_types_from_an_installed_wheel(tmp_path):
+def test_mypy_sees_sslhubs_types_from_an_installed_wheel(tmp_path, user_venv):
     """A type checker in a user's project reads sslhub's annotations (py.typed), not Any."""
     import re
 
     pytest.importorskip("mypy")
-    wheel_dir = tmp_path / "wheel"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", str(ROOT),
-                    "-w", str(wheel_dir)], check=True, capture_output=True)  # fmt: skip
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    py = venv / "bin" / "python"
-    purelib = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                             capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", purelib,
-                    str(next(wheel_dir.glob("*.whl")))], check=True, capture_output=True)  # fmt: skip
+    py, _ = user_venv
     script = tmp_path / "user.py"
     script.write_text(
         "import sslhub\n"
@@ -146,8 +162,58 @@ def test_mypy_sees_sslhubs_types_from_an_installed_wheel(tmp_path):
         "sslhub.load_pretrained('x.safetensors', features=3)\n"  # a wrong type: only typed code catches it
     )
     p = subprocess.run([sys.executable, "-m", "mypy", "--no-incremental", "--python-executable", str(py),
-                        "--ignore-missing-imports", str(script)], cwd=tmp_path, capture_output=True, text=True)  # fmt: skip
+                        "--ignore-missing-imports", str(script)], cwd=tmp_path, env=_outside_env(),
+                       capture_output=True, text=True)  # fmt: skip
     assert re.search(r'Revealed type is "def \(source: (builtins\.)?str \| os\.PathLike\[Any\], \*, arch: ', p.stdout), p.stdout
     assert re.search(r'Revealed type is "def \(model: .*, input_size: (builtins\.)?int \| None =', p.stdout), p.stdout
     assert 'Argument "features" to "load_pretrained" has incompatible type "int"; expected "str"' in p.stdout, p.stdout
     assert "missing library stubs or py.typed marker" not in p.stdout
+
+
+# Runs in the user's venv: the examples of README and Getting started (tests/test_readme.py's runner, loaded by path)
+# and the data line of the --help examples, with the checkout nowhere on sys.path.
+_FROM_WHEEL = r"""
+import importlib.util, json, sys
+from pathlib import Path
+
+root, deps = Path(sys.argv[1]), json.loads(sys.argv[2])
+sys.path += deps  # torch & co. after the venv's own site-packages, whose sslhub is the wheel's
+import sslhub
+
+assert Path(sslhub.__file__).is_relative_to(sys.prefix), sslhub.__file__
+assert not [p for p in sys.path if Path(p or ".").resolve().is_relative_to(root)], sys.path
+spec = importlib.util.spec_from_file_location("readme_runner", root / "tests" / "test_readme.py")
+runner = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(runner)
+here = Path.cwd()
+runner.make_demo_run(here)
+runner.run_pages(here)
+
+from sslhub.cli._help import D_LINE, EXAMPLES
+
+data = Path(runner._shell_value(D_LINE.split("=", 1)[1].split("  #")[0]))
+assert data.is_relative_to(sys.prefix), data  # the demo data of the install
+used = {u for text in EXAMPLES.values() if D_LINE in text for u in __import__("re").findall(r"\$D/(\w+)", text)}
+assert used and all(any((data / u).glob("*/*.jpg")) for u in used), (data, used)
+loaded = [m.__file__ for m in list(sys.modules.values()) if getattr(m, "__file__", None)]
+assert not [f for f in loaded if Path(f).resolve().is_relative_to(root / "sslhub")]
+print("from the wheel:", sslhub.__file__, "| demo data:", data, "| --help uses $D/" + ", $D/".join(sorted(used)))
+"""
+
+
+@pytest.mark.slow
+def test_readme_and_help_examples_run_from_a_wheel_installed_outside_the_repository(tmp_path, user_venv):
+    """A pip user's view: README's (and Getting started's) examples and the --help examples' data path work from
+    the wheel, in a folder outside the repository, with the checkout not on sys.path. Dependencies come from this
+    interpreter's site-packages, appended to the user's venv (a --no-deps install: no download at test time);
+    appending a folder does not process its .pth files, so the checkout's editable install stays out."""
+    import json
+    import site
+
+    py, _ = user_venv
+    work = tmp_path / "work"
+    work.mkdir()
+    p = subprocess.run([str(py), "-c", _FROM_WHEEL, str(ROOT), json.dumps(site.getsitepackages())], cwd=work,
+                       env=_outside_env(), capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-6000:]
+    assert "from the wheel:" in p.stdout

@@ -1,6 +1,6 @@
-"""README's "Porting from Lightly" tables are true: every sslhub name in them imports, every Lightly name exists
-in the installed lightly, "all" rows really cover every public Lightly name not listed elsewhere, and nothing
-listed as not copied exists in sslhub after all."""
+"""The "Porting from LightlySSL" tables (docs/porting-lightlyssl.md, linked from README) are true: every sslhub
+name in them imports, every Lightly name exists in the installed lightly, "all" rows really cover every public
+Lightly name not listed elsewhere, and nothing listed as not copied exists in sslhub after all."""
 
 from __future__ import annotations
 
@@ -13,14 +13,14 @@ import pytest
 
 pytest.importorskip("lightly")
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+PAGE = Path(__file__).resolve().parents[1] / "docs" / "porting-lightlyssl.md"
 TICKS = re.compile(r"`([^`]+)`")
 
 
 def _section() -> str:
-    text = README.read_text()
-    start = text.index("## Porting from Lightly")
-    end = text.index("\n## ", start + 1)
+    text = PAGE.read_text()
+    start = text.index("# Porting from LightlySSL")
+    end = text.index("\n## ", start + 1)  # the tables end where the page's next section starts
     return text[start:end]
 
 
@@ -85,7 +85,7 @@ def test_all_rows_cover_every_public_lightly_name() -> None:
         explicit = {n for n, _ in _pairs(names_cell)}
         expected = (_public(lightly_name) - excluded[lightly_name]) | explicit
         missing = sorted(n for n in expected if not hasattr(sslhub_module, n))
-        assert not missing, f"{lightly_name} -> {sslhub_module.__name__}: README says all, missing {missing}"
+        assert not missing, f"{lightly_name} -> {sslhub_module.__name__}: the page says all, missing {missing}"
 
 
 def test_not_copied_names_exist_in_lightly_and_not_in_sslhub() -> None:
@@ -101,4 +101,4 @@ def test_not_copied_names_exist_in_lightly_and_not_in_sslhub() -> None:
             assert hasattr(module, name), (lightly_name, name)
             for sslhub_name in counterparts.get(lightly_name, []):
                 assert not hasattr(importlib.import_module(sslhub_name), name), (
-                    f"README lists {name} as not copied, but {sslhub_name} has it: move it to the ported table")
+                    f"the page lists {name} as not copied, but {sslhub_name} has it: move it to the ported table")

@@ -44,3 +44,28 @@ def test_a_dinov3_architecture_on_an_old_timm_names_the_timm_release_that_has_it
     with pytest.raises(ValueError) as e:
         create_backbone("vit_tiny_patch16_dinov3_nonexistent")
     assert "needs timm" not in str(e.value)
+
+
+@pytest.mark.parametrize("torch_version", ["2.5.0", None], ids=["torch-2.5", "installed-torch"])
+def test_a_file_pickled_under_numpy_1_loads_on_every_supported_torch(tmp_path, monkeypatch, torch_version):
+    """LightlySSL benchmark checkpoints hold np.float64 values pickled under numpy 1.x (``numpy.core.multiarray
+    .scalar``). With numpy 2 installed, torch >= 2.6 allows them by an (object, name) pair, which torch 2.5 (the
+    floor) does not take: there a same-named forwarder does it. Either way the value loads, and nothing else does."""
+    import numpy as np
+
+    from sslhub.checkpoints.io import CheckpointError, load_torch_file
+
+    if torch_version:
+        monkeypatch.setattr(torch, "__version__", torch_version)
+    path = tmp_path / "bench.ckpt"
+    torch.save({"state_dict": {"w": torch.ones(2)}, "lr": np.float64(0.25)}, path, _use_new_zipfile_serialization=False)
+    # the bytes numpy 1.x writes (legacy format: the pickle's GLOBAL opcode is plain text)
+    raw = path.read_bytes().replace(b"numpy._core.multiarray\nscalar", b"numpy.core.multiarray\nscalar")
+    assert b"numpy.core.multiarray\nscalar" in raw
+    path.write_bytes(raw)
+    obj = load_torch_file(path)
+    assert obj["lr"] == 0.25 and torch.equal(obj["state_dict"]["w"], torch.ones(2))
+    # the allow-list stays narrow: another numpy.core.multiarray function is still refused
+    path.write_bytes(raw.replace(b"numpy.core.multiarray\nscalar", b"numpy.core.multiarray\n_reconstruct"))
+    with pytest.raises(CheckpointError):
+        load_torch_file(path)

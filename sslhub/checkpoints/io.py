@@ -54,9 +54,27 @@ def _numpy_safe_globals() -> list[Any]:
     scalar = (np._core if int(np.__version__.split(".")[0]) >= 2 else np.core).multiarray.scalar
     # argparse.Namespace: DINO and MAE store their ``args`` as one (timm allows it the same way); plain data.
     allowed: list[Any] = [scalar, np.dtype, np.dtypes.Float64DType, argparse.Namespace]
-    # Files pickled under numpy 1.x name the module ``numpy.core.multiarray``.
-    allowed.append((scalar, "numpy.core.multiarray.scalar"))
+    if scalar.__module__ != "numpy.core.multiarray":  # numpy 2: files pickled under numpy 1.x name the old module
+        allowed.append(_numpy1_scalar(scalar))
     return allowed
+
+
+def _numpy1_scalar(scalar: Any) -> Any:
+    """numpy 2's ``scalar`` allowed under numpy 1.x's name ``numpy.core.multiarray.scalar``.
+
+    torch >= 2.6 takes an ``(object, name)`` pair for this; torch 2.5 (the floor) matches an allowed object by its
+    own ``__module__`` and ``__name__`` only, so there it is a forwarder that carries the old name.
+    """
+    from sslhub._requirements import _release
+
+    if _release(torch.__version__) >= (2, 6):
+        return (scalar, "numpy.core.multiarray.scalar")
+
+    def forward(*args: Any) -> Any:
+        return scalar(*args)
+
+    forward.__module__, forward.__name__, forward.__qualname__ = "numpy.core.multiarray", "scalar", "scalar"
+    return forward
 
 
 def is_safetensors_file(path: str | os.PathLike) -> bool:

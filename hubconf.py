@@ -57,7 +57,7 @@ def _make_entrypoint(card_name: str) -> _Callable[..., _Any]:
                                     **{**card.load.timm_kwargs, **kwargs})  # fmt: skip
             model.eval()  # the same mode as load_pretrained's, whatever pretrained says
             return model.to(device) if device is not None else model
-        from sslhub.checkpoints.load import load_pretrained
+        from sslhub.loading import load_pretrained
 
         path = _hub.fetch_card(card, progress=kwargs.pop("progress", True))
         return load_pretrained(path, features=features, **{**load_kw, **kwargs})

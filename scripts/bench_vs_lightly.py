@@ -1031,7 +1031,8 @@ class SideResult:
 
 def run_sslhub(recipe: dict[str, Any], train_dir: Path, run_dir: Path, args: argparse.Namespace,
                device: torch.device, max_steps: int | None = None) -> tuple[nn.Module, SideResult]:  # fmt: skip
-    from sslhub.checkpoints.load import build_from_state, load_backbone_state
+    from sslhub.checkpoints.build import build_from_state
+    from sslhub.loading import load_backbone_state
     from sslhub.training import train
 
     res = SideResult()

@@ -41,7 +41,7 @@ class Mutation:
 MUTATIONS: tuple[Mutation, ...] = (
     Mutation("memory bank wrap", "sslhub/losses/memory_bank.py", "if ptr + n >= cap:", "if ptr + n > cap:",
              ("tests/test_losses.py", "-k", "memory_bank or ntxent"), "`>=` -> `>`: the bank wraps one batch late"),
-    Mutation("load fast path", "sslhub/checkpoints/load.py",
+    Mutation("load fast path", "sslhub/checkpoints/build.py",
              "    if model is not None:\n        return model\n",
              "    if model is not None:\n        pass\n",
              ("tests/test_skeleton.py",), "the assembled module is thrown away, the ordinary path builds another"),
@@ -79,7 +79,7 @@ MUTATIONS: tuple[Mutation, ...] = (
              'return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)',
              'return torch.load(path, map_location="cpu", weights_only=False, mmap=mmap)',
              ("tests/test_checkpoints.py", "-k", "malicious or numpy"), "torch.load(weights_only=False)"),
-    Mutation("Worker checkpoint backbone", "sslhub/checkpoints/load.py",
+    Mutation("Worker checkpoint backbone", "sslhub/checkpoints/remap.py",
              '        if not keep_num_ftrs:\n            sub = {k: v for k, v in sub.items() if not k.startswith("7.")}',
              '        if False:\n            sub = {k: v for k, v in sub.items() if not k.startswith("7.")}',
              ("tests/test_checkpoints.py", "-k", "worker"), "the num_ftrs conv stays in the feature extractor"),

@@ -12,9 +12,9 @@ from sslhub._version import __version__
 
 # public name -> module that defines it
 _LAZY = {
-    "load_pretrained": "sslhub.checkpoints.load",
-    "convert": "sslhub.checkpoints.convert",
-    "info": "sslhub.checkpoints.info",
+    "load_pretrained": "sslhub.loading",
+    "convert": "sslhub.loading",
+    "info": "sslhub.loading",
     "create_backbone": "sslhub.backbones",
     "train": "sslhub.training",
     "list_recipes": "sslhub.recipes",
@@ -33,10 +33,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from sslhub.backbones import create_backbone as create_backbone
     from sslhub.recipes import get_recipe as get_recipe, list_recipes as list_recipes
     from sslhub.training import train as train
-    from sslhub.checkpoints.convert import convert as convert
-    from sslhub.checkpoints.info import info as info
     from sslhub.checkpoints.io import CheckpointError as CheckpointError
-    from sslhub.checkpoints.load import load_pretrained as load_pretrained
+    from sslhub.loading import convert as convert, info as info, load_pretrained as load_pretrained
     from sslhub.hub.registry import list_pretrained as list_pretrained
     from sslhub.export import export as export
     from sslhub.evaluation.features import data_config as data_config, eval_transform as eval_transform

@@ -10,7 +10,7 @@ from torch import nn
 
 import sslhub
 from sslhub.backbones import create_backbone
-from sslhub.checkpoints import load as load_module
+from sslhub.checkpoints import build as build_module
 from sslhub.checkpoints import skeleton
 from sslhub.checkpoints.io import save_safetensors
 
@@ -32,14 +32,14 @@ def _reference(arch: str, kw: dict, seed: int = 0) -> nn.Module:
 
 
 class PathSpy:
-    """Watches the names ``sslhub.checkpoints.load`` actually calls: ``assemble`` (the fast path) and, after it,
+    """Watches the names the build stage (``sslhub.checkpoints.build``) actually calls: ``assemble`` (the fast path) and, after it,
     ``create_backbone`` (the ordinary path, which constructs the module; timm families also build a meta model
     before, to name their classifier keys)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.assembled: list[nn.Module | None] = []
         self.constructed: list[dict] = []  # create_backbone calls after the first assemble call
-        assemble, create = load_module.assemble, load_module.create_backbone
+        assemble, create = build_module.assemble, build_module.create_backbone
 
         def spy_assemble(*a, **k):
             self.assembled.append(assemble(*a, **k))
@@ -50,8 +50,8 @@ class PathSpy:
                 self.constructed.append(k)
             return create(*a, **k)
 
-        monkeypatch.setattr(load_module, "assemble", spy_assemble)
-        monkeypatch.setattr(load_module, "create_backbone", spy_create)
+        monkeypatch.setattr(build_module, "assemble", spy_assemble)
+        monkeypatch.setattr(build_module, "create_backbone", spy_create)
 
     def took_fast_path(self, loaded: nn.Module) -> bool:
         """The returned module is the one assemble() built, and nothing was constructed the ordinary way."""

@@ -1,7 +1,12 @@
-"""Lossless conversion between Lightly ``.ckpt`` files, plain state dicts and sslhub ``.safetensors``."""
+"""Lossless conversion between Lightly ``.ckpt`` files, plain state dicts and sslhub ``.safetensors``.
+
+:func:`convert_file` converts a local file; :func:`sslhub.convert` (in :mod:`sslhub.loading`) resolves a registry
+name, URL or ``hf-hub:`` id first.
+"""
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
@@ -13,12 +18,13 @@ import torch
 from sslhub._files import OutputPathError, check_output_path
 from sslhub._version import __version__
 from sslhub.checkpoints.io import CheckpointError, save_safetensors, save_torch, sha256_file
-from sslhub.checkpoints.layouts import detect
-from sslhub.checkpoints.load import read_checkpoint, resolve_path
+from sslhub.checkpoints.hf_files import weights_in
+from sslhub.checkpoints.read import read_checkpoint
+from sslhub.checkpoints.recognise import detect
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["convert", "sslhub_metadata"]
+__all__ = ["convert_file", "sslhub_metadata"]
 
 TORCH_SUFFIXES = (".ckpt", ".pth", ".pt", ".bin")
 
@@ -90,7 +96,7 @@ def _worker_keys(sd: dict[str, torch.Tensor], meta: Mapping[str, str], where: st
     return sd
 
 
-def convert(
+def convert_file(
     src: str | os.PathLike,
     dst: str | os.PathLike,
     *,
@@ -108,14 +114,12 @@ def convert(
     ``.ckpt -> .safetensors -> .ckpt`` is bit-identical.
 
     Args:
-        src: anything :func:`sslhub.load_pretrained` accepts.
+        src: a local checkpoint file or folder (:func:`sslhub.convert` also takes registry names, URLs, ``hf-hub:``).
         dst: output path; written atomically. An existing file needs ``force=True``.
         arch: architecture hint recorded in the header when the tensors cannot tell.
         prefix: record this backbone prefix instead of the detected evaluation copy.
     """
-    from sslhub.checkpoints.hf_files import weights_in
-
-    src_path = weights_in(resolve_path(src))  # a folder: the weights file it holds (hashed and named in the header)
+    src_path = weights_in(Path(src))  # a folder: the weights file it holds (hashed and named in the header)
     dst = Path(dst)
     if dst.exists() and dst.resolve() == src_path.resolve():
         raise CheckpointError(f"{dst}: source and destination are the same file; the input is never overwritten")
@@ -151,3 +155,11 @@ def convert(
         save_torch({k: v.contiguous() for k, v in sd.items()}, dst)
     logger.debug("wrote %s (%d tensors)", dst, len(sd))
     return dst
+
+
+def __getattr__(name: str) -> Any:
+    # ``sslhub.checkpoints.convert.convert`` (the old documented path) resolves sources, which is the layer above
+    # this one: looked up on first use, never imported by this module.
+    if name == "convert":
+        return importlib.import_module("sslhub.loading").convert
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

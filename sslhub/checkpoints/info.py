@@ -1,47 +1,58 @@
-"""``sslhub info``: what a checkpoint holds."""
+"""``sslhub info``: what a checkpoint holds, and which reader recognised it and why.
+
+:func:`info_file` reads a local file; :func:`sslhub.info` (in :mod:`sslhub.loading`) resolves a registry name,
+URL or ``hf-hub:`` id first.
+"""
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 from typing import Any
 
+from sslhub.checkpoints.anchors import spec_from_header
+from sslhub.checkpoints.build import build_from_state
 from sslhub.checkpoints.io import CheckpointError
-from sslhub.checkpoints.layouts import detect
-from sslhub.checkpoints.load import _spec_from_metadata, read_checkpoint, resolve_path
+from sslhub.checkpoints.read import read_checkpoint
+from sslhub.checkpoints.recognise import recognise
+from sslhub.checkpoints.remap import backbone_state
 
-__all__ = ["info"]
+__all__ = ["info_file"]
 
 
-def info(source: str | os.PathLike, *, arch: str | None = None) -> dict[str, Any]:
-    """Describe a checkpoint: layout, architecture, width, feature dim, parameter counts, heads, metadata.
+def info_file(path: str | os.PathLike, *, arch: str | None = None) -> dict[str, Any]:
+    """Describe a local checkpoint: layout, the reader that matched and why, architecture, width, feature dim,
+    parameter counts, heads, metadata.
 
     Returns a JSON-serialisable dict. Unrecognised backbones are reported (``"arch": None`` and ``"error"``)
     rather than raised, so that any readable file can be inspected.
     """
-    from sslhub.checkpoints.load import build_from_state, load_backbone_state
-
-    path = resolve_path(source)
-    sd, extras, meta = read_checkpoint(path)
+    path = Path(path)
+    where = str(path)
+    ckpt = read_checkpoint(path)
+    sd, extras, meta = ckpt
     out: dict[str, Any] = {
-        "file": str(path),
-        "size_bytes": Path(path).stat().st_size if Path(path).is_file() else None,
+        "file": where,
+        "size_bytes": path.stat().st_size if path.is_file() else None,
         "num_tensors": len(sd),
         "num_elements": int(sum(t.numel() for t in sd.values())),
         "metadata": {k: v for k, v in meta.items()},
         "lightning": {k: v for k, v in extras.items() if k in ("epoch", "global_step", "pytorch-lightning_version", "hyper_parameters")},
     }
-    recorded = _spec_from_metadata(meta)  # an sslhub file says what it holds (timm models have no key anchors)
+    recorded = spec_from_header(meta)  # an sslhub file says what it holds (timm models have no key anchors)
     try:
-        det = detect(sd, str(path), extras=extras, arch=arch or (recorded.arch if recorded else None))
+        det = recognise(ckpt, where, arch=arch or (recorded.arch if recorded else None))
         spec = recorded or det.spec
-        state = load_backbone_state(path, arch=arch, dtype=None)
-        model = build_from_state(state, where=str(path))
+        state = backbone_state(ckpt, det, where, arch=arch, dtype=None)
+        model = build_from_state(state, where=where)
     except CheckpointError as e:
         out.update(layout=meta.get("layout"), arch=None, error=str(e))
         return out
     out.update(
         layout=meta.get("layout", det.layout),
+        reader=det.reader,
+        matched_on=det.why,
         family=spec.family,
         arch=spec.arch,
         width=spec.width,
@@ -61,3 +72,11 @@ def info(source: str | os.PathLike, *, arch: str | None = None) -> dict[str, Any
                    dropped=det.components, facts=det.facts)  # fmt: skip
         del out["heads"]
     return out
+
+
+def __getattr__(name: str) -> Any:
+    # ``sslhub.checkpoints.info.info`` (the old documented path) resolves sources, which is the layer above this
+    # one: looked up on first use, never imported by this module.
+    if name == "info":
+        return importlib.import_module("sslhub.loading").info
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -7,7 +7,7 @@ import json
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from sslhub.checkpoints.convert import convert
+    from sslhub.loading import convert
 
     out = convert(args.src, args.dst, force=args.force, arch=args.arch, prefix=args.prefix)
     print(f"wrote {out}")
@@ -15,7 +15,7 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from sslhub.checkpoints.info import info
+    from sslhub.loading import info
 
     result = info(args.path, arch=args.arch)
     if args.json:
@@ -26,8 +26,10 @@ def _info(args: argparse.Namespace) -> int:
     for k, v in result.items():
         if v in (None, {}, []) and k != "arch":
             continue  # nothing to say
-        if k == "metadata":
+        if k in ("metadata", "matched_on"):
             continue
+        if k == "reader" and result.get("matched_on"):
+            v = f"{v} ({result['matched_on']})"  # one line: which reader matched, and on what
         rows[k] = v
     width = max(len(k) for k in rows) + 2
     for k, v in rows.items():

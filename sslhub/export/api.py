@@ -123,7 +123,7 @@ def export(
     """Export the backbone of a checkpoint for use in another library.
 
     Args:
-        src: any checkpoint that :func:`sslhub.checkpoints.load.load_backbone_state` reads.
+        src: any checkpoint that :func:`sslhub.loading.load_backbone_state` reads.
         to: ``"torchvision"`` (state dict for ``torchvision.models.<arch>()``; only ``fc``/``heads`` missing),
             ``"timm"`` (state dict for ``timm.create_model(arch, num_classes=0)``) or ``"detectron2"`` (``.pkl``
             for ``DetectionCheckpointer`` plus the config it needs as ``<out>.yaml``; ResNet-18..152 only) or
@@ -163,7 +163,7 @@ def export_checkpoint(
     if image_size is not None:
         raise ExportError(f"image_size applies to --to onnx only; {to} weights carry no input size")
     _check_outputs(to, Path(out), force=force, src=src_path)
-    from sslhub.checkpoints.load import load_backbone_state
+    from sslhub.loading import load_backbone_state
 
     state = load_backbone_state(src_path, arch=arch, width=width, dtype=None)  # an export keeps the file's dtype
     mean, std = _metadata_norm(getattr(state, "metadata", None) or {})

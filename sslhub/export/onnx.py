@@ -206,7 +206,7 @@ def export_onnx(
 
     ``src`` is never overwritten. Returns the path and the checked max |onnxruntime - PyTorch| difference.
     """
-    from sslhub.checkpoints.load import load_pretrained
+    from sslhub.loading import load_pretrained
 
     out_p, src_p = Path(out), Path(src)
     if src_p.exists() and out_p.exists() and os.path.samefile(src_p, out_p):

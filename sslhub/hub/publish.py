@@ -81,7 +81,7 @@ class PublishResult:
 
 
 def _safetensors_header(state: Any, num_features: int, method: str | None) -> dict[str, Any]:
-    """The header :func:`sslhub.checkpoints.load.load_backbone_state` reads (same fields as ``sslhub convert``)."""
+    """The header :func:`sslhub.loading.load_backbone_state` reads (same fields as ``sslhub convert``)."""
     spec, meta = state.spec, state.metadata
     return {
         "format": "sslhub",
@@ -128,7 +128,7 @@ def _canonicalize_safetensors(path: Path) -> None:
 
 
 def _load_state(source: Path | str, arch: str | None, width: float | None, prefix: str | None) -> Any:
-    from sslhub.checkpoints.load import load_backbone_state
+    from sslhub.loading import load_backbone_state
 
     state = load_backbone_state(source, arch=arch, width=width, prefix=prefix, dtype=None)
     if state.spec.family == "resnet_generator" and state.spec.num_ftrs:

@@ -106,7 +106,7 @@ class _Teacher(nn.Module):
 
     def __init__(self, source: str) -> None:
         super().__init__()
-        from sslhub.checkpoints.load import load_pretrained
+        from sslhub.loading import load_pretrained
 
         self.model = load_pretrained(source)
         for p in self.model.parameters():

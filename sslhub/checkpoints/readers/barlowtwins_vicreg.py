@@ -21,6 +21,7 @@ class BarlowTwins(Reader):
     method = "barlowtwins"
     upstream = "facebookresearch/barlowtwins"
     evaluation_copy = "backbone (module.backbone); projector and bn dropped"
+    signature = ("module.projector.0.weight", "module.bn.running_mean")
 
     def match(self, sd: StateDict, extras: Mapping[str, Any]) -> Match | None:
         if is_resnet(sd, _P) and "module.projector.0.weight" in sd and "module.bn.running_mean" in sd:
@@ -33,6 +34,7 @@ class VICReg(Reader):
     method = "vicreg"
     upstream = "facebookresearch/vicreg"
     evaluation_copy = "backbone (module.backbone); projector dropped"
+    signature = ("module.projector.0.weight", "module.backbone.conv1.weight")
 
     def match(self, sd: StateDict, extras: Mapping[str, Any]) -> Match | None:
         if is_resnet(sd, _P) and "module.projector.0.weight" in sd and "module.bn.running_mean" not in sd:

@@ -1,12 +1,18 @@
-"""What a reader of one upstream checkpoint layout declares, and the small helpers readers share.
+"""What a reader of one checkpoint layout declares, and the small helpers readers share.
 
-A reader answers, from the tensors and the wrapper dict only (never the file name):
+The recognise stage asks each reader of :data:`sslhub.checkpoints.readers.READERS` in turn,
+``reader.recognise(checkpoint, where, prefix=, arch=)``; the first that returns a :class:`Detected` wins. Most
+readers (the upstream layouts) only declare, from the tensors and the wrapper dict (never the file name):
 
 * ``match``: is this state dict in my layout? If so, which key prefix is the evaluation copy;
 * ``drop``: which keys under that prefix are not part of the backbone (projection MLPs, mask tokens);
 * ``rename``: the key remap from the upstream's names to the torchvision/timm names sslhub builds;
 * ``facts``: what the tensors cannot tell (MoCo v3 ViT-S's 12 heads, solo-learn's CIFAR stem), applied to the
-  spec that the tensors give.
+  spec that the tensors give;
+* ``signature``: the keys it matches on, which ``sslhub info`` names as the reason it matched.
+
+and the default :meth:`Reader.recognise` turns those into a :class:`Detected`. Readers whose evidence is not a
+key pattern (an sslhub header, Lightly's prefix rules) override :meth:`Reader.recognise` itself.
 """
 
 from __future__ import annotations
@@ -16,7 +22,16 @@ from typing import Any, Mapping
 
 import torch
 
-__all__ = ["Match", "Reader", "first_prefix", "has_group", "is_resnet", "is_timm_vit"]
+from sslhub.checkpoints.anchors import (
+    components,
+    find_backbones,
+    infer_spec,
+    strip_prefix,
+)
+from sslhub.checkpoints.io import CheckpointError
+from sslhub.checkpoints.spec import BackboneSpec, Checkpoint, Detected
+
+__all__ = ["Match", "Reader", "first_prefix", "has_group", "is_resnet", "is_timm_vit", "normalise_prefix"]
 
 StateDict = Mapping[str, torch.Tensor]
 
@@ -27,6 +42,7 @@ class Match:
 
     prefix: str
     variant: str = ""  # e.g. "training checkpoint", "released backbone"
+    why: str = ""  # what matched, when the reader's ``signature`` does not say it (e.g. a config.json field)
 
 
 class Reader:
@@ -37,6 +53,56 @@ class Reader:
     evaluation_copy: str = ""  # which copy is the evaluation backbone, in the upstream's words
     drop: tuple[str, ...] = ()  # key prefixes (after the evaluation prefix is stripped) that are not backbone
     method: str | None = None  # the SSL method, where the layout implies it
+    # keys this layout is recognised by, as they appear in the file ("x." = any key under x.); ``sslhub info`` names
+    # the ones a file has, relative to the evaluation prefix when they are not found as written
+    signature: tuple[str, ...] = ()
+
+    def recognise(self, ckpt: Checkpoint, where: str, *, prefix: str | None, arch: str | None) -> Detected | None:
+        """This layout's reading of ``ckpt``, or None when it is not this layout (or ``prefix=`` asks for another
+        copy than the one this layout evaluates, which the generic Lightly/plain readers then pick)."""
+        sd, extras = ckpt.tensors, ckpt.extras
+        m = self.match(sd, extras)
+        if m is None:
+            return None
+        if prefix is not None and normalise_prefix(prefix) != m.prefix:
+            return None
+        stripped = strip_prefix(sd, m.prefix)
+        sub = self.backbone(stripped)
+        why = m.why or self.evidence(sd, m.prefix) or m.variant
+        common = dict(layout=self.name, prefix=m.prefix, method=self.method, upstream=self.upstream,
+                      evaluation_copy=self.evaluation_copy, variant=m.variant or None, reader=self.name, why=why)  # fmt: skip
+        given = self.spec_from_config(sub, extras)
+        if given is not None:  # the file's config.json says the architecture
+            fields, facts = given
+            outside = sorted({k.split(".")[0] for k in sd if not k.startswith(m.prefix)}) if m.prefix else []
+            dropped = sorted(outside + [m.prefix + d for d in self.dropped_inside(stripped)])
+            return Detected(spec=BackboneSpec(**fields), components=dropped, facts=facts, **common)
+        spec = self.spec(sub)
+        family = spec.family if spec is not None else find_backbones(sub).get("")
+        if family is None:
+            groups = sorted({k.split(".")[0] for k in sub})[:12]
+            raise CheckpointError(
+                f"{where} [{self.name}: {m.prefix or '<root>'}]: a {self.upstream} file whose backbone is not a "
+                f"torchvision ResNet or timm ViT (key groups under {m.prefix!r}: {groups}); sslhub cannot rebuild it"
+            )
+        own_spec = spec is not None
+        if spec is None:
+            spec = infer_spec(family, sub, f"{where} [{self.name}: {m.prefix or '<root>'}]")
+        facts = self.facts(spec, sub)
+        # a reader's own spec: the backbone's groups are not the generic family's, so only name what lies outside it
+        outside = [] if own_spec and not m.prefix else components(sd, m.prefix, family)
+        dropped = sorted(outside + [m.prefix + d for d in self.dropped_inside(stripped)])
+        return Detected(spec=spec, components=dropped, facts=facts, **common)
+
+    def evidence(self, sd: StateDict, prefix: str) -> str:
+        """``keys 'a', 'b'``: the ``signature`` keys this file has (for ``sslhub info``), or "" if none."""
+        found = []
+        for key in self.signature:
+            for k in (key, prefix + key):
+                if (k in sd) if not k.endswith(".") else has_group(sd, k):
+                    found.append(k + ("*" if k.endswith(".") else ""))
+                    break
+        return "keys " + ", ".join(repr(k) for k in found) if found else ""
 
     def unwrap(self, obj: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
         """Nested wrappers (VISSL) return (flat state dict, other entries); most layouts use the generic unwrap."""
@@ -72,6 +138,11 @@ class Reader:
     def dropped_inside(self, sub: StateDict) -> list[str]:
         """The ``drop`` groups that this file has (for ``sslhub info``)."""
         return sorted({d.rstrip(".") for d in self.drop for k in sub if k.startswith(d)})
+
+
+def normalise_prefix(prefix: str) -> str:
+    """``"backbone"`` -> ``"backbone."`` (``prefix=`` may be given without its dot); ``""`` stays the root."""
+    return prefix if not prefix or prefix.endswith(".") else prefix + "."
 
 
 def has_group(sd: StateDict, prefix: str) -> bool:

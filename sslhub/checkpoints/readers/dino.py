@@ -24,6 +24,7 @@ class Dino(Reader):
     method = "dino"
     upstream = "facebookresearch/dino"
     evaluation_copy = "teacher backbone; DINO head (with weight-normed last layer) dropped"
+    signature = ("head.last_layer.weight_v", "module.head.last_layer.weight_v")
 
     def match(self, sd: StateDict, extras: Mapping[str, Any]) -> Match | None:
         for wrap in ("", "module."):

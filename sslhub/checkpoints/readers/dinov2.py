@@ -34,6 +34,7 @@ class DinoV2(Reader):
     upstream = "facebookresearch/dinov2"
     evaluation_copy = "backbone (teacher's, in training files); mask_token and dino/ibot heads dropped"
     drop = ("mask_token",)
+    signature = ("mask_token", "blocks.0.attn.qkv.weight", "blocks.0.0.attn.qkv.weight")
 
     def match(self, sd: StateDict, extras: Mapping[str, Any]) -> Match | None:
         for p in ("", "backbone."):
@@ -66,7 +67,7 @@ class DinoV2(Reader):
         fc1, fc2 = sub.get("blocks.0.mlp.fc1.weight"), sub.get("blocks.0.mlp.fc2.weight")
         if fc1 is None or fc2 is None or fc1.shape[0] != 2 * fc2.shape[1]:
             return None  # the plain MLP of ViT-S/B/L: the generic timm ViT rules infer it
-        from sslhub.checkpoints.layouts import BackboneSpec
+        from sslhub.checkpoints.spec import BackboneSpec
 
         proj = sub["patch_embed.proj.weight"]
         dim, patch = int(proj.shape[0]), int(proj.shape[2])

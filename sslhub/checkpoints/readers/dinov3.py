@@ -60,6 +60,7 @@ class DinoV3ViT(Reader):
     upstream = "facebookresearch/dinov3"
     evaluation_copy = "the released backbone (class token after the final norm); mask_token and bias masks dropped"
     drop = ("mask_token", "local_cls_norm.")
+    signature = ("storage_tokens", "rope_embed.periods", "reg_token", "blocks.0.gamma_1")
 
     def match(self, sd: StateDict, extras: Mapping[str, Any]) -> Match | None:
         if "patch_embed.proj.weight" not in sd or "blocks.0.attn.qkv.weight" not in sd:
@@ -101,7 +102,7 @@ class DinoV3ViT(Reader):
     def spec(self, sub: StateDict) -> Any:
         import timm
 
-        from sslhub.checkpoints.layouts import BackboneSpec
+        from sslhub.checkpoints.spec import BackboneSpec
 
         proj = sub["patch_embed.proj.weight"]
         dim, patch = int(proj.shape[0]), int(proj.shape[2])
@@ -139,6 +140,7 @@ class DinoV3ConvNeXt(Reader):
     upstream = "facebookresearch/dinov3"
     evaluation_copy = "the released backbone (final LayerNorm of the average pool); norms.0-3 aliases dropped"
     drop = ("norms.",)
+    signature = ("downsample_layers.0.0.weight", "stages.0.0.dwconv.weight")
 
     def match(self, sd: StateDict, extras: Mapping[str, Any]) -> Match | None:
         if "downsample_layers.0.0.weight" in sd and "stages.0.0.dwconv.weight" in sd and "norm.weight" in sd:
@@ -158,7 +160,7 @@ class DinoV3ConvNeXt(Reader):
         return out
 
     def spec(self, sub: StateDict) -> Any:
-        from sslhub.checkpoints.layouts import BackboneSpec
+        from sslhub.checkpoints.spec import BackboneSpec
 
         dims0 = int(sub["stem.0.weight"].shape[0])
         depths = tuple(_depth(sub, rf"^stages\.{i}\.blocks\.(\d+)\.") for i in range(4))

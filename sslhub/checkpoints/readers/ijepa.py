@@ -53,6 +53,7 @@ class IJepa(Reader):
     method = "ijepa"
     upstream = "facebookresearch/ijepa"
     evaluation_copy = "target_encoder (the EMA encoder the paper evaluates); encoder and predictor dropped"
+    signature = ("target_encoder.module.patch_embed.proj.weight", "target_encoder.patch_embed.proj.weight", "predictor.")
 
     def unwrap(self, obj: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
         return unwrap_models(obj, ("encoder", "target_encoder", "predictor"))
@@ -71,7 +72,7 @@ class IJepa(Reader):
             return None  # the generic timm ViT rules: no class token -> avg pool of the final-norm'd tokens
         import math
 
-        from sslhub.checkpoints.layouts import BackboneSpec
+        from sslhub.checkpoints.spec import BackboneSpec
 
         img = math.isqrt(sub["pos_embed"].shape[1]) * int(proj.shape[2])
         kw = {"class_token": False, "global_pool": "avg", "fc_norm": False}  # as the named _gap_ models have them

@@ -42,7 +42,7 @@ class LightlyTrain(DinoV2):
                 p = copy + inner
                 if is_resnet(sd, p) or is_timm_vit(sd, p) or (p + "patch_embed.proj.weight" in sd and (
                         p + "blocks.0.0.attn.qkv.weight" in sd)):  # fmt: skip
-                    return Match(p, variant)
+                    return Match(p, variant, why=f"keys under {p!r}")
         return None
 
     def facts(self, spec: Any, sub: StateDict) -> list[str]:

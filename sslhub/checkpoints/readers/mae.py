@@ -37,6 +37,7 @@ class MAE(Reader):
     upstream = "facebookresearch/mae"
     evaluation_copy = "encoder; decoder and mask_token dropped"
     drop = ("mask_token", "decoder_")
+    signature = ("decoder_embed.weight", "mask_token")
 
     def match(self, sd: StateDict, extras: Mapping[str, Any]) -> Match | None:
         if not is_timm_vit(sd, ""):
@@ -49,5 +50,5 @@ class MAE(Reader):
         grid = int((pos.shape[1] - 1) ** 0.5)
         if grid * grid == pos.shape[1] - 1 and pos.shape[2] % 4 == 0:
             if torch.allclose(pos.float(), mae_sincos_pos_embed(pos.shape[2], grid), atol=1e-4):
-                return Match("", "released encoder")
+                return Match("", "released encoder", why="'pos_embed' is MAE's fixed 2D sin-cos table")
         return None

@@ -34,6 +34,7 @@ class MMPretrain(Reader):
     name = "mmpretrain"
     upstream = "open-mmlab/mmpretrain (mmselfsup, mmcls)"
     evaluation_copy = "backbone; neck, head and momentum copies dropped"
+    signature = ("backbone.patch_embed.projection.weight", "backbone.layers.0.ln1.weight")
 
     def match(self, sd: StateDict, extras: Mapping[str, Any]) -> Match | None:
         p = "backbone."

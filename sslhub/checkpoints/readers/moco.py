@@ -29,6 +29,7 @@ class MocoV2(Reader):
     upstream = "facebookresearch/moco"
     evaluation_copy = "query encoder (module.encoder_q), projection MLP fc dropped"
     drop = ("fc.",)
+    signature = ("module.encoder_q.conv1.weight", "module.queue", "module.encoder_k.conv1.weight")
 
     def match(self, sd: StateDict, extras: Mapping[str, Any]) -> Match | None:
         p = "module.encoder_q."
@@ -43,6 +44,7 @@ class MocoV3(Reader):
     upstream = "facebookresearch/moco-v3"
     evaluation_copy = "base encoder (module.base_encoder), projector fc/head dropped"
     drop = ("fc.", "head.")
+    signature = ("module.base_encoder.", "module.momentum_encoder.", "module.predictor.")
 
     def match(self, sd: StateDict, extras: Mapping[str, Any]) -> Match | None:
         p = "module.base_encoder."

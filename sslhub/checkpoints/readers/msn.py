@@ -24,6 +24,7 @@ class MSN(Reader):
     upstream = "facebookresearch/msn"
     evaluation_copy = "target_encoder, projection head fc dropped (linear_eval.py); encoder and prototypes dropped"
     drop = ("fc.",)
+    signature = ("target_encoder.module.patch_embed.proj.weight", "target_encoder.patch_embed.proj.weight", "prototypes")
 
     def unwrap(self, obj: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
         if not isinstance(obj.get("prototypes"), torch.Tensor):

@@ -15,6 +15,7 @@ class SimSiam(Reader):
     upstream = "facebookresearch/simsiam"
     evaluation_copy = "encoder (module.encoder), projector fc dropped"
     drop = ("fc.",)
+    signature = ("module.encoder.conv1.weight", "module.predictor.0.weight")
 
     def match(self, sd: StateDict, extras: Mapping[str, Any]) -> Match | None:
         p = "module.encoder."

@@ -24,6 +24,7 @@ class SoloLearn(Reader):
     name = "solo-learn"
     upstream = "vturrisi/solo-learn"
     evaluation_copy = "backbone; classifier, projector, predictor and momentum copies dropped"
+    signature = ("backbone.", "classifier.weight")
 
     def match(self, sd: StateDict, extras: Mapping[str, Any]) -> Match | None:
         if "classifier.weight" not in sd or "pytorch-lightning_version" not in extras:

@@ -19,6 +19,7 @@ class SwAV(Reader):
     upstream = "facebookresearch/swav"
     evaluation_copy = "trunk (module.), projection_head and prototypes dropped"
     drop = ("projection_head.", "prototypes.")
+    signature = ("module.conv1.weight", "module.prototypes.")
 
     def match(self, sd: StateDict, extras: Mapping[str, Any]) -> Match | None:
         if not is_resnet(sd, "module."):

@@ -32,7 +32,7 @@ class TimmHub(Reader):
         arch = cfg["architecture"]
         if not timm.is_model(arch):
             return None
-        return Match("", f"timm {arch} (config.json architecture)")
+        return Match("", f"timm {arch} (config.json architecture)", why=f"config.json architecture {arch!r}")
 
     def spec_from_config(self, sub: StateDict, extras: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]] | None:
         cfg = hf_config(extras) or {}

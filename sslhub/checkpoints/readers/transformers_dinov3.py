@@ -106,7 +106,8 @@ class TransformersDinov3ViT(Reader):
         if cfg is None or cfg.get("model_type") != "dinov3_vit":
             return None
         p = model_prefix(sd, _VIT_ANCHOR)
-        return None if p is None else Match(p, f"transformers {architecture(cfg)} (config.json model_type 'dinov3_vit')")
+        return None if p is None else Match(p, f"transformers {architecture(cfg)} (config.json model_type 'dinov3_vit')",
+                                          why="config.json model_type 'dinov3_vit'")
 
     def rename(self, sub: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return _vit_remap(sub)
@@ -158,7 +159,8 @@ class TransformersDinov3ConvNext(Reader):
         if cfg is None or cfg.get("model_type") != "dinov3_convnext":
             return None
         p = model_prefix(sd, _CNX_ANCHOR)
-        return None if p is None else Match(p, f"transformers {architecture(cfg)} (config.json model_type 'dinov3_convnext')")
+        return None if p is None else Match(p, f"transformers {architecture(cfg)} (config.json model_type 'dinov3_convnext')",
+                                          why="config.json model_type 'dinov3_convnext'")
 
     def rename(self, sub: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return _cnx_remap(sub)

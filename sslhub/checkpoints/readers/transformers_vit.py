@@ -134,7 +134,8 @@ class _TransformersViT(Reader):
         p = model_prefix(sd, _PATCH)
         if p is None:
             return None
-        return Match(p, f"transformers {architecture(cfg)} (config.json model_type {cfg['model_type']!r})")
+        return Match(p, f"transformers {architecture(cfg)} (config.json model_type {cfg['model_type']!r})",
+                     why=f"config.json model_type {cfg['model_type']!r}")
 
     def rename(self, sub: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return _remap(sub)

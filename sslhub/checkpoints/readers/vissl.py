@@ -21,6 +21,7 @@ class VISSL(Reader):
     name = "vissl"
     upstream = "facebookresearch/vissl"
     evaluation_copy = "trunk (_feature_blocks); heads dropped"
+    signature = ("trunk._feature_blocks.conv1.weight",)
 
     def unwrap(self, obj: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
         csd = obj.get("classy_state_dict")

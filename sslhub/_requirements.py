@@ -12,7 +12,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from sslhub.errors import SslhubError
 
-__all__ = ["DependencyError", "installed_version", "require"]
+__all__ = ["DependencyError", "installed_version", "release_tuple", "require"]
 
 
 class DependencyError(SslhubError, ImportError):
@@ -27,7 +27,8 @@ def installed_version(dist: str) -> str | None:
         return None
 
 
-def _release(v: str) -> tuple[int, ...]:
+def release_tuple(v: str) -> tuple[int, ...]:
+    """The release numbers of a version string: ``"2.5.0+cpu"`` -> ``(2, 5, 0)``; ``()`` when it has none."""
     m = re.match(r"\d+(?:\.\d+)*", v)
     return tuple(int(p) for p in m.group(0).split(".")) if m else ()
 
@@ -41,7 +42,7 @@ def require(dist: str, minimum: str, what: str) -> None:
         what: what needs it, for the message (``"reading .pth/.ckpt files"``).
     """
     have = installed_version(dist)
-    if have is not None and _release(have) >= _release(minimum):
+    if have is not None and release_tuple(have) >= release_tuple(minimum):
         return
     found = f"installed: {have}" if have else "not installed"
     raise DependencyError(f"{what} needs {dist} >= {minimum} ({found}); upgrade it: pip install -U '{dist}>={minimum}'")

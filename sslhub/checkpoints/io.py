@@ -65,9 +65,9 @@ def _numpy1_scalar(scalar: Any) -> Any:
     torch >= 2.6 takes an ``(object, name)`` pair for this; torch 2.5 (the floor) matches an allowed object by its
     own ``__module__`` and ``__name__`` only, so there it is a forwarder that carries the old name.
     """
-    from sslhub._requirements import _release
+    from sslhub._requirements import release_tuple
 
-    if _release(torch.__version__) >= (2, 6):
+    if release_tuple(torch.__version__) >= (2, 6):
         return (scalar, "numpy.core.multiarray.scalar")
 
     def forward(*args: Any) -> Any:

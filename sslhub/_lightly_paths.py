@@ -34,6 +34,7 @@ sslhub.heads.ijepa_timm
     sslhub.backbones.decoders: MaskedVisionTransformerDecoderTIMM
 sslhub.heads.masked_autoencoder_timm
     sslhub.heads.vit_heads: MAEDecoderTIMM PixioDecoderTIMM
+    sslhub.backbones.masked_vit: init_weights=_init_weights
 sslhub.heads.masked_causal_vision_transformer
     sslhub.backbones.masked_vit: MaskedCausalVisionTransformer
 sslhub.heads.masked_vision_transformer
@@ -42,8 +43,9 @@ sslhub.heads.masked_vision_transformer_decoder
     sslhub.backbones.decoders: MaskedVisionTransformerDecoder
 sslhub.heads.masked_vision_transformer_decoder_timm
     sslhub.backbones.decoders: MaskedVisionTransformerDecoder MaskedVisionTransformerDecoderTIMM
+    sslhub.backbones.masked_vit: init_weights=_init_weights
 sslhub.heads.masked_vision_transformer_timm
-    sslhub.backbones.masked_vit: MaskedVisionTransformer MaskedVisionTransformerTIMM
+    sslhub.backbones.masked_vit: MaskedVisionTransformer MaskedVisionTransformerTIMM init_weights=_init_weights
 sslhub.heads.masked_vision_transformer_torchvision
     sslhub.backbones.masked_vit: MaskedVisionTransformer
     sslhub.backbones.masked_vit_torchvision: MaskedVisionTransformerTorchvision

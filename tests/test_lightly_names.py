@@ -174,8 +174,9 @@ def test_aim_head_signature() -> None:
 # superseded classes
 NOT_COPIED = {"lightly.loss.latent_distance", "lightly.loss.lewm_loss", "lightly.models.modules.ijepa",
               "lightly.models.modules.masked_autoencoder", "lightly.models.modules.world_model"}  # fmt: skip
-# names a Lightly module imports from another Lightly module for itself (not part of what scripts import from it)
-INTERNAL = {"gather", "init_weights", "warn_deprecated", "DeprecatedShim"}
+# names a Lightly module imports from another Lightly module for itself (not part of what scripts import from it):
+# lightly.utils.dist's gather, lightly.utils.deprecation's warn_deprecated, the torchvision shim's class
+INTERNAL = {"gather", "warn_deprecated", "DeprecatedShim"}
 NOT_COPIED_NAMES = {"Location", "RandomHorizontalFlipWithLocation", "RandomResizedCropWithLocation",
                     "RandomVerticalFlipWithLocation", "MaskedCausalAttention", "MaskedCausalBlock",
                     "LeWMProjectionHead"}  # fmt: skip
@@ -199,6 +200,29 @@ def test_every_lightly_module_path_imports_with_its_names(theirs: str, ours: str
              and getattr(o, "__module__", "").startswith("lightly")} - INTERNAL - NOT_COPIED_NAMES  # fmt: skip
     missing = sorted(n for n in names if not hasattr(mine, n))
     assert not missing, f"{ours} lacks {missing} of {theirs}"
+
+
+def test_masked_vit_init_weights_is_lightlys() -> None:
+    """``init_weights`` of Lightly's masked-ViT modules (defined in masked_vision_transformer_timm, imported by the
+    MAE and decoder modules): the same initialisation of the same layers, from one seed."""
+    from lightly.models.modules import masked_vision_transformer_timm as ref
+
+    from sslhub.heads.masked_autoencoder_timm import init_weights as in_mae
+    from sslhub.heads.masked_vision_transformer_timm import init_weights
+
+    assert in_mae is init_weights
+    for make in (lambda: torch.nn.Linear(12, 7), lambda: torch.nn.LayerNorm(12), lambda: torch.nn.Conv2d(3, 4, 2)):
+        torch.manual_seed(0)
+        mine, theirs = make(), make()
+        with torch.no_grad():  # both start from something the init has to overwrite
+            for p in (*mine.parameters(), *theirs.parameters()):
+                p.fill_(0.5)
+        torch.manual_seed(1)
+        init_weights(mine)
+        torch.manual_seed(1)
+        ref.init_weights(theirs)
+        for a, b in zip(mine.state_dict().values(), theirs.state_dict().values()):
+            assert torch.equal(a, b)
 
 
 def test_thin_modules_are_the_real_objects_and_unknown_paths_fail() -> None:

@@ -154,3 +154,85 @@ def test_train_load_export(teacher_file, tmp_path):
     x = torch.rand(2, 3, 64, 64)
     with torch.no_grad():
         assert torch.allclose(tm(x), student(x), atol=1e-5)
+
+
+# --- DINOv3 teachers (LightlyTrain's v3 default): a tiny random release file, features from the reference model ---
+
+
+def _dinov3_tokens(ref: torch.nn.Module, x: torch.Tensor, n_storage: int = 4) -> list[torch.Tensor]:
+    """Every block's output through the final norm, from the reference DINOv3 ViT (tests/upstream_fixtures_2026.py,
+    written from DINOv3's own model code, not timm): a list of ``(B, 1 + n_storage + N, D)``."""
+    h = ref.patch_embed(x)
+    b, gh, gw, _ = h.shape
+    h = h.flatten(1, 2)
+    h = torch.cat([ref.cls_token.expand(b, -1, -1), ref.storage_tokens.expand(b, -1, -1), h], dim=1)
+    rope = ref.rope_embed(gh, gw)
+    outs = []
+    for blk in ref.blocks:
+        h = blk(h, rope)
+        outs.append(ref.norm(h))
+    return outs
+
+
+@pytest.fixture(scope="module")
+def dinov3_teacher(tmp_path_factory) -> tuple[Path, torch.nn.Module]:
+    import upstream_fixtures_2026 as uf26
+
+    folder = tmp_path_factory.mktemp("dinov3")
+    return uf26.dinov3_vit(folder / "dinov3_vitb16_pretrain_lvd1689m-tiny.pth", dim=64, depth=2, heads=2)
+
+
+@pytest.mark.parametrize("version", [2, 3])
+def test_dinov3_teacher_step_loss_is_the_definition(dinov3_teacher, version):
+    """A DINOv3 ViT teacher (timm Eva once loaded: 1 class + 4 storage tokens, RoPE): the class token is the pooled
+    feature, the storage tokens are no patches, and v2's two blocks are both read (Eva has no
+    get_intermediate_layers). 64 px: the teacher's grid is 4x4, the student's map 8x8, and a bilinear halving with
+    align_corners=False is exactly a 2x2 average."""
+    path, ref = dinov3_teacher
+    x = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    kwargs = {"teacher": str(path)} | ({"queue_size": 3} if version == 3 else {})
+    model = build_method(f"distillationv{version}", _student(), 64, **kwargs)
+    model.train()
+    torch.manual_seed(7)
+    loss = model([x], (0, 10, 0))
+    xm = _mixed(x, 7)
+    s_map = _student_map(model.backbone, xm)  # (4, 64, 8, 8)
+    with torch.no_grad():
+        outs = _dinov3_tokens(ref, xm)
+    if version == 2:
+        target = torch.cat([o[:, 5:] for o in outs[-2:]], dim=-1)  # (4, 16, 128): both blocks' patch tokens
+        pred = F.avg_pool2d(model.projection_head.mlp(s_map.permute(0, 2, 3, 1)).permute(0, 3, 1, 2), 2)
+        expected = ((pred.flatten(2).transpose(1, 2) - target) ** 2).mean()
+    else:
+        t = F.normalize(outs[-1][:, 0], dim=-1)
+        s = F.normalize(model.projection_head_global(s_map.mean((2, 3))), dim=-1)
+        queue = t[:3]
+        glob = _kl(t @ queue.T / 0.07, s @ queue.T / 0.07)
+        tt = F.normalize(outs[-1][:, 5:], dim=-1)
+        s_loc = F.avg_pool2d(model.projection_head_local(s_map.permute(0, 2, 3, 1)).permute(0, 3, 1, 2), 2)
+        ss = F.normalize(s_loc.flatten(2).transpose(1, 2), dim=-1)
+        local = torch.stack([_kl(tt[b] @ tt[b].T / 0.07, ss[b] @ ss[b].T / 0.07) for b in range(4)]).mean()
+        expected = glob + local
+    assert torch.allclose(loss, expected, atol=1e-5, rtol=1e-4), (loss, expected)
+    loss.backward()
+    assert model.backbone[0].weight.grad.abs().sum() > 0
+
+
+def test_v3_defaults_to_the_dinov3_vitb16_card():
+    """LightlyTrain's v3 default teacher, DINOv3 ViT-B/16, is v3's default here too (class and recipe), and the
+    registry card it names is that model; v1 and v2 keep LightlyTrain's DINOv2 ViT-B/14."""
+    import inspect
+
+    from sslhub.hub.registry import get_card
+    from sslhub.methods.teacher_distillation import DistillationV1, DistillationV2, DistillationV3
+
+    def default(cls):
+        return inspect.signature(cls).parameters["teacher"].default
+
+    assert default(DistillationV3) == "dinov3-vitb16.fb-lvd1689m"
+    assert default(DistillationV1) == default(DistillationV2) == "dinov2-vitb14.fb-lvd142m"
+    for version, name in ((1, "dinov2-vitb14.fb-lvd142m"), (2, "dinov2-vitb14.fb-lvd142m"),
+                          (3, "dinov3-vitb16.fb-lvd1689m")):  # fmt: skip
+        assert sslhub.get_recipe(f"distillationv{version}-resnet18")["model"]["teacher"] == name
+    card = get_card("dinov3-vitb16.fb-lvd1689m")
+    assert card.architecture == "vit_base_patch16_dinov3" and card.num_features == 768

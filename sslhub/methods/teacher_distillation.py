@@ -19,7 +19,9 @@ documentation and source (facts only; this code is sslhub's own):
 
 Only the student (``backbone``) and its projections train and are saved; the teacher lives under ``criterion.``,
 which ``model.safetensors`` leaves out. Students: Lightly ResNetGenerator, torchvision ResNets, timm CNNs
-(ConvNeXt, ResNets) and timm ViTs. Teachers: timm ViTs (DINOv2 files load as such), ResNets, timm CNNs.
+(ConvNeXt, ResNets) and timm ViTs. Teachers: timm ViTs (DINOv2 files load as such), timm Eva (DINOv3 ViT files
+load as such: pooled = the class token, the 4 storage tokens are skipped like any prefix token), ResNets, timm
+CNNs. Default teachers, as LightlyTrain's: DINOv2 ViT-B/14 for v1 and v2, DINOv3 ViT-B/16 for v3.
 """
 
 from __future__ import annotations
@@ -33,10 +35,11 @@ from torch.nn import functional as F
 
 from sslhub.methods.base import METHODS, SSLMethod, feature_map
 
-__all__ = ["DistillationV1", "DistillationV2", "DistillationV3", "dense_and_pooled", "queue_kl_loss",
-           "similarity_kl_loss"]  # fmt: skip
+__all__ = ["DEFAULT_TEACHER", "DEFAULT_TEACHER_V3", "DistillationV1", "DistillationV2", "DistillationV3",
+           "dense_and_pooled", "queue_kl_loss", "similarity_kl_loss"]  # fmt: skip
 
-DEFAULT_TEACHER = "dinov2-vitb14.fb-lvd142m"
+DEFAULT_TEACHER = "dinov2-vitb14.fb-lvd142m"  # LightlyTrain's v1 and v2 default: DINOv2 ViT-B/14
+DEFAULT_TEACHER_V3 = "dinov3-vitb16.fb-lvd1689m"  # LightlyTrain's v3 default: DINOv3 ViT-B/16 (gated download)
 
 
 # --- the losses, as functions (the tests compute them by hand against these) ----------------------------------
@@ -81,9 +84,15 @@ def dense_and_pooled(model: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
 def _timm_vit_blocks(model: nn.Module, x: Tensor, n: int) -> Tensor | None:
     """The last ``n`` token maps of a timm ViT (final norm applied), concatenated: ``(B, n * D, h, w)``."""
     inner = getattr(model, "vit", model)
-    if not hasattr(inner, "get_intermediate_layers") or n <= 1:
+    if n <= 1 or not hasattr(inner, "patch_embed"):  # a CNN teacher: its one feature map
         return None
-    maps = list(inner.get_intermediate_layers(x, n=n, reshape=True, norm=True))
+    if hasattr(inner, "forward_intermediates"):  # timm's ViT and Eva (DINOv3), which has no get_intermediate_layers
+        maps = inner.forward_intermediates(x, indices=n, norm=True, output_fmt="NCHW", intermediates_only=True)
+    elif hasattr(inner, "get_intermediate_layers"):
+        maps = inner.get_intermediate_layers(x, n=n, reshape=True, norm=True)
+    else:
+        return None
+    maps = list(maps)
     h, w = maps[-1].shape[-2:]
     maps = [m if m.shape[-2:] == (h, w) else F.interpolate(m, size=(h, w), mode="bilinear", align_corners=False)
             for m in maps]  # fmt: skip
@@ -267,13 +276,14 @@ class DistillationV3(_Distillation):
     """Global queue loss plus per-image token-similarity loss (see the module docstring).
 
     Args:
-        teacher: anything :func:`sslhub.load_pretrained` accepts.
+        teacher: anything :func:`sslhub.load_pretrained` accepts; default DINOv3 ViT-B/16 (LightlyTrain's),
+            whose download Meta gates behind its licence: a file downloaded after accepting it loads by path.
         queue_size: teacher features kept as pseudo-classes.
         temperature_global, temperature_local: softmax temperatures of the two terms.
         loss_local_weight: weight of the token-similarity term.
     """
 
-    def __init__(self, backbone: nn.Module, num_features: int, teacher: str = DEFAULT_TEACHER,
+    def __init__(self, backbone: nn.Module, num_features: int, teacher: str = DEFAULT_TEACHER_V3,
                  queue_size: int = 8192, temperature_global: float = 0.07, temperature_local: float = 0.07,
                  loss_local_weight: float = 1.0) -> None:  # fmt: skip
         super().__init__(backbone, num_features, teacher, blocks=1)

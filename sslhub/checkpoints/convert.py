@@ -104,14 +104,8 @@ def convert_file(
     arch: str | None = None,
     prefix: str | None = None,
 ) -> Path:
-    """Convert a checkpoint to another container without changing any tensor.
-
-    The destination format follows its suffix: ``.safetensors`` (sslhub: every tensor plus a header with layout,
-    architecture, width, num_ftrs, out_dim, method, source sha256 and sslhub version), ``.ckpt``
-    (``{"state_dict": ...}`` as the Lightly Worker writes it, plus the Lightning bookkeeping that was kept) or
-    ``.pth``/``.pt``/``.bin`` (a plain state dict). A bare ResNetGenerator backbone (as published) gets the Worker's
-    ``model.backbone.`` prefix in a ``.ckpt`` so that Lightly's loaders accept it.
-    ``.ckpt -> .safetensors -> .ckpt`` is bit-identical.
+    """Convert a local checkpoint file to another container without changing any tensor: the formats and the
+    header are :func:`sslhub.convert`'s (which also resolves registry names, URLs and ``hf-hub:`` ids first).
 
     Args:
         src: a local checkpoint file or folder (:func:`sslhub.convert` also takes registry names, URLs, ``hf-hub:``).

@@ -1,7 +1,7 @@
 """The main job on the embedded demo data: train -> evaluate (kNN vs random init) -> export -> reload.
 
 1. train the `simclr-resnet-18-demo` recipe (Lightly's Worker model: ResNetGenerator resnet-18, width 0.25,
-   30 epochs) on the embedded CC0 clothing set (`sslhub.data.demo_path()`: 960 train / 400 val, 10 classes);
+   20 epochs) on the embedded CC0 clothing set (`sslhub.data.demo_path()`: 3,381 train / 400 val, 10 classes);
    an interrupted demo resumes from its last finished epoch, a finished one is reused (--fresh trains again);
 2. evaluate: kNN top-1 on the val split with `sslhub eval knn`'s code path, trained vs the run's own untrained
    backbone (the monitor measured it before the first step), with the evaluation's standard error;

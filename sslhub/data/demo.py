@@ -10,7 +10,7 @@ DEMO_DATASET = "clothing10_demo"
 
 
 def demo_path(split: str | None = None) -> Path:
-    """The folder of the demo dataset: 1,360 CC0 garment photos, 10 classes, ``train/`` (960) and ``val/`` (400).
+    """The folder of the demo dataset: 3,781 CC0 garment photos, 10 classes, ``train/`` (3,381) and ``val/`` (400).
 
     Installed wheels carry it as ``sslhub/_data/clothing10_demo``; a source checkout reads
     ``training/data/clothing10_demo``. ``split`` ("train" or "val") returns that subfolder.

@@ -189,25 +189,35 @@ def test_bad_files_as_subprocesses(tmp_path, tiny, images):
 # ------------------------------------------------------------------------------------------------ crash safety
 
 
-def kill_mid_write(args: list[str], folder: Path, fraction: float, timeout: float = 120) -> tuple[int, str | None]:
+def _first_file_with_bytes(folder: Path) -> Path | None:
+    """A file under ``folder`` (subfolders included: safetensors' writer works in a private folder) holding bytes."""
+    try:
+        for path in folder.rglob("*"):
+            try:
+                if path.is_file() and path.stat().st_size > 0:
+                    return path
+            except FileNotFoundError:  # renamed or removed since the listing
+                continue
+    except FileNotFoundError:  # a folder removed while it was walked
+        pass
+    return None
+
+
+def kill_mid_write(args: list[str], folder: Path, fraction: float, timeout: float = 120) -> tuple[int, Path | None]:
     """Run the CLI on a slow disk (``slow_disk.py``: a write stops for a while after ``fraction`` of its bytes) and
-    kill -9 it as soon as a file in ``folder`` holds bytes, i.e. in the middle of the write, where a user's kill of a
-    long write lands. Returns the exit code and the name of the file that held the bytes (None: none did)."""
+    kill -9 it as soon as a file under ``folder`` holds bytes, i.e. in the middle of the write, where a user's kill of
+    a long write lands. Returns the exit code and the path, relative to ``folder``, of the file that held the bytes
+    (None: none did)."""
     p = subprocess.Popen([sys.executable, str(Path(__file__).parent / "slow_disk.py"), str(fraction), "60", *args],
                          env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     deadline = time.monotonic() + timeout
     written = None
     try:
         while p.poll() is None and time.monotonic() < deadline and written is None:
-            for entry in os.scandir(folder):
-                try:
-                    has_bytes = entry.is_file() and entry.stat().st_size > 0
-                except FileNotFoundError:  # renamed or removed since the listing
-                    continue
-                if has_bytes:
-                    p.send_signal(signal.SIGKILL)
-                    written = entry.name
-                    break
+            found = _first_file_with_bytes(folder)
+            if found is not None:
+                p.send_signal(signal.SIGKILL)
+                written = found.relative_to(folder)
             time.sleep(0.002)
         return p.wait(timeout=60), written
     finally:
@@ -235,12 +245,12 @@ def test_kill_9_while_writing_leaves_the_output_absent_or_whole(tmp_path, resnet
     code, written = kill_mid_write(args, out_dir, fraction=rng.uniform(0.05, 0.95))
     assert sha(src) == src_sha, "the source must be unchanged"
     assert code == -signal.SIGKILL, "the command ended before its write began"
-    # the kill landed mid-write: the bytes went to a temporary file next to the destination, never into it
-    assert written is not None and TMP_TAG in written, written
-    # only temporary entries are left: the file that held the bytes and, for safetensors' own writer, the private
-    # folder its temp file lives in (sslhub/checkpoints/io.py)
+    # the kill landed mid-write: the bytes went to a temporary file next to the destination (for safetensors' own
+    # writer, inside a temporary private folder there: sslhub/checkpoints/io.py), never into it
+    assert written is not None and TMP_TAG in written.parts[0], written
+    # only temporary entries are left, the one that holds the bytes among them
     top = sorted(p.name for p in out_dir.iterdir())
-    assert not dst.exists() and written in top and all(TMP_TAG in n for n in top), top
+    assert not dst.exists() and written.parts[0] in top and all(TMP_TAG in n for n in top), top
     assert 0 < (out_dir / written).stat().st_size
     # the next run of the command (any command writing there) removes what the killed one left
     assert main(args + ["--force"]) == 0, capsys.readouterr().err

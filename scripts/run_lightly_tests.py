@@ -7,7 +7,8 @@ rows of README's porting table, submodules included: ``lightly.loss.msn_loss`` -
 Everything else the tests import (``lightly.utils.dist``, ``lightly.data``, ...) stays Lightly's. A test that fails
 is a name or a behaviour sslhub lacks, or one README's "Not copied" table lists.
 
-Usage (a Lightly source checkout or a bare git mirror of lightly-ai/lightly; nothing is downloaded):
+Usage (a Lightly source checkout or a bare git mirror of lightly-ai/lightly; nothing is downloaded; Lightly's tests
+also need ``pip install pytest-mock scipy``):
 
     python scripts/run_lightly_tests.py /path/to/lightly [--ref v1.6.0] [-- -x -k swav]
 
@@ -18,6 +19,7 @@ The exit code is pytest's.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import io
 import os
 import re
@@ -43,6 +45,8 @@ TEST_PATHS = ["tests/loss", "tests/models/modules", "tests/models/test_Projectio
               "tests/models/test_ModelUtils.py", "tests/transforms", "tests/utils/test_scheduler.py"]  # fmt: skip
 SUPPORT = ["tests/__init__.py", "tests/conftest.py", "tests/ddp_helpers.py", "tests/helpers.py", "tests/models/__init__.py",
            "tests/utils/__init__.py", "tests/loss/__init__.py"]  # fmt: skip
+# What Lightly's tests import beyond sslhub's test group (pip name -> module)
+TEST_DEPS = {"pytest-mock": "pytest_mock", "scipy": "scipy"}
 _PATTERN = re.compile(r"\b(" + "|".join(re.escape(a) for a, _ in REDIRECTS) + r")\b")
 _SUMMARY = re.compile(r"(\d+) (passed|failed|errors?|skipped|xfailed|xpassed)")
 
@@ -96,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     pytest_args = argv[argv.index("--") + 1 :] if "--" in argv else []
     args = parser.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
+    missing = [pkg for pkg, mod in TEST_DEPS.items() if importlib.util.find_spec(mod) is None]
+    if missing:  # without them whole test files fail to import, and their tests of ported names never run
+        print(f"warning: Lightly's tests import {', '.join(missing)}, not installed here: the files that import them "
+              f"fail to collect (pip install {' '.join(missing)})", file=sys.stderr)  # fmt: skip
     work = args.keep or Path(tempfile.mkdtemp(prefix="sslhub-lightly-tests-"))
     try:
         if args.keep and work.exists() and any(work.iterdir()):

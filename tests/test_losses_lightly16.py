@@ -214,6 +214,8 @@ def _gather_worker(rank: int, world: int, port: int, out: str) -> None:
             "detconb": (lambda a: L.DetConBLoss(gather_distributed=True)(*a, *masks), feats),
             "vicregl": (lambda a: L.VICRegLLoss(gather_distributed=True)([(a[0], a[2]), (a[1], a[3])], grids), glob + loc),
             "visreg": (lambda a: L.VISRegLoss(num_slices=8, gather_distributed=True)(local_proj=a[0][1:], global_proj=a[0][:1]), [proj]),
+            "lejepa": (lambda a: L.LeJEPALoss(sigreg_num_vectors=16, gather_distributed=True)(local_proj=a[0][1:], global_proj=a[0][:1]), [proj]),
+            "sigreg": (lambda a: L.SIGReg(num_vectors=16, gather_distributed=True)(a[0]), [proj]),
         }  # fmt: skip
         for name, (fn, inputs) in cases.items():
             xs = [x.clone().requires_grad_(True) for x in inputs]
@@ -236,7 +238,7 @@ def test_gathered_losses_match_lightly_under_two_processes(tmp_path) -> None:
                                           start_method="forkserver")
     for r in range(2):
         res = torch.load(tmp_path / f"rank{r}.pt", weights_only=True)
-        for name in ("detconb", "vicregl", "visreg"):
+        for name in ("detconb", "vicregl", "visreg", "lejepa", "sigreg"):
             for a, b in zip(res[f"ours_{name}"], res[f"ref_{name}"]):
                 assert torch.allclose(a, b, atol=ATOL), (r, name)
         assert not torch.allclose(res["ours_detconb"][0], res["local_detconb"])  # the other rank's negatives count

@@ -130,6 +130,21 @@ def test_dense_matching_and_pooling_equal_lightly() -> None:
         U.pool_masked(source[0, 0], mask[0], 4)
 
 
+def test_lightly_private_helpers_its_tests_import_equal_lightly() -> None:
+    """``_mask_reduce``, ``_mask_reduce_batched`` and ``_no_grad_trunc_normal``: Lightly's test of this module imports
+    them, so they exist under its names with its numbers."""
+    source, mask = torch.randn(2, 4, 6, 6), torch.randint(0, 3, (2, 6, 6))
+    for reduce in ("mean", "sum", "amax"):
+        assert torch.equal(U._mask_reduce_batched(source, mask, 4, reduce), LU._mask_reduce_batched(source, mask, 4, reduce))
+        assert torch.equal(U._mask_reduce(source[1], mask[1], 4, reduce), LU._mask_reduce(source[1], mask[1], 4, reduce))
+    draws = []
+    for fn in (U._no_grad_trunc_normal, LU._no_grad_trunc_normal):
+        torch.manual_seed(3)
+        draws.append(fn(torch.empty(64, 32), mean=0.5, std=2.0, a=-1.0, b=3.0))
+    assert torch.equal(draws[0], draws[1])
+    assert draws[0].min() >= -1.0 and draws[0].max() <= 3.0 and draws[0].std() > 0.5
+
+
 def test_weight_decay_groups_and_leaf_modules_equal_lightly() -> None:
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Sequential(nn.Linear(4, 2), nn.LayerNorm(2)))
     for kwargs in ({}, dict(decay_norm=True), dict(decay_bias=True), dict(decay_norm=True, decay_bias=True)):

@@ -14,6 +14,7 @@ Not here: the numpy internals of the sine-cosine table (``get_2d_sine_cosine_pos
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Optional
 
@@ -149,6 +150,28 @@ def pool_masked(source: Tensor, mask: Tensor, num_cls: int, reduce: str = "mean"
                                                           include_self=False)  # fmt: skip
     out = torch.nan_to_num(out, nan=0.0)  # as Lightly (scatter_reduce leaves NaN where a region is empty)
     return out[0] if single else out
+
+
+# Lightly's private helpers under its names: Lightly's own tests of this module import them
+# (scripts/run_lightly_tests.py), and without them none of that file's tests of the public names runs.
+def _mask_reduce(source: Tensor, mask: Tensor, num_cls: int, reduce: str = "mean") -> Tensor:
+    return pool_masked(source, mask, num_cls, reduce)  # (C, H, W) -> (C, num_cls)
+
+
+def _mask_reduce_batched(source: Tensor, mask: Tensor, num_cls: int, reduce: str = "mean") -> Tensor:
+    return pool_masked(source, mask, num_cls, reduce)  # (B, C, H, W) -> (B, C, num_cls)
+
+
+@torch.no_grad()
+def _no_grad_trunc_normal(tensor: Tensor, mean: float, std: float, a: float, b: float) -> Tensor:
+    # Lightly's inverse-CDF sampler (uniform in [cdf(a), cdf(b)] mapped through erfinv), kept for its draws: torch's
+    # own trunc_normal_ now samples differently
+    def cdf(x: float) -> float:
+        return (1.0 + math.erf(x / math.sqrt(2.0))) / 2.0
+
+    lo, hi = cdf((a - mean) / std), cdf((b - mean) / std)
+    tensor.uniform_(2 * lo - 1, 2 * hi - 1).erfinv_().mul_(std * math.sqrt(2.0)).add_(mean)
+    return tensor.clamp_(min=a, max=b)
 
 
 def most_similar_index(x: Tensor, y: Tensor) -> Tensor:

@@ -101,12 +101,12 @@ def test_set_checks_model_transform_and_backbone_keys_against_the_code(tmp_path,
 def test_every_shipped_recipe_is_described_by_the_schema():
     """The contract for new recipe keys: a new section or key goes into sslhub/recipes/schema.py (one entry), a new
     method's or transform's arguments need no edit (they are read from the class signatures)."""
-    from sslhub.recipes import _all
+    from sslhub.recipes import all_recipes
     from sslhub.recipes.schema import validate_recipe
 
-    for name, recipe in _all().items():
+    for name, recipe in all_recipes().items():
         validate_recipe(recipe, strict=True)
-    with_compile = {**_all()[RECIPE], "compile": {"mode": "max-autotune"}}
+    with_compile = {**all_recipes()[RECIPE], "compile": {"mode": "max-autotune"}}
     with pytest.raises(ValueError, match="top-level key 'compile' is not described in sslhub/recipes/schema.py"):
         validate_recipe(with_compile, strict=True)
 
@@ -127,12 +127,12 @@ def test_nullable_sections_take_null_on_the_command_line_and_nowhere_else():
 
 def test_schema_extends_with_one_entry_and_new_methods_need_none(monkeypatch):
     from sslhub.methods import METHODS, SimCLR
-    from sslhub.recipes import _all, apply_overrides
+    from sslhub.recipes import all_recipes, apply_overrides
     from sslhub.recipes.schema import SECTIONS, Key, RecipeError, register_section, validate_recipe
 
     monkeypatch.setitem(SECTIONS, "compile", {})  # restored after the test
     register_section("compile", {"mode": Key((str,), choices=("default", "max-autotune"))})
-    recipe = {**_all()[RECIPE], "compile": {"mode": "default"}}
+    recipe = {**all_recipes()[RECIPE], "compile": {"mode": "default"}}
     validate_recipe(recipe, strict=True)
     assert apply_overrides(recipe, ["compile.mode=max-autotune"])["compile"]["mode"] == "max-autotune"
     with pytest.raises(RecipeError, match="use one of default, max-autotune"):
@@ -143,7 +143,7 @@ def test_schema_extends_with_one_entry_and_new_methods_need_none(monkeypatch):
             super().__init__(backbone, num_features, out_dim=out_dim)
 
     monkeypatch.setitem(METHODS, "newmethod", NewMethod)
-    new = {**_all()[RECIPE], "method": "newmethod", "model": {"out_dim": 64, "sharpness": 0.1}}
+    new = {**all_recipes()[RECIPE], "method": "newmethod", "model": {"out_dim": 64, "sharpness": 0.1}}
     validate_recipe(new)
     assert apply_overrides(new, ["model.sharpness=0.3"])["model"]["sharpness"] == 0.3
     with pytest.raises(RecipeError, match="Did you mean model.sharpness"):

@@ -89,17 +89,17 @@ def _recipes(args: argparse.Namespace) -> int:
     names = list_recipes(args.pattern)
     if not names:
         # the same rule as `sslhub list`: no match is exit status 1 (errors are 2)
-        from sslhub.recipes import _all
+        from sslhub.recipes import all_recipes
         from sslhub.suggest import did_you_mean
 
-        print(f"no recipe matches {args.pattern!r}.{did_you_mean(args.pattern, _all())}", file=sys.stderr)
+        print(f"no recipe matches {args.pattern!r}.{did_you_mean(args.pattern, all_recipes())}", file=sys.stderr)
         if args.json:
             print("[]")
         return 1
     if args.json or args.table:
-        from sslhub.recipes import _all
+        from sslhub.recipes import all_recipes
 
-        recipes = _all()
+        recipes = all_recipes()
         if args.json:
             print(json.dumps([recipes[n] for n in names], indent=2))
             return 0

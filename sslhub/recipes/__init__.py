@@ -22,7 +22,7 @@ import yaml
 from sslhub.recipes.schema import RecipeError, check_override, validate_recipe
 from sslhub.suggest import did_you_mean, natural_sorted
 
-__all__ = ["RecipeError", "apply_overrides", "get_recipe", "list_recipes", "recipe_dirs", "validate_recipe"]
+__all__ = ["RecipeError", "all_recipes", "apply_overrides", "get_recipe", "list_recipes", "recipe_dirs", "validate_recipe"]
 
 
 def recipe_dirs() -> list[Path]:
@@ -44,7 +44,8 @@ def _templates() -> dict[str, dict[str, Any]]:
     return out
 
 
-def _all() -> dict[str, dict[str, Any]]:
+def all_recipes() -> dict[str, dict[str, Any]]:
+    """Every recipe by name: each template's method x backbone, plus its named variants (fresh copies)."""
     recipes: dict[str, dict[str, Any]] = {}
     for tpl in _templates().values():
         for bb in tpl.get("backbones", []):
@@ -71,7 +72,7 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> None:
 def list_recipes(pattern: str | None = None) -> list[str]:
     """Recipe names in natural order, optionally filtered with a shell-style wildcard (``"simclr-*"``); a plain
     word matches as a substring (``"mini"``), as in ``sslhub list``."""
-    names = natural_sorted(_all())
+    names = natural_sorted(all_recipes())
     if pattern is not None and not any(ch in pattern for ch in "*?["):
         pattern = f"*{pattern}*"
     return [n for n in names if pattern is None or fnmatch.fnmatch(n, pattern)]
@@ -129,7 +130,7 @@ def _yaml12_number(value: Any) -> float | None:
 
 def get_recipe(name: str, overrides: Iterable[str] = ()) -> dict[str, Any]:
     """The resolved recipe ``name`` (a fresh dict), with ``overrides`` applied."""
-    recipes = _all()
+    recipes = all_recipes()
     if name not in recipes:
         raise RecipeError(f"unknown recipe {name!r}.{did_you_mean(name, recipes)} See `sslhub recipes` for all "
                           f"{len(recipes)} names.")

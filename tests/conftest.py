@@ -1,3 +1,4 @@
+import os
 import sys
 from pathlib import Path
 
@@ -5,6 +6,10 @@ import pytest
 
 # Test helpers (lightly_refs, server fixtures) live next to the tests.
 sys.path.insert(0, str(Path(__file__).parent))
+
+# The CLI's tables honour COLUMNS even on a pipe (sslhub/cli/table.py); the tests read whole cells from the CLI's
+# subprocesses, whatever the caller's shell or pytest-xdist's workers (COLUMNS=80) export. test_cli_table sets its own.
+os.environ.pop("COLUMNS", None)
 
 
 @pytest.hookimpl(trylast=True)  # after `-m` has deselected

@@ -70,8 +70,18 @@ def test_simclr_worker_checkpoint_loads_in_lightly(tmp_path):
 
 
 # 2 workers: "auto" augments in them (recreated each epoch); "device": they only decode and persist across epochs
+@pytest.fixture
+def one_thread(monkeypatch):
+    """Both runs of a bit-exact comparison on one torch thread: the machine rule picks fewer threads when the load
+    is high, and another thread count changes the float sums. torch's count is restored afterwards."""
+    before = torch.get_num_threads()
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("workers,place", [(0, "auto"), (2, "auto"), (2, "device")])
-def test_resume_after_interruption_gives_same_weights(tmp_path, workers, place):
+def test_resume_after_interruption_gives_same_weights(tmp_path, workers, place, one_thread):
     over = TINY + ["model.out_dim=8"]
     kw = dict(overrides=over, max_steps_per_epoch=2, progress=False, deterministic=True, device="cpu",
               num_workers=workers, augment_on=place)  # fmt: skip

@@ -72,8 +72,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sslhub`` console script and ``python -m sslhub``."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    quiet_before = os.environ.get("TQDM_DISABLE")
     if args.quiet:
         os.environ["TQDM_DISABLE"] = "1"  # tqdm reads it: every progress bar, library ones included
+    try:
+        return _run(args)
+    finally:  # main() called in-process (scripts, tests) leaves the environment as it found it
+        if quiet_before is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = quiet_before
+
+
+def _run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",

@@ -9,14 +9,15 @@ groups: ``backbone.`` (the evaluation copy in every benchmark), ``teacher_backbo
 
 from __future__ import annotations
 
-from sslhub.checkpoints.anchors import choose_prefix, find_backbones, read_copy
-from sslhub.checkpoints.readers.base import Reader
+from sslhub.checkpoints.readers.state_dict import PlainStateDict
 from sslhub.checkpoints.spec import Checkpoint, Detected
 
 LIGHTNING_KEY = "pytorch-lightning_version"
 
 
-class LightlyBenchmark(Reader):
+class LightlyBenchmark(PlainStateDict):
+    """A plain state dict's backbone choice, inside Lightning's wrapper."""
+
     name = "lightly-benchmark"
     upstream = ""  # Lightly's own layouts: sslhub's home format, not an upstream's
     evaluation_copy = "backbone. (then teacher_backbone. for iBOT/DINOv2-style files)"
@@ -24,11 +25,7 @@ class LightlyBenchmark(Reader):
     def recognise(self, ckpt: Checkpoint, where: str, *, prefix: str | None, arch: str | None) -> Detected | None:
         if LIGHTNING_KEY not in ckpt.extras:
             return None
-        found = find_backbones(ckpt.tensors)
-        chosen = choose_prefix(ckpt.tensors, where, found, prefix=prefix, arch=arch)
-        if chosen is None:
-            return None
-        det = read_copy(ckpt.tensors, where, chosen, found, arch, self.name)
-        det.reader = self.name
-        det.why = f"{LIGHTNING_KEY!r} in the wrapper, {det.why}"
+        det = super().recognise(ckpt, where, prefix=prefix, arch=arch)
+        if det is not None:
+            det.why = f"{LIGHTNING_KEY!r} in the wrapper, {det.why}"
         return det

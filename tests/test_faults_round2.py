@@ -641,3 +641,22 @@ def test_embeddings_that_are_not_finite_are_not_written(tmp_path, caplog):
     with caplog.at_level("WARNING"):
         save_embeddings(f, tmp_path / "e.npy", allow_non_finite=True)
     assert "written anyway" in caplog.text and (tmp_path / "e.npy").exists()
+
+
+def test_non_finite_screen_misses_nothing_and_overflowing_sums_are_not_flagged():
+    """The load's NaN/Inf check screens with one sum per tensor: every NaN or Inf is found, and a finite tensor whose
+    sum overflows (fp16 and fp32 alike) is not reported."""
+    from sslhub.checkpoints.remap import non_finite
+    from sslhub.evaluation.finite import non_finite_tensors
+
+    big32 = torch.full((4,), 3e38)  # finite, sum overflows float32
+    big16 = torch.full((8,), 6e4, dtype=torch.float16)  # finite, sum overflows float16
+    nan_one = torch.zeros(1000)
+    nan_one[517] = float("nan")
+    both_inf = torch.tensor([float("inf"), float("-inf"), 1.0])  # the sum is NaN
+    pos_inf = torch.tensor([1.0, float("inf")], dtype=torch.bfloat16)
+    tensors = {"ok": torch.randn(3, 3), "big32": big32, "big16": big16, "nan": nan_one, "infs": both_inf,
+               "bf16": pos_inf, "empty": torch.empty(0), "ints": torch.arange(3)}  # fmt: skip
+    assert non_finite(tensors) == ["nan", "infs", "bf16"]
+    assert non_finite_tensors(tensors.items()) == ["nan", "infs", "bf16"]
+    assert non_finite({}) == [] and non_finite({"i": torch.arange(2)}) == []

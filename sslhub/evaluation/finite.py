@@ -13,6 +13,7 @@ from typing import Any, Iterable
 
 import torch
 
+from sslhub.checkpoints.remap import non_finite
 from sslhub.errors import SslhubError
 
 logger = logging.getLogger(__name__)
@@ -26,8 +27,7 @@ class NonFiniteError(SslhubError, ValueError):
 
 def non_finite_tensors(tensors: Iterable[tuple[str, torch.Tensor]]) -> list[str]:
     """Names of the floating-point tensors that hold a NaN or an infinity."""
-    return [name for name, t in tensors
-            if torch.is_tensor(t) and t.is_floating_point() and not bool(torch.isfinite(t).all())]  # fmt: skip
+    return non_finite({name: t for name, t in tensors if torch.is_tensor(t)})
 
 
 def check_finite(values: torch.Tensor, what: str, *, allow: bool = False) -> None:

@@ -153,13 +153,9 @@ def pool_masked(source: Tensor, mask: Tensor, num_cls: int, reduce: str = "mean"
 
 
 # Lightly's private helpers under its names: Lightly's own tests of this module import them
-# (scripts/run_lightly_tests.py), and without them none of that file's tests of the public names runs.
-def _mask_reduce(source: Tensor, mask: Tensor, num_cls: int, reduce: str = "mean") -> Tensor:
-    return pool_masked(source, mask, num_cls, reduce)  # (C, H, W) -> (C, num_cls)
-
-
-def _mask_reduce_batched(source: Tensor, mask: Tensor, num_cls: int, reduce: str = "mean") -> Tensor:
-    return pool_masked(source, mask, num_cls, reduce)  # (B, C, H, W) -> (B, C, num_cls)
+# (scripts/run_lightly_tests.py), and without them none of that file's tests of the public names runs. Lightly's
+# (C, H, W) and (B, C, H, W) forms are both pool_masked.
+_mask_reduce = _mask_reduce_batched = pool_masked
 
 
 @torch.no_grad()

@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, RandomSampler
 from sslhub._version import __version__
 from sslhub.backbones import create_backbone
 from sslhub.checkpoints.io import atomic_path, load_torch_file, save_safetensors, save_torch
+from sslhub.checkpoints.remap import non_finite
 from sslhub.data import AugmentingCollate, ImageFolderDataset, collate_skip_invalid
 from sslhub.errors import SslhubError
 from sslhub.methods import METHODS, SSLMethod, build_method
@@ -144,10 +145,9 @@ def _nonfinite(step: int, epoch: int, ckpt_path: Path) -> TrainingError:
 
 def _check_weights(model: nn.Module, epoch: int, ckpt_path: Path) -> None:
     """Raise if a weight or buffer is not finite (one host-device sync for all of them)."""
-    floats = [(k, t) for k, t in model.state_dict().items() if t.is_floating_point() and t.numel()]
-    if not floats or bool(torch.stack([torch.isfinite(t).all() for _, t in floats]).all()):
+    bad = non_finite(model.state_dict())
+    if not bad:
         return
-    bad = [k for k, t in floats if not torch.isfinite(t).all()]
     raise TrainingError(
         f"after epoch {epoch + 1} {len(bad)} weight tensor(s) are not finite (first: {bad[0]}); training stopped and "
         f"nothing of this epoch was saved. The last good state is "

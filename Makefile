@@ -29,7 +29,7 @@ services: $(VENV)/.installed
 	bash scripts/setup_olah_venv.sh
 
 # Two pytest-xdist workers, a test file each at a time (--dist loadfile: a module's fixtures and servers stay in one
-# process): 2-core CI measured 478 s against 932 s in one process, as most tests wait on subprocesses and servers.
+# process): 463 s against 932 s in one process on a 2-core machine, as most tests wait on subprocesses and servers.
 # TEST_WORKERS=0 runs in one process.
 TEST_WORKERS ?= 2
 test: $(VENV)/.installed services

@@ -305,11 +305,12 @@ def _free_port() -> int:
 _DIST_LOSSES = ["NTXentLoss", "DCLLoss", "VICRegLoss", "BarlowTwinsLoss", "TiCoLoss"]
 
 
-def _dist_worker(rank: int, world: int, port: int, full: dict, queue: object) -> None:
+def _dist_worker(rank: int, world: int, port: int, full: dict, out: str) -> None:
     import torch.distributed as td
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     td.init_process_group("gloo", rank=rank, world_size=world)
+    res = {}
     try:
         n = full["z0"].shape[0] // world
         for name in _DIST_LOSSES:
@@ -318,12 +319,15 @@ def _dist_worker(rank: int, world: int, port: int, full: dict, queue: object) ->
                 z1 = full["z1"][rank * n : (rank + 1) * n].clone().requires_grad_(True)
                 loss = getattr(module, name)(gather_distributed=True)(z0, z1)
                 loss.backward()
-                queue.put((f"{tag}/{name}/{rank}", (loss.detach(), z0.grad, z1.grad)))
+                res[f"{tag}/{name}/{rank}"] = [loss.detach(), z0.grad, z1.grad]
+        # a file, not a multiprocessing queue: a queued tensor travels as a file descriptor that the parent can
+        # only pick up while this process is still alive (CI lost one that way)
+        torch.save(res, f"{out}/rank{rank}.pt")
     finally:
         td.destroy_process_group()
 
 
-def test_gather_distributed_two_processes() -> None:
+def test_gather_distributed_two_processes(tmp_path) -> None:
     """Two gloo processes with gather_distributed=True: same losses and gradients as Lightly's, and (for
     losses that gather embeddings) the same loss as one process on the full batch, with gradients flowing
     back through the gather (rank grads = world_size x full-batch grads, which DDP's averaging undoes)."""
@@ -333,18 +337,13 @@ def test_gather_distributed_two_processes() -> None:
     full = dict(zip(("z0", "z1"), _pair(42, 8, 6)))
     # forkserver: children fork from a clean server (plain fork after torch has used its OpenMP pool can
     # deadlock; spawn would re-import lightly in every child).
-    ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["torch", "lightly.loss", "sslhub.losses"])
-    queue = ctx.Queue()
-    port = _free_port()
-    procs = [ctx.Process(target=_dist_worker, args=(r, world, port, full, queue)) for r in range(world)]
-    for p in procs:
-        p.start()
-    expected = world * 2 * len(_DIST_LOSSES)
-    out = dict(queue.get(timeout=120) for _ in range(expected))
-    for p in procs:
-        p.join(timeout=60)
-    assert all(p.exitcode == 0 for p in procs), [p.exitcode for p in procs]
+    mp.get_context("forkserver").set_forkserver_preload(["torch", "lightly.loss", "sslhub.losses"])
+    torch.multiprocessing.start_processes(_dist_worker, args=(world, _free_port(), full, str(tmp_path)), nprocs=world,
+                                          join=True, start_method="forkserver")
+    out = {}
+    for r in range(world):
+        out.update(torch.load(tmp_path / f"rank{r}.pt", weights_only=True))
+    assert len(out) == world * 2 * len(_DIST_LOSSES)
     for name in _DIST_LOSSES:
         for r in range(world):
             for mine, ref in zip(out[f"ours/{name}/{r}"], out[f"lightly/{name}/{r}"]):

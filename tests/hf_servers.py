@@ -23,7 +23,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -31,6 +30,8 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Iterator, Mapping
+
+from conftest_servers import free_port
 
 DEFAULT_OLAH_VENV = "/tmp/sslhub-olah-venv"
 LFS_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".onnx")
@@ -50,12 +51,6 @@ def olah_cli() -> Path | None:
     """``olah-cli`` of the olah venv, or None if that venv does not exist."""
     exe = Path(os.environ.get("SSLHUB_OLAH_VENV", DEFAULT_OLAH_VENV)) / "bin" / "olah-cli"
     return exe if exe.is_file() and os.access(exe, os.X_OK) else None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest_servers import free_port
 from shared_data import shared_data
 
 from sslhub.backbones import create_backbone
@@ -72,16 +72,10 @@ def run_main(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
     return rc, captured.out, captured.err
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def torchrun(*args: str, nproc: int = 2, timeout: float = 300) -> subprocess.CompletedProcess:
     exe = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
     assert exe, "torchrun comes with torch"
-    cmd = [exe, f"--nproc_per_node={nproc}", "--master_addr=127.0.0.1", f"--master_port={_free_port()}",
+    cmd = [exe, f"--nproc_per_node={nproc}", "--master_addr=127.0.0.1", f"--master_port={free_port()}",
            "-m", "sslhub", *args]  # fmt: skip
     return subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=timeout)
 

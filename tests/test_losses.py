@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import inspect
 import os
-import socket
 import zlib
 
 import pytest
 import torch
+from gloo_ranks import run_ranks
 
 lightly_loss = pytest.importorskip("lightly.loss")
 
@@ -296,12 +296,6 @@ def test_gather_is_a_noop_without_process_group() -> None:
     assert dist.all_reduce_mean(x) is x and dist.concat_all_gather(x) is x
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 _DIST_LOSSES = ["NTXentLoss", "DCLLoss", "VICRegLoss", "BarlowTwinsLoss", "TiCoLoss"]
 
 
@@ -331,18 +325,11 @@ def test_gather_distributed_two_processes(tmp_path) -> None:
     """Two gloo processes with gather_distributed=True: same losses and gradients as Lightly's, and (for
     losses that gather embeddings) the same loss as one process on the full batch, with gradients flowing
     back through the gather (rank grads = world_size x full-batch grads, which DDP's averaging undoes)."""
-    import multiprocessing as mp
-
     world = 2
     full = dict(zip(("z0", "z1"), _pair(42, 8, 6)))
-    # forkserver: children fork from a clean server (plain fork after torch has used its OpenMP pool can
-    # deadlock; spawn would re-import lightly in every child).
-    mp.get_context("forkserver").set_forkserver_preload(["torch", "lightly.loss", "sslhub.losses"])
-    torch.multiprocessing.start_processes(_dist_worker, args=(world, _free_port(), full, str(tmp_path)), nprocs=world,
-                                          join=True, start_method="forkserver")
     out = {}
-    for r in range(world):
-        out.update(torch.load(tmp_path / f"rank{r}.pt", weights_only=True))
+    for res in run_ranks(_dist_worker, tmp_path, full, world=world, preload=("lightly.loss", "sslhub.losses")):
+        out.update(res)
     assert len(out) == world * 2 * len(_DIST_LOSSES)
     for name in _DIST_LOSSES:
         for r in range(world):

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import inspect
 import os
-import socket
 
 import pytest
 import torch
+from gloo_ranks import run_ranks
 
 lightly_loss = pytest.importorskip("lightly.loss")
 
@@ -188,12 +188,6 @@ def test_roi_resample_to_grid_matches_lightly_and_feeds_the_cross_view_loss() ->
             ours.roi_resample_to_grid(*(bad, boxes) if match.startswith("feature") else (maps, bad), 3, 3)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _gather_worker(rank: int, world: int, port: int, out: str) -> None:
     import torch.distributed as dist
 
@@ -229,15 +223,7 @@ def _gather_worker(rank: int, world: int, port: int, out: str) -> None:
 
 
 def test_gathered_losses_match_lightly_under_two_processes(tmp_path) -> None:
-    # forkserver with lightly and sslhub preloaded: children fork from a clean server, so they start fast (spawn
-    # re-imports lightly in each) and cannot deadlock (plain fork after torch used its OpenMP pool can)
-    import multiprocessing as mp
-
-    mp.get_context("forkserver").set_forkserver_preload(["torch", "lightly.loss", "sslhub.losses"])
-    torch.multiprocessing.start_processes(_gather_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True,
-                                          start_method="forkserver")
-    for r in range(2):
-        res = torch.load(tmp_path / f"rank{r}.pt", weights_only=True)
+    for r, res in enumerate(run_ranks(_gather_worker, tmp_path, preload=("lightly.loss", "sslhub.losses"))):
         for name in ("detconb", "vicregl", "visreg", "lejepa", "sigreg"):
             for a, b in zip(res[f"ours_{name}"], res[f"ref_{name}"]):
                 assert torch.allclose(a, b, atol=ATOL), (r, name)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import socket
 from pathlib import Path
 
 import pytest
 import torch
+from conftest_servers import free_port
+from gloo_ranks import run_ranks
 
 import sslhub
 from sslhub.recipes import get_recipe, list_recipes
@@ -165,12 +166,6 @@ def test_loss_log_reports_the_first_non_finite_step_when_read():
     assert ok.read() is None and ok.mean == 1.5 and ok.last == 1.5
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _gather_worker(rank: int, world: int, port: int, z0: torch.Tensor, z1: torch.Tensor, out: str) -> None:
     import torch.distributed as dist
 
@@ -192,8 +187,7 @@ def test_gathered_loss_equals_single_process_loss(tmp_path):
 
     g = torch.Generator().manual_seed(0)
     z0, z1 = torch.randn(8, 16, generator=g), torch.randn(8, 16, generator=g)
-    torch.multiprocessing.spawn(_gather_worker, args=(2, _free_port(), z0, z1, str(tmp_path)), nprocs=2, join=True)
-    res = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    res = run_ranks(_gather_worker, tmp_path, z0, z1)
     a = z0.clone().requires_grad_(True)
     full = NTXentLoss(temperature=0.3)(a, z1)
     full.backward()
@@ -249,7 +243,7 @@ def test_torchrun_two_processes_ddp(tmp_path):
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
     assert torchrun, "torchrun comes with torch"
     out = tmp_path / "ddp"
-    cmd = [torchrun, "--nproc_per_node=2", "--master_addr=127.0.0.1", f"--master_port={_free_port()}", "-m", "sslhub",
+    cmd = [torchrun, "--nproc_per_node=2", "--master_addr=127.0.0.1", f"--master_port={free_port()}", "-m", "sslhub",
            "train", "simclr-resnet-9", "--data", str(DATA / "train"), "--epochs", "1", "--out", str(out),
            "--set", "backbone.width=0.0625", "--set", "batch_size=8", "--set", "model.out_dim=8", "--max-steps", "2",
            "--device", "cpu"]  # fmt: skip
